@@ -1,0 +1,1 @@
+# walship_test(<binary> <sources> LIBS <libs>): one line per test area.
