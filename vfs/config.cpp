@@ -1,0 +1,131 @@
+// Settings resolution and the lifecycle log (see config.h).
+#include "config.h"
+
+#include "sqlite.h"
+
+#include <cctype>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <mutex>
+
+namespace walship {
+
+std::string setting(const char* uri_db, const char* name) {
+    if (uri_db) {
+        if (const char* v = sqlite3_uri_parameter(uri_db, name)) return v;
+    }
+    std::string env = "WALSHIP_";
+    for (const char* p = name; *p; p++) env += char(std::toupper(static_cast<unsigned char>(*p)));
+    const char* v = std::getenv(env.c_str());
+    return v ? v : "";
+}
+
+static bool parse_int(const std::string& s, long long lo, long long hi, long long* out) {
+    if (s.empty()) return false;
+    char* end = nullptr;
+    long long v = std::strtoll(s.c_str(), &end, 10);
+    if (*end != '\0' || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+// Resolves a path so that the same file always gets the same name (WALSHIP_DB matching).
+static std::string normalize_path(const std::string& p) {
+    char buf[4096];
+    if (realpath(p.c_str(), buf)) return buf;
+    // The file may not exist yet: resolve its directory.
+    auto slash = p.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : p.substr(0, slash));
+    std::string base = slash == std::string::npos ? p : p.substr(slash + 1);
+    if (realpath(dir.c_str(), buf)) return std::string(buf) + (std::string(buf) == "/" ? "" : "/") + base;
+    return p;
+}
+
+bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, std::string* error) {
+    cfg->db_path = path;
+    cfg->replica_url = uri_db ? (sqlite3_uri_parameter(uri_db, "replica") ? sqlite3_uri_parameter(uri_db, "replica") : "") : "";
+    if (cfg->replica_url.empty()) {
+        const char* url = std::getenv("WALSHIP_REPLICA_URL");
+        const char* db = std::getenv("WALSHIP_DB");
+        if (url && *url && (!db || !*db || normalize_path(db) == normalize_path(path))) cfg->replica_url = url;
+    }
+    if (cfg->replica_url.empty()) return true;
+
+    struct IntSetting {
+        const char* name;
+        long long lo, hi;
+        int* target;
+    } ints[] = {
+        {"sync_interval", 0, 3600000, &cfg->sync_interval_ms},
+        {"flush_timeout", 1, 3600000, &cfg->flush_timeout_ms},
+        {"close_timeout", 0, 3600000, &cfg->close_timeout_ms},
+        {"zstd_level", -5, 19, &cfg->zstd_level},
+    };
+    for (auto& s : ints) {
+        std::string v = setting(uri_db, s.name);
+        long long n;
+        if (v.empty()) continue;
+        if (!parse_int(v, s.lo, s.hi, &n)) {
+            *error = std::string("walship: invalid ") + s.name + " '" + v + "' (expected an integer from " +
+                     std::to_string(s.lo) + " to " + std::to_string(s.hi) + ")";
+            return false;
+        }
+        *s.target = int(n);
+    }
+    std::string v = setting(uri_db, "max_wal_size");
+    if (!v.empty()) {
+        long long n;
+        if (!parse_int(v, 1 << 20, (1ll << 50), &n)) {
+            *error = "walship: invalid max_wal_size '" + v + "' (bytes, at least 1048576)";
+            return false;
+        }
+        cfg->max_wal_bytes = uint64_t(n);
+    }
+    v = setting(uri_db, "restore");
+    if (v == "auto" || v.empty()) cfg->restore_auto = true;
+    else if (v == "off") cfg->restore_auto = false;
+    else {
+        *error = "walship: invalid restore '" + v + "' (expected auto or off)";
+        return false;
+    }
+    v = setting(uri_db, "durability");
+    if (v == "local" || v.empty()) cfg->durability_remote = false;
+    else if (v == "remote") cfg->durability_remote = true;
+    else {
+        *error = "walship: invalid durability '" + v + "' (expected local or remote)";
+        return false;
+    }
+    return true;
+}
+
+static LogLevel configured_level() {
+    const char* v = std::getenv("WALSHIP_LOG_LEVEL");
+    if (!v) return LogLevel::Info;
+    std::string s(v);
+    if (s == "error") return LogLevel::Error;
+    if (s == "warn" || s == "warning") return LogLevel::Warn;
+    if (s == "debug") return LogLevel::Debug;
+    if (s == "off" || s == "none") return LogLevel(-1);
+    return LogLevel::Info;
+}
+
+void log(LogLevel level, const std::string& message) {
+    static const char* names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
+    static std::mutex mu;
+    int code = level == LogLevel::Error ? SQLITE_ERROR : level == LogLevel::Warn ? SQLITE_WARNING : SQLITE_NOTICE;
+    if (level <= LogLevel::Warn) sqlite3_log(code, "walship: %s", message.c_str());
+    if (int(level) > int(configured_level())) return;
+    auto now = std::chrono::system_clock::now();
+    std::time_t t = std::chrono::system_clock::to_time_t(now);
+    int ms = int(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char ts[32];
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    std::lock_guard<std::mutex> lock(mu);
+    fprintf(stderr, "%s.%03dZ walship %s %s\n", ts, ms, names[int(level)], message.c_str());
+}
+
+}  // namespace walship

@@ -1,0 +1,39 @@
+// Per-database settings: where it replicates and how, from URI parameters or WALSHIP_* variables.
+// Also the lifecycle log (stderr, WALSHIP_LOG_LEVEL) shared by the VFS, shipper and restore.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace walship {
+
+struct Config {
+    std::string db_path;          // absolute path of the database file
+    std::string replica_url;      // empty: this database does not replicate
+    int sync_interval_ms = 1000;  // at most one upload per interval under steady writes
+    bool restore_auto = true;     // restore=auto|off
+    bool durability_remote = false;        // durability=local|remote
+    int flush_timeout_ms = 30000;          // walship_flush and remote-durability commits
+    int close_timeout_ms = 10000;          // how long the last close waits for shipping
+    int zstd_level = 3;
+    uint64_t max_wal_bytes = 1ull << 30;   // WAL size cap while holding resets (see DESIGN.md)
+    uint64_t max_segment_bytes = 16u << 20;  // raw page bytes per segment object
+};
+
+// Reads a setting: the URI parameter `name` (when uri_db is non-null), else WALSHIP_<NAME>.
+// Returns "" when neither is set.
+std::string setting(const char* uri_db, const char* name);
+
+// Resolves the configuration for a database being opened. `uri_db` is the zName SQLite passed to
+// xOpen (it carries URI parameters). Fills *error and returns false on an invalid value.
+bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, std::string* error);
+
+enum class LogLevel { Error = 0, Warn = 1, Info = 2, Debug = 3 };
+// One line to stderr (when at or above WALSHIP_LOG_LEVEL, default info) and to sqlite3_log.
+void log(LogLevel level, const std::string& message);
+inline void log_info(const std::string& m) { log(LogLevel::Info, m); }
+inline void log_warn(const std::string& m) { log(LogLevel::Warn, m); }
+inline void log_error(const std::string& m) { log(LogLevel::Error, m); }
+inline void log_debug(const std::string& m) { log(LogLevel::Debug, m); }
+
+}  // namespace walship

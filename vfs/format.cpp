@@ -1,0 +1,259 @@
+// Encoding and decoding of replica objects (see docs/FORMAT.md). Pure functions, no I/O.
+#include "format.h"
+
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <zstd.h>
+
+#include <chrono>
+#include <cstring>
+#include <random>
+
+namespace walship {
+
+void put_u32le(std::string& s, uint32_t v) {
+    for (int i = 0; i < 4; i++) s.push_back(char((v >> (8 * i)) & 0xff));
+}
+void put_u64le(std::string& s, uint64_t v) {
+    for (int i = 0; i < 8; i++) s.push_back(char((v >> (8 * i)) & 0xff));
+}
+uint32_t get_u32le(const unsigned char* p) {
+    return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+uint64_t get_u64le(const unsigned char* p) { return uint64_t(get_u32le(p)) | uint64_t(get_u32le(p + 4)) << 32; }
+uint32_t get_u32be(const unsigned char* p) {
+    return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | uint32_t(p[3]);
+}
+
+static std::string hex16(uint64_t v) {
+    char buf[17];
+    snprintf(buf, sizeof buf, "%016llx", (unsigned long long)v);
+    return buf;
+}
+
+static std::optional<uint64_t> parse_hex16(const std::string& s) {
+    if (s.size() != 16) return std::nullopt;
+    uint64_t v = 0;
+    for (char c : s) {
+        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+        if (d < 0) return std::nullopt;
+        v = v << 4 | uint64_t(d);
+    }
+    return v;
+}
+
+std::string generation_name(uint64_t gen) { return hex16(gen); }
+std::optional<uint64_t> parse_generation(const std::string& name) { return parse_hex16(name); }
+
+uint64_t new_generation_id() {
+    static std::mt19937_64 rng(std::random_device{}());
+    uint64_t ms = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch()).count());
+    return (ms & 0xffffffffffffULL) << 16 | (rng() & 0xffff);
+}
+
+std::string generation_prefix(uint64_t gen) { return "generations/" + hex16(gen) + "/"; }
+std::string snapshot_key(uint64_t gen, uint64_t txid) { return generation_prefix(gen) + "snapshots/" + hex16(txid) + ".snap"; }
+std::string segment_key(uint64_t gen, uint64_t first, uint64_t last) {
+    return generation_prefix(gen) + "segments/" + hex16(first) + "-" + hex16(last) + ".seg";
+}
+
+std::optional<ParsedKey> parse_key(const std::string& key) {
+    // generations/<16>/snapshots/<16>.snap  or  generations/<16>/segments/<16>-<16>.seg
+    const std::string g = "generations/";
+    if (key.compare(0, g.size(), g) != 0 || key.size() < g.size() + 17) return std::nullopt;
+    ParsedKey out;
+    auto gen = parse_hex16(key.substr(g.size(), 16));
+    if (!gen || key[g.size() + 16] != '/') return std::nullopt;
+    out.gen = *gen;
+    std::string rest = key.substr(g.size() + 17);
+    if (rest.size() == 10 + 16 + 5 && rest.compare(0, 10, "snapshots/") == 0 && rest.compare(26, 5, ".snap") == 0) {
+        auto t = parse_hex16(rest.substr(10, 16));
+        if (!t) return std::nullopt;
+        out.snapshot = true;
+        out.first = out.last = *t;
+        return out;
+    }
+    if (rest.size() == 9 + 33 + 4 && rest.compare(0, 9, "segments/") == 0 && rest[25] == '-' && rest.compare(42, 4, ".seg") == 0) {
+        auto a = parse_hex16(rest.substr(9, 16)), b = parse_hex16(rest.substr(26, 16));
+        if (!a || !b || *a > *b) return std::nullopt;
+        out.first = *a;
+        out.last = *b;
+        return out;
+    }
+    return std::nullopt;
+}
+
+std::string sha256_raw(const void* data, size_t len) {
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256(static_cast<const unsigned char*>(data), len, md);
+    return std::string(reinterpret_cast<char*>(md), sizeof md);
+}
+
+uint64_t page_hash(uint32_t pgno, const void* data, size_t len) {
+    struct Ctx {
+        EVP_MD_CTX* c = EVP_MD_CTX_new();
+        ~Ctx() { EVP_MD_CTX_free(c); }
+    };
+    thread_local Ctx ctx;
+    unsigned char be[4] = {uint8_t(pgno >> 24), uint8_t(pgno >> 16), uint8_t(pgno >> 8), uint8_t(pgno)};
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_DigestInit_ex(ctx.c, EVP_sha256(), nullptr);
+    EVP_DigestUpdate(ctx.c, be, 4);
+    EVP_DigestUpdate(ctx.c, data, len);
+    EVP_DigestFinal_ex(ctx.c, md, &mdlen);
+    return get_u64le(md);
+}
+
+void DbChecksum::set_page(uint32_t pgno, const void* data, size_t len) {
+    if (pgno == 0) return;
+    if (hashes_.size() < pgno) hashes_.resize(pgno, 0);
+    sum_ -= hashes_[pgno - 1];
+    hashes_[pgno - 1] = page_hash(pgno, data, len);
+    sum_ += hashes_[pgno - 1];
+}
+
+void DbChecksum::truncate(uint32_t db_pages) {
+    while (hashes_.size() > db_pages) {
+        sum_ -= hashes_.back();
+        hashes_.pop_back();
+    }
+}
+
+void encode_header(const ObjectHeader& h, unsigned char out[kHeaderSize]) {
+    std::string s(kMagic, 8);
+    s.push_back(char(h.kind));
+    s.push_back(char(h.version));
+    s.push_back(char(h.flags & 0xff));
+    s.push_back(char(h.flags >> 8));
+    put_u32le(s, h.page_size);
+    put_u64le(s, h.generation);
+    put_u64le(s, h.first_txid);
+    put_u64le(s, h.last_txid);
+    put_u64le(s, h.first_ts_ms);
+    put_u64le(s, h.last_ts_ms);
+    put_u32le(s, h.db_pages);
+    put_u32le(s, h.txn_count);
+    put_u64le(s, 0);  // reserved (the database checksum lives in the trailer)
+    put_u64le(s, h.body_len);
+    put_u32le(s, h.wal_salt1);
+    put_u32le(s, h.wal_salt2);
+    put_u32le(s, h.wal_frame);
+    put_u32le(s, h.wal_cksum1);
+    put_u32le(s, h.wal_cksum2);
+    s.resize(kHeaderSize, '\0');
+    memcpy(out, s.data(), kHeaderSize);
+}
+
+static bool valid_page_size(uint32_t ps) { return ps >= 512 && ps <= 65536 && (ps & (ps - 1)) == 0; }
+
+std::string decode_header(const unsigned char* in, size_t len, ObjectHeader* h) {
+    if (len < kHeaderSize) return "object too short for a walship header";
+    if (memcmp(in, kMagic, 8) != 0) return "not a walship object (bad magic)";
+    h->kind = ObjectKind(in[8]);
+    h->version = in[9];
+    if (h->version != 1) return "unsupported walship object version " + std::to_string(h->version);
+    if (h->kind != ObjectKind::Snapshot && h->kind != ObjectKind::Segment) return "unknown object kind";
+    h->flags = uint16_t(in[10] | in[11] << 8);
+    h->page_size = get_u32le(in + 12);
+    h->generation = get_u64le(in + 16);
+    h->first_txid = get_u64le(in + 24);
+    h->last_txid = get_u64le(in + 32);
+    h->first_ts_ms = get_u64le(in + 40);
+    h->last_ts_ms = get_u64le(in + 48);
+    h->db_pages = get_u32le(in + 56);
+    h->txn_count = get_u32le(in + 60);
+    h->body_len = get_u64le(in + 72);
+    h->wal_salt1 = get_u32le(in + 80);
+    h->wal_salt2 = get_u32le(in + 84);
+    h->wal_frame = get_u32le(in + 88);
+    h->wal_cksum1 = get_u32le(in + 92);
+    h->wal_cksum2 = get_u32le(in + 96);
+    if (!valid_page_size(h->page_size)) return "bad page size " + std::to_string(h->page_size);
+    if (h->first_txid > h->last_txid) return "bad transaction range";
+    if (h->kind == ObjectKind::Snapshot && h->body_len != uint64_t(h->db_pages) * h->page_size)
+        return "snapshot body length does not match its page count";
+    return "";
+}
+
+std::string encode_segment(ObjectHeader h, const std::vector<Txn>& txns, int zstd_level) {
+    std::string body;
+    for (const Txn& t : txns) {
+        put_u64le(body, t.txid);
+        put_u64le(body, t.ts_ms);
+        put_u32le(body, t.db_pages);
+        put_u32le(body, uint32_t(t.pages.size()));
+        put_u64le(body, t.has_checksum ? t.db_checksum : 0);
+        for (auto& [pgno, data] : t.pages) {
+            put_u32le(body, pgno);
+            body += data;
+        }
+    }
+    h.kind = ObjectKind::Segment;
+    h.body_len = body.size();
+    h.txn_count = uint32_t(txns.size());
+    std::string out(kHeaderSize, '\0');
+    encode_header(h, reinterpret_cast<unsigned char*>(&out[0]));
+    size_t bound = ZSTD_compressBound(body.size());
+    out.resize(kHeaderSize + bound);
+    size_t n = ZSTD_compress(&out[kHeaderSize], bound, body.data(), body.size(), zstd_level);
+    if (ZSTD_isError(n)) return "";
+    out.resize(kHeaderSize + n);
+    append_trailer(out, txns.empty() ? 0 : txns.back().db_checksum);
+    return out;
+}
+
+std::string decode_segment_body(const ObjectHeader& h, const std::string& body, std::vector<Txn>* txns) {
+    const auto* p = reinterpret_cast<const unsigned char*>(body.data());
+    size_t left = body.size();
+    uint64_t expect = h.first_txid;
+    for (uint32_t i = 0; i < h.txn_count; i++) {
+        if (left < 32) return "segment truncated in a transaction header";
+        Txn t;
+        t.txid = get_u64le(p);
+        t.ts_ms = get_u64le(p + 8);
+        t.db_pages = get_u32le(p + 16);
+        uint32_t npages = get_u32le(p + 20);
+        t.db_checksum = get_u64le(p + 24);
+        t.has_checksum = (h.flags & kFlagDbChecksum) != 0;
+        p += 32;
+        left -= 32;
+        if (t.txid != expect) return "segment transaction ids are not contiguous";
+        expect++;
+        size_t rec = 4 + size_t(h.page_size);
+        if (left / rec < npages) return "segment truncated in page data";
+        for (uint32_t k = 0; k < npages; k++) {
+            uint32_t pgno = get_u32le(p);
+            if (pgno == 0) return "segment has page number 0";
+            t.pages[pgno].assign(reinterpret_cast<const char*>(p + 4), h.page_size);
+            p += rec;
+            left -= rec;
+        }
+        txns->push_back(std::move(t));
+    }
+    if (left != 0) return "segment has trailing bytes";
+    if (expect != h.last_txid + 1) return "segment transaction count does not match its range";
+    return "";
+}
+
+void append_trailer(std::string& object, uint64_t db_checksum) {
+    put_u64le(object, db_checksum);
+    object += sha256_raw(object.data(), object.size());
+}
+
+std::string open_object(const std::string& object, ObjectHeader* h, std::string* body) {
+    if (object.size() < kHeaderSize + kTrailerSize) return "object too short";
+    size_t n = object.size() - kTrailerSize;
+    if (sha256_raw(object.data(), n + 8) != object.substr(n + 8)) return "checksum mismatch (object is corrupted)";
+    std::string err = decode_header(reinterpret_cast<const unsigned char*>(object.data()), n, h);
+    if (!err.empty()) return err;
+    h->db_checksum = get_u64le(reinterpret_cast<const unsigned char*>(object.data()) + n);
+    if (h->body_len > (uint64_t(1) << 34)) return "implausible body length";
+    body->resize(h->body_len);
+    size_t got = ZSTD_decompress(body->empty() ? nullptr : &(*body)[0], body->size(), object.data() + kHeaderSize, n - kHeaderSize);
+    if (ZSTD_isError(got) || got != h->body_len) return "body does not decompress to its stated length";
+    return "";
+}
+
+}  // namespace walship

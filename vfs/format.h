@@ -1,0 +1,103 @@
+// The replica format: object names and the encoding of snapshots and transaction segments.
+// docs/FORMAT.md is the specification; this file implements it. Nothing here does I/O.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace walship {
+
+constexpr char kMagic[8] = {'W', 'A', 'L', 'S', 'H', 'I', 'P', '1'};
+constexpr size_t kHeaderSize = 112;
+constexpr size_t kTrailerSize = 40;  // u64 database checksum, then SHA-256 of everything before it
+
+enum class ObjectKind : uint8_t { Snapshot = 1, Segment = 2 };
+enum : uint16_t { kFlagDbChecksum = 1 };
+
+struct ObjectHeader {
+    ObjectKind kind = ObjectKind::Segment;
+    uint8_t version = 1;
+    uint16_t flags = 0;
+    uint32_t page_size = 0;
+    uint64_t generation = 0;
+    uint64_t first_txid = 0, last_txid = 0;
+    uint64_t first_ts_ms = 0, last_ts_ms = 0;
+    uint32_t db_pages = 0;      // database size in pages after last_txid
+    uint32_t txn_count = 0;
+    uint64_t db_checksum = 0;   // after last_txid (stored in the trailer), valid when flags & kFlagDbChecksum
+    uint64_t body_len = 0;      // uncompressed body length
+    uint32_t wal_salt1 = 0, wal_salt2 = 0, wal_frame = 0, wal_cksum1 = 0, wal_cksum2 = 0;
+};
+
+// One committed transaction: the final image of every page it wrote.
+struct Txn {
+    uint64_t txid = 0;
+    uint64_t ts_ms = 0;
+    uint32_t db_pages = 0;          // database size after commit
+    bool has_checksum = false;
+    uint64_t db_checksum = 0;       // database checksum after commit
+    std::map<uint32_t, std::string> pages;
+};
+
+// Generations are 16 hex digits: milliseconds since the epoch (48 bits) then 16 random bits, so
+// names sort by creation time.
+std::string generation_name(uint64_t gen);
+std::optional<uint64_t> parse_generation(const std::string& name);
+uint64_t new_generation_id();
+
+std::string generation_prefix(uint64_t gen);                 // "generations/<gen>/"
+std::string snapshot_key(uint64_t gen, uint64_t txid);       // ".../snapshots/<txid>.snap"
+std::string segment_key(uint64_t gen, uint64_t first, uint64_t last);  // ".../segments/<first>-<last>.seg"
+
+struct ParsedKey {
+    uint64_t gen = 0;
+    bool snapshot = false;
+    uint64_t first = 0, last = 0;  // snapshot: both its txid
+};
+std::optional<ParsedKey> parse_key(const std::string& relative_key);
+
+// The database checksum: the sum (mod 2^64) over pages 1..N of page_hash(pgno, page).
+uint64_t page_hash(uint32_t pgno, const void* data, size_t len);
+
+// Maintains per-page hashes so the database checksum can follow each transaction.
+class DbChecksum {
+public:
+    void reset() { hashes_.clear(); sum_ = 0; }
+    void set_page(uint32_t pgno, const void* data, size_t len);
+    void truncate(uint32_t db_pages);  // drop pages beyond the new size
+    uint64_t value() const { return sum_; }
+    uint32_t pages() const { return uint32_t(hashes_.size()); }
+
+private:
+    std::vector<uint64_t> hashes_;  // index pgno-1
+    uint64_t sum_ = 0;
+};
+
+// Appends the trailer (database checksum + SHA-256 of everything so far) to a whole object.
+void append_trailer(std::string& object, uint64_t db_checksum);
+
+void encode_header(const ObjectHeader& h, unsigned char out[kHeaderSize]);
+// Fails (returns an error text) on bad magic, version or sizes.
+std::string decode_header(const unsigned char* in, size_t len, ObjectHeader* h);
+
+// Builds a whole segment object (header + zstd body + trailer) from transactions.
+std::string encode_segment(ObjectHeader h, const std::vector<Txn>& txns, int zstd_level);
+
+// Parses a segment body (already decompressed) into transactions; error text on malformed data.
+std::string decode_segment_body(const ObjectHeader& h, const std::string& body, std::vector<Txn>* txns);
+
+// Checks the trailer of a whole object held in memory and decompresses its body.
+std::string open_object(const std::string& object, ObjectHeader* h, std::string* body);
+
+std::string sha256_raw(const void* data, size_t len);
+
+void put_u32le(std::string& s, uint32_t v);
+void put_u64le(std::string& s, uint64_t v);
+uint32_t get_u32le(const unsigned char* p);
+uint64_t get_u64le(const unsigned char* p);
+uint32_t get_u32be(const unsigned char* p);
+
+}  // namespace walship

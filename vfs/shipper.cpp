@@ -1,0 +1,836 @@
+// The shipper thread: from committed WAL frames to segments in the bucket (see shipper.h and
+// docs/DESIGN.md). Everything slow (reading the WAL, zstd, the network) happens here, never on the
+// application's write path.
+#include "shipper.h"
+
+#include "restore.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+#include <openssl/evp.h>
+
+#include <chrono>
+#include <cstring>
+#include <map>
+
+namespace walship {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+namespace {
+
+std::mutex registry_mu;
+std::map<std::string, std::weak_ptr<Shipper>>& registry() {
+    static std::map<std::string, std::weak_ptr<Shipper>> r;
+    return r;
+}
+std::map<std::string, std::string>& location_owner() {  // canonical replica URL -> db path
+    static std::map<std::string, std::string> r;
+    return r;
+}
+
+bool pread_all(int fd, void* buf, size_t len, off_t off) {
+    char* p = static_cast<char*>(buf);
+    while (len > 0) {
+        ssize_t n = ::pread(fd, p, len, off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        p += n;
+        len -= size_t(n);
+        off += n;
+    }
+    return true;
+}
+
+std::string json_escape(const std::string& s) {
+    std::string o;
+    for (char c : s) {
+        if (c == '"' || c == '\\') o += '\\', o += c;
+        else if ((unsigned char)c < 0x20) { char b[8]; snprintf(b, sizeof b, "\\u%04x", c); o += b; }
+        else o += c;
+    }
+    return o;
+}
+
+// Streams a snapshot object: header, zstd-compressed pages, trailer; hashes as it goes.
+class SnapshotWriter {
+public:
+    SnapshotWriter(s3::ObjectWriter* w, int level) : w_(w) {
+        cctx_ = ZSTD_createCCtx();
+        ZSTD_CCtx_setParameter(cctx_, ZSTD_c_compressionLevel, level);
+        md_ = EVP_MD_CTX_new();
+        EVP_DigestInit_ex(md_, EVP_sha256(), nullptr);
+        out_.resize(ZSTD_CStreamOutSize());
+    }
+    ~SnapshotWriter() {
+        ZSTD_freeCCtx(cctx_);
+        EVP_MD_CTX_free(md_);
+    }
+    s3::Status raw(const void* p, size_t n) {
+        EVP_DigestUpdate(md_, p, n);
+        return w_->write(p, n);
+    }
+    s3::Status page(const void* p, size_t n, ZSTD_EndDirective mode = ZSTD_e_continue) {
+        ZSTD_inBuffer in{p, n, 0};
+        for (;;) {
+            ZSTD_outBuffer out{&out_[0], out_.size(), 0};
+            size_t rem = ZSTD_compressStream2(cctx_, &out, &in, mode);
+            if (ZSTD_isError(rem)) return s3::make_error(s3::ErrorKind::Io, std::string("zstd: ") + ZSTD_getErrorName(rem));
+            if (out.pos) {
+                s3::Status st = raw(out.dst, out.pos);
+                if (!st.ok()) return st;
+            }
+            if (mode == ZSTD_e_end ? rem == 0 : in.pos == in.size) return {};
+        }
+    }
+    s3::Status finish(uint64_t db_checksum) {
+        s3::Status st = page(nullptr, 0, ZSTD_e_end);
+        if (!st.ok()) return st;
+        std::string t;
+        put_u64le(t, db_checksum);
+        EVP_DigestUpdate(md_, t.data(), t.size());
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        EVP_DigestFinal_ex(md_, md, &len);
+        t.append(reinterpret_cast<char*>(md), len);
+        st = w_->write(t.data(), t.size());
+        if (!st.ok()) return st;
+        return w_->commit();
+    }
+
+private:
+    s3::ObjectWriter* w_;
+    ZSTD_CCtx* cctx_;
+    EVP_MD_CTX* md_;
+    std::string out_;
+};
+
+}  // namespace
+
+std::shared_ptr<Shipper> Shipper::acquire(sqlite3_vfs* base, const Config& cfg, std::string* error) {
+    auto loc = s3::parse_location(cfg.replica_url, s3::Environment::from_process());
+    if (!loc.ok()) {
+        *error = "walship: " + loc.error().str();
+        return nullptr;
+    }
+    std::string canon = loc->url();
+    std::lock_guard<std::mutex> lock(registry_mu);
+    auto it = registry().find(cfg.db_path);
+    if (it != registry().end()) {
+        if (auto s = it->second.lock()) {
+            auto o = location_owner().find(canon);
+            if (o == location_owner().end() || o->second != cfg.db_path) {
+                *error = "walship: " + cfg.db_path + " is already replicating to a different location in this process";
+                return nullptr;
+            }
+            return s;
+        }
+    }
+    auto owner = location_owner().find(canon);
+    if (owner != location_owner().end() && owner->second != cfg.db_path) {
+        auto other = registry().find(owner->second);
+        if (other != registry().end() && !other->second.expired()) {
+            *error = "walship: replica location " + canon + " is already used by " + owner->second +
+                     "; two databases cannot share one replica location";
+            return nullptr;
+        }
+    }
+    std::shared_ptr<Shipper> s(new Shipper(base, cfg));
+    if (!s->start(error)) return nullptr;
+    registry()[cfg.db_path] = s;
+    location_owner()[canon] = cfg.db_path;
+    return s;
+}
+
+Shipper::Shipper(sqlite3_vfs* base, Config cfg) : base_(base), cfg_(std::move(cfg)) {}
+
+bool Shipper::start(std::string* error) {
+    auto st = s3::open_store(cfg_.replica_url, s3::Environment::from_process());
+    if (!st.ok()) {
+        *error = "walship: " + st.error().str();
+        return false;
+    }
+    store_ = std::move(st.value());
+    if (!side_.open(cfg_.db_path, error)) return false;
+    thread_ = std::thread([this] { run(); });
+    return true;
+}
+
+Shipper::~Shipper() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        stop_ = true;
+    }
+    cv_.notify_all();
+    done_cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    close_handles();
+    if (is_shipper_) {
+        side_.state()->shipper_pid = 0;
+        side_.unlock(SideFile::kShipLock);
+    }
+    std::lock_guard<std::mutex> lock(registry_mu);
+    auto it = registry().find(cfg_.db_path);
+    if (it != registry().end() && it->second.expired()) registry().erase(it);
+    for (auto o = location_owner().begin(); o != location_owner().end();) {
+        if (o->second == cfg_.db_path && registry().find(cfg_.db_path) == registry().end()) o = location_owner().erase(o);
+        else ++o;
+    }
+}
+
+void Shipper::notify() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        notified_ = true;
+        stats_.last_commit_ms = now_ms();
+    }
+    cv_.notify_one();
+}
+
+void Shipper::request_snapshot() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        snapshot_requested_ = true;
+    }
+    cv_.notify_one();
+}
+
+bool Shipper::unshipped(const ShmHeader* h) const {
+    uint64_t pos = side_.state()->shipped.load();
+    if (!h) return true;
+    if (h->mx_frame == 0) return false;
+    return uint32_t(pos >> 32) != h->salt2 || uint32_t(pos) < h->mx_frame;
+}
+
+bool Shipper::allow_wal_reset(const ShmHeader& h) {
+    SideState* s = side_.state();
+    if (!unshipped(&h)) {
+        s->reset_allowed = h.salt2;
+        s->holding_since_ms = 0;
+        return true;
+    }
+    uint64_t wal_bytes = uint64_t(h.mx_frame) * (h.page_size + kWalFrameHeaderSize) + kWalHeaderSize;
+    if (wal_bytes > cfg_.max_wal_bytes) {
+        // Past the cap: let SQLite reset the WAL and start a new generation once the store is back.
+        if (!s->needs_snapshot.exchange(1))
+            log_warn("WAL passed max_wal_size (" + std::to_string(wal_bytes) + " bytes) with unshipped frames; "
+                     "allowing the reset, a new snapshot will be taken");
+        return true;
+    }
+    uint64_t expected = 0;
+    s->holding_since_ms.compare_exchange_strong(expected, uint64_t(now_ms()));
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        notified_ = true;
+    }
+    cv_.notify_one();
+    return false;
+}
+
+int Shipper::flush(int timeout_ms, std::string* error) {
+    std::unique_lock<std::mutex> lock(mu_);
+    uint64_t ticket = ++flush_requested_;
+    cv_.notify_one();
+    bool done = done_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return flush_done_ >= ticket || stop_; });
+    if (done && flush_done_ >= ticket) return SQLITE_OK;
+    *error = "walship: flush timed out after " + std::to_string(timeout_ms) + " ms";
+    if (!stats_.last_error.empty()) *error += "; last error: " + stats_.last_error;
+    return SQLITE_BUSY;
+}
+
+void Shipper::set_error(const std::string& e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stats_.last_error != e) log_error(e);
+    stats_.last_error = e;
+    stats_.errors++;
+}
+
+void Shipper::publish_position() {
+    side_.state()->shipped = pack_position(salt2_, frame_);
+}
+
+std::string Shipper::status_json() {
+    std::lock_guard<std::mutex> lock(mu_);
+    int64_t now = now_ms();
+    int64_t lag = stats_.oldest_unshipped_ms ? now - stats_.oldest_unshipped_ms : 0;
+    std::string s = "{";
+    s += "\"database\":\"" + json_escape(cfg_.db_path) + "\"";
+    s += ",\"replica\":\"" + json_escape(store_->describe()) + "\"";
+    s += ",\"shipper\":" + std::string(is_shipper_ ? "true" : "false");
+    s += ",\"shipper_pid\":" + std::to_string(side_.state()->shipper_pid.load());
+    s += ",\"generation\":\"" + (have_generation_ ? generation_name(generation_) : std::string()) + "\"";
+    s += ",\"txid\":" + std::to_string(txid_);
+    s += ",\"pending_frames\":" + std::to_string(stats_.pending_frames);
+    s += ",\"pending_bytes\":" + std::to_string(stats_.pending_bytes);
+    s += ",\"pending_txns\":" + std::to_string(stats_.pending_txns_est);
+    s += ",\"lag_ms\":" + std::to_string(lag);
+    s += ",\"uploads\":" + std::to_string(stats_.uploads);
+    s += ",\"upload_bytes\":" + std::to_string(stats_.upload_bytes);
+    s += ",\"txns_shipped\":" + std::to_string(stats_.txns_shipped);
+    s += ",\"snapshots\":" + std::to_string(stats_.snapshots);
+    s += ",\"errors\":" + std::to_string(stats_.errors);
+    s += ",\"needs_snapshot\":" + std::string(side_.state()->needs_snapshot.load() ? "true" : "false");
+    s += ",\"wal_reset_held_ms\":" + std::to_string(side_.state()->holding_since_ms.load() ? now - int64_t(side_.state()->holding_since_ms.load()) : 0);
+    s += ",\"sqlite_version\":\"" + std::string(sqlite3_libversion()) + "\"";
+    int v = sqlite3_libversion_number();
+    bool reset_bug = v < 3044006 || (v >= 3045000 && v < 3050007) || (v >= 3051000 && v < 3051003);
+    s += ",\"wal_reset_bug\":" + std::string(reset_bug ? "true" : "false");
+    s += ",\"last_error\":\"" + json_escape(stats_.last_error) + "\"";
+    s += "}";
+    return s;
+}
+
+bool Shipper::open_handles() {
+    if (!db_) {
+        std::string wal = cfg_.db_path + "-wal";
+        struct stat st {};
+        if (::stat(wal.c_str(), &st) != 0) return false;  // not in WAL mode (yet)
+        sqlite3_filename name = sqlite3_create_filename(cfg_.db_path.c_str(), (cfg_.db_path + "-journal").c_str(), wal.c_str(), 0, nullptr);
+        db_ = static_cast<sqlite3_file*>(sqlite3_malloc(base_->szOsFile));
+        memset(db_, 0, size_t(base_->szOsFile));
+        int out = 0;
+        int rc = base_->xOpen(base_, name, db_, SQLITE_OPEN_MAIN_DB | SQLITE_OPEN_READWRITE, &out);
+        if (rc != SQLITE_OK || !db_->pMethods || db_->pMethods->iVersion < 2) {
+            if (db_->pMethods) db_->pMethods->xClose(db_);
+            sqlite3_free(db_);
+            sqlite3_free_filename(name);
+            db_ = nullptr;
+            return false;
+        }
+        name_ = name;
+        void volatile* p = nullptr;
+        rc = db_->pMethods->xShmMap(db_, 0, 32768, 0, &p);
+        if (rc != SQLITE_OK || !p) {
+            close_handles();
+            return false;
+        }
+        shm0_ = p;
+    }
+    std::string wal = cfg_.db_path + "-wal";
+    struct stat st {};
+    if (::stat(wal.c_str(), &st) != 0) return false;
+    if (wal_fd_ < 0 || st.st_ino != wal_ino_) {
+        if (wal_fd_ >= 0) ::close(wal_fd_);
+        wal_fd_ = ::open(wal.c_str(), O_RDONLY | O_CLOEXEC);
+        if (wal_fd_ < 0) return false;
+        wal_ino_ = st.st_ino;
+    }
+    return true;
+}
+
+void Shipper::close_handles() {
+    if (wal_fd_ >= 0) ::close(wal_fd_);
+    wal_fd_ = -1;
+    if (db_) {
+        if (shm0_.exchange(nullptr)) db_->pMethods->xShmUnmap(db_, 0);
+        db_->pMethods->xClose(db_);
+        sqlite3_free(db_);
+        db_ = nullptr;
+    }
+    if (name_) sqlite3_free_filename(name_);
+    name_ = nullptr;
+}
+
+bool Shipper::read_header(ShmHeader* h) {
+    for (int i = 0; i < 100; i++) {
+        if (read_shm_header(shm0_, h)) return true;
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    return false;
+}
+
+void Shipper::run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+        bool urgent = flush_requested_ > flush_done_ || snapshot_requested_;
+        if (!notified_ && !urgent) {
+            // The shipper polls the wal-index (memory, no requests) for other processes' commits.
+            auto wait = std::chrono::milliseconds(is_shipper_ ? 25 : 1000);
+            auto now = Clock::now();
+            if (next_upload_ > now && next_upload_ - now < wait)
+                wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_upload_ - now) + std::chrono::milliseconds(1);
+            cv_.wait_for(lock, wait);
+            if (stop_) break;
+            urgent = flush_requested_ > flush_done_ || snapshot_requested_;
+        }
+        notified_ = false;
+        uint64_t ticket = flush_requested_;
+        lock.unlock();
+
+        if (!is_shipper_ && side_.try_lock(SideFile::kShipLock)) {
+            is_shipper_ = true;
+            side_.state()->shipper_pid = uint64_t(getpid());
+            log_info("replicating " + cfg_.db_path + " to " + store_->describe() + " (pid " + std::to_string(getpid()) + ")");
+        }
+        bool caught_up = false;
+        if (open_handles()) {
+            ShmHeader h;
+            if (read_header(&h)) {
+                if (is_shipper_) ship_pass(urgent);
+                ShmHeader after;
+                caught_up = read_header(&after) ? !unshipped(&h) : false;
+            }
+        } else {
+            caught_up = true;  // no WAL: nothing committed that is not in the database file
+            if (is_shipper_ && !have_generation_) {
+                // Nothing to do until the database is in WAL mode.
+            }
+        }
+
+        lock.lock();
+        if (caught_up && ticket > flush_done_) {
+            flush_done_ = ticket;
+            done_cv_.notify_all();
+        }
+    }
+}
+
+void Shipper::ship_pass(bool urgent) {
+    ShmHeader h;
+    if (!read_header(&h)) return;
+    SideState* side = side_.state();
+    bool want_snapshot = false;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        want_snapshot = snapshot_requested_;
+    }
+    if (Clock::now() < next_upload_ && !urgent) {
+        // Honour sync_interval and error backoff; the loop wakes us when it is time.
+        if (h.mx_frame != frame_ || h.salt2 != salt2_) {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (!stats_.oldest_unshipped_ms) stats_.oldest_unshipped_ms = now_ms();
+        }
+        return;
+    }
+    if (!have_generation_) {
+        if (!try_resume()) start_generation("no generation to continue");
+        return;
+    }
+    if (side->needs_snapshot.load()) {
+        start_generation("the WAL was reset before it was shipped");
+        return;
+    }
+    if (want_snapshot) {
+        if (ship_frames(h)) start_generation("snapshot requested");
+        return;
+    }
+    // A remote-durable commit may ask for frames that the wal-index does not show yet; for the
+    // first commit into a new WAL file even the salts are only in the file's header.
+    uint64_t through = side->ship_through.load();
+    uint32_t through_salt2 = uint32_t(through >> 32), through_frame = uint32_t(through);
+    if (through_salt2 == h.salt2 && through_frame > h.mx_frame) {
+        h.mx_frame = through_frame;
+    } else if (through_salt2 != h.salt2 && h.mx_frame == 0 && through_frame > 0) {
+        unsigned char hdr[kWalHeaderSize];
+        WalHeader wh;
+        if (pread_all(wal_fd_, hdr, sizeof hdr, 0) && parse_wal_header(hdr, &wh) && wh.salt2 == through_salt2) {
+            h.salt1 = wh.salt1;
+            h.salt2 = wh.salt2;
+            h.mx_frame = through_frame;
+        }
+    }
+    if (h.salt1 != salt1_ || h.salt2 != salt2_) {
+        // A new WAL. Continue only if nothing of the old one is missing: walship allowed its reset
+        // with everything shipped, or nothing of it had been committed.
+        bool allowed = side->reset_allowed.load() == salt2_ && side->shipped.load() == pack_position(salt2_, frame_);
+        if (allowed || frame_ == 0) {
+            salt1_ = h.salt1;
+            salt2_ = h.salt2;
+            frame_ = 0;
+            publish_position();
+        } else {
+            start_generation("the WAL was reset by a writer outside walship");
+            return;
+        }
+    }
+    if (h.mx_frame < frame_) {
+        start_generation("the WAL is shorter than what was shipped");
+        return;
+    }
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        stats_.pending_frames = h.mx_frame - frame_;
+        stats_.pending_bytes = uint64_t(h.mx_frame - frame_) * (page_size_ + kWalFrameHeaderSize);
+        if (h.mx_frame == frame_) stats_.oldest_unshipped_ms = 0;
+        else if (!stats_.oldest_unshipped_ms) stats_.oldest_unshipped_ms = now_ms();
+    }
+    if (h.mx_frame > frame_) ship_frames(h);
+}
+
+bool Shipper::upload(const std::string& key, const std::string& object) {
+    s3::PutOptions opt;
+    opt.if_none_match = true;
+    s3::Status st = store_->put(key, object, opt);
+    if (st.kind == s3::ErrorKind::PreconditionFailed) {
+        // An earlier attempt may have landed although its answer was lost: same bytes are fine.
+        auto existing = store_->get(key);
+        if (existing.ok() && existing.value() == object) st = {};
+        else st = s3::make_error(s3::ErrorKind::PreconditionFailed, "put_object: " + key + " already exists with other content");
+    }
+    if (!st.ok()) {
+        set_error("upload of " + key + " failed: " + st.str());
+        backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 500;
+        next_upload_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
+        if (st.kind == s3::ErrorKind::PreconditionFailed) {
+            have_generation_ = false;  // someone else wrote this generation: start over
+        }
+        return false;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (backoff_ms_ && !stats_.last_error.empty()) log_info("uploads to " + store_->describe() + " recovered");
+    backoff_ms_ = 0;
+    stats_.last_error.clear();
+    stats_.uploads++;
+    stats_.upload_bytes += object.size();
+    stats_.last_ship_ms = now_ms();
+    next_upload_ = Clock::now() + std::chrono::milliseconds(cfg_.sync_interval_ms);
+    return true;
+}
+
+bool Shipper::ship_frames(const ShmHeader& h) {
+    const uint32_t end = h.mx_frame;
+    while (frame_ < end) {
+        if (frame_ == 0) {
+            unsigned char hdr[kWalHeaderSize];
+            WalHeader wh;
+            if (!pread_all(wal_fd_, hdr, sizeof hdr, 0) || !parse_wal_header(hdr, &wh) || wh.salt1 != salt1_ || wh.salt2 != salt2_) {
+                return false;  // header not written yet or racing a reset: next pass
+            }
+            if (wh.page_size != page_size_) {
+                start_generation("the page size changed");
+                return false;
+            }
+            big_endian_ = wh.big_endian_cksum();
+            cksum1_ = wh.cksum1;
+            cksum2_ = wh.cksum2;
+        }
+        const size_t frame_size = kWalFrameHeaderSize + page_size_;
+        std::vector<Txn> txns;
+        Txn cur;
+        uint32_t f = frame_, c1 = cksum1_, c2 = cksum2_;
+        uint32_t seg_end = frame_, e1 = c1, e2 = c2;
+        uint64_t bytes = 0;
+        std::string buf;
+        const uint32_t chunk = uint32_t(std::max<size_t>(1, (4u << 20) / frame_size));
+        bool prev_commit = prev_commit_valid_;
+        while (f < end && bytes < cfg_.max_segment_bytes) {
+            uint32_t n = std::min(chunk, end - f);
+            buf.resize(size_t(n) * frame_size);
+            if (!pread_all(wal_fd_, &buf[0], buf.size(), off_t(kWalHeaderSize) + off_t(f) * off_t(frame_size))) {
+                set_error("reading " + cfg_.db_path + "-wal failed at frame " + std::to_string(f + 1));
+                return false;
+            }
+            for (uint32_t i = 0; i < n && bytes < cfg_.max_segment_bytes + 1; i++) {
+                const unsigned char* fr = reinterpret_cast<const unsigned char*>(buf.data()) + size_t(i) * frame_size;
+                WalFrameHeader fh = parse_frame_header(fr);
+                wal_checksum(big_endian_, fr, 8, &c1, &c2);
+                wal_checksum(big_endian_, fr + kWalFrameHeaderSize, page_size_, &c1, &c2);
+                if (fh.salt1 != salt1_ || fh.salt2 != salt2_ || fh.cksum1 != c1 || fh.cksum2 != c2 || fh.pgno == 0) {
+                    start_generation("the WAL checksum chain is broken at frame " + std::to_string(f + i + 1));
+                    return false;
+                }
+                std::string page(reinterpret_cast<const char*>(fr + kWalFrameHeaderSize), page_size_);
+                if (fh.commit_size && cur.pages.empty() && prev_commit && fh.pgno == prev_pgno_ &&
+                    fh.commit_size == prev_commit_size_ && page == prev_page_) {
+                    // Padding after a commit (synchronous=FULL): a copy of the commit frame.
+                    seg_end = f + i + 1, e1 = c1, e2 = c2;
+                    continue;
+                }
+                cur.pages[fh.pgno] = page;
+                prev_commit = fh.commit_size != 0;
+                if (fh.commit_size) {
+                    prev_pgno_ = fh.pgno;
+                    prev_commit_size_ = fh.commit_size;
+                    prev_page_ = page;
+                    cur.txid = txid_ + txns.size() + 1;
+                    cur.ts_ms = uint64_t(now_ms());
+                    cur.db_pages = fh.commit_size;
+                    bytes += cur.pages.size() * (page_size_ + 4);
+                    txns.push_back(std::move(cur));
+                    cur = Txn();
+                    seg_end = f + i + 1, e1 = c1, e2 = c2;
+                }
+            }
+            f = seg_end;
+            c1 = e1, c2 = e2;
+            if (!cur.pages.empty()) cur = Txn();  // an unfinished transaction is re-read next time
+        }
+        if (txns.empty()) {
+            if (seg_end > frame_) {  // only padding
+                frame_ = seg_end, cksum1_ = e1, cksum2_ = e2;
+                publish_position();
+                continue;
+            }
+            return false;
+        }
+        DbChecksum saved = checksum_;
+        for (Txn& t : txns) {
+            if (have_checksum_) {
+                for (auto& [pgno, data] : t.pages) checksum_.set_page(pgno, data.data(), data.size());
+                checksum_.truncate(t.db_pages);
+            }
+            t.has_checksum = have_checksum_;
+            t.db_checksum = checksum_.value();
+        }
+        ObjectHeader oh;
+        oh.flags = have_checksum_ ? kFlagDbChecksum : 0;
+        oh.page_size = page_size_;
+        oh.generation = generation_;
+        oh.first_txid = txns.front().txid;
+        oh.last_txid = txns.back().txid;
+        oh.first_ts_ms = txns.front().ts_ms;
+        oh.last_ts_ms = txns.back().ts_ms;
+        oh.db_pages = txns.back().db_pages;
+        oh.wal_salt1 = salt1_;
+        oh.wal_salt2 = salt2_;
+        oh.wal_frame = seg_end;
+        oh.wal_cksum1 = e1;
+        oh.wal_cksum2 = e2;
+        std::string object = encode_segment(oh, txns, cfg_.zstd_level);
+        if (!upload(segment_key(generation_, oh.first_txid, oh.last_txid), object)) {
+            checksum_ = saved;
+            prev_commit_valid_ = false;
+            return false;
+        }
+        txid_ = oh.last_txid;
+        frame_ = seg_end;
+        cksum1_ = e1;
+        cksum2_ = e2;
+        db_pages_ = oh.db_pages;
+        prev_commit_valid_ = true;
+        publish_position();
+        std::lock_guard<std::mutex> lock(mu_);
+        stats_.txns_shipped += txns.size();
+        stats_.pending_frames = end - frame_;
+        stats_.pending_bytes = uint64_t(end - frame_) * frame_size;
+        if (frame_ >= end) stats_.oldest_unshipped_ms = 0;
+    }
+    return true;
+}
+
+int Shipper::flush_through(uint32_t salt2, uint32_t frame, std::string* error) {
+    SideState* side = side_.state();
+    uint64_t want = pack_position(salt2, frame);
+    uint64_t cur = side->ship_through.load();
+    while ((cur >> 32) != (want >> 32) || uint32_t(cur) < frame) {
+        if (side->ship_through.compare_exchange_weak(cur, want)) break;
+    }
+    notify();
+    auto deadline = Clock::now() + std::chrono::milliseconds(cfg_.flush_timeout_ms);
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+        uint64_t pos = side->shipped.load();
+        if (uint32_t(pos >> 32) == salt2 && uint32_t(pos) >= frame) return SQLITE_OK;
+        if (Clock::now() >= deadline || stop_) break;
+        done_cv_.wait_for(lock, std::chrono::milliseconds(2));
+    }
+    *error = "walship: transaction not confirmed in " + store_->describe() + " within " + std::to_string(cfg_.flush_timeout_ms) + " ms";
+    if (!stats_.last_error.empty()) *error += "; last error: " + stats_.last_error;
+    return SQLITE_IOERR;
+}
+
+bool Shipper::wal_has_unshipped() {
+    volatile void* shm = shm0_.load();
+    ShmHeader h;
+    if (!shm || !read_shm_header(shm, &h)) return true;
+    return unshipped(&h);
+}
+
+bool Shipper::restore_if_empty(std::string* error) {
+    std::lock_guard<std::mutex> guard(restore_mu_);
+    side_.lock_wait(SideFile::kRestoreLock);  // one process restores, the others wait
+    struct stat st {}, wst {};
+    bool empty = (::stat(cfg_.db_path.c_str(), &st) != 0 || st.st_size == 0) &&
+                 (::stat((cfg_.db_path + "-wal").c_str(), &wst) != 0 || wst.st_size == 0);
+    bool ok = true;
+    if (empty) {
+        RestoreOptions opt;
+        opt.output = cfg_.db_path;
+        auto r = restore(*store_, opt);
+        if (r.ok()) {
+            log_info("restored " + cfg_.db_path + " from " + store_->describe() + " (generation " + generation_name(r->generation) +
+                     ", txid " + std::to_string(r->txid) + ", " + std::to_string(r->pages) + " pages)");
+        } else if (r.error().kind == s3::ErrorKind::NotFound) {
+            log_info("no replica data in " + store_->describe() + "; starting " + cfg_.db_path + " empty");
+        } else {
+            *error = "walship: cannot restore " + cfg_.db_path + " from " + store_->describe() + ": " + r.error().str();
+            ok = false;
+        }
+    }
+    side_.unlock(SideFile::kRestoreLock);
+    return ok;
+}
+
+bool Shipper::try_resume() {
+    // Continuing an existing generation after a restart is decided in resume.cpp when available;
+    // this version always starts a new generation (with a snapshot).
+    return false;
+}
+
+bool Shipper::start_generation(const std::string& why) {
+    if (!db_ || !shm0_) return false;
+    const auto& m = db_->pMethods;
+    // Hold checkpoints (they would change the database file under us), WAL resets (they would
+    // overwrite frames we read) and the close-time checkpoint (it needs an exclusive db lock).
+    if (m->xShmLock(db_, kShmCkptLock, 1, SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) != SQLITE_OK) return false;
+    if (m->xShmLock(db_, kShmReadLock0 + 1, 1, SQLITE_SHM_LOCK | SQLITE_SHM_SHARED) != SQLITE_OK) {
+        m->xShmLock(db_, kShmCkptLock, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+        return false;
+    }
+    bool db_locked = m->xLock(db_, SQLITE_LOCK_SHARED) == SQLITE_OK;
+    auto release = [&] {
+        if (db_locked) m->xUnlock(db_, SQLITE_LOCK_NONE);
+        m->xShmLock(db_, kShmReadLock0 + 1, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_SHARED);
+        m->xShmLock(db_, kShmCkptLock, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+    };
+    if (!db_locked) {
+        release();
+        return false;
+    }
+
+    ShmHeader h;
+    if (!read_header(&h)) {
+        release();
+        return false;
+    }
+    // Index the WAL: the last frame of each page within 1..mxFrame, verifying the chain.
+    WalHeader wh{};
+    std::map<uint32_t, uint32_t> latest;  // pgno -> frame
+    uint32_t c1 = 0, c2 = 0, ps = 0;
+    if (h.mx_frame > 0) {
+        unsigned char hdr[kWalHeaderSize];
+        if (!pread_all(wal_fd_, hdr, sizeof hdr, 0) || !parse_wal_header(hdr, &wh) || wh.salt1 != h.salt1 || wh.salt2 != h.salt2) {
+            release();
+            return false;
+        }
+        ps = wh.page_size;
+        c1 = wh.cksum1, c2 = wh.cksum2;
+        const size_t fsz = kWalFrameHeaderSize + ps;
+        std::string buf;
+        for (uint32_t f = 0; f < h.mx_frame;) {
+            uint32_t n = std::min<uint32_t>(h.mx_frame - f, uint32_t(std::max<size_t>(1, (8u << 20) / fsz)));
+            buf.resize(size_t(n) * fsz);
+            if (!pread_all(wal_fd_, &buf[0], buf.size(), off_t(kWalHeaderSize) + off_t(f) * off_t(fsz))) {
+                release();
+                return false;
+            }
+            for (uint32_t i = 0; i < n; i++) {
+                const unsigned char* fr = reinterpret_cast<const unsigned char*>(buf.data()) + size_t(i) * fsz;
+                WalFrameHeader fh = parse_frame_header(fr);
+                wal_checksum(wh.big_endian_cksum(), fr, 8, &c1, &c2);
+                wal_checksum(wh.big_endian_cksum(), fr + kWalFrameHeaderSize, ps, &c1, &c2);
+                if (fh.salt1 != wh.salt1 || fh.salt2 != wh.salt2 || fh.cksum1 != c1 || fh.cksum2 != c2) {
+                    release();
+                    set_error("snapshot: the WAL checksum chain is broken at frame " + std::to_string(f + i + 1));
+                    return false;
+                }
+                latest[fh.pgno] = f + i + 1;
+            }
+            f += n;
+        }
+    } else {
+        unsigned char dbh[100];
+        if (m->xRead(db_, dbh, sizeof dbh, 0) != SQLITE_OK) {
+            release();
+            return false;
+        }
+        uint32_t v = uint32_t(dbh[16]) << 8 | dbh[17];
+        ps = v == 1 ? 65536 : v;
+    }
+    if (ps < 512 || ps > 65536 || (ps & (ps - 1))) {
+        release();
+        return false;
+    }
+    uint32_t db_pages = h.n_page;
+    if (h.mx_frame == 0 || db_pages == 0) {
+        sqlite3_int64 size = 0;
+        m->xFileSize(db_, &size);
+        db_pages = uint32_t(size / ps);
+    }
+
+    uint64_t gen = new_generation_id();
+    ObjectHeader oh;
+    oh.kind = ObjectKind::Snapshot;
+    oh.flags = kFlagDbChecksum;
+    oh.page_size = ps;
+    oh.generation = gen;
+    oh.first_ts_ms = oh.last_ts_ms = uint64_t(now_ms());
+    oh.db_pages = db_pages;
+    oh.body_len = uint64_t(db_pages) * ps;
+    oh.wal_salt1 = h.salt1;
+    oh.wal_salt2 = h.salt2;
+    oh.wal_frame = h.mx_frame;
+    oh.wal_cksum1 = c1;
+    oh.wal_cksum2 = c2;
+    std::string key = snapshot_key(gen, 0);
+    auto w = store_->open_writer(key, s3::PutOptions{true, "application/octet-stream"});
+    SnapshotWriter sw(w.get(), cfg_.zstd_level);
+    unsigned char hb[kHeaderSize];
+    encode_header(oh, hb);
+    s3::Status st = sw.raw(hb, sizeof hb);
+    DbChecksum sum;
+    std::string page(ps, '\0');
+    for (uint32_t pg = 1; pg <= db_pages && st.ok(); pg++) {
+        auto it = latest.find(pg);
+        int rc;
+        if (it != latest.end()) {
+            rc = pread_all(wal_fd_, &page[0], ps, off_t(kWalHeaderSize) + off_t(it->second - 1) * off_t(kWalFrameHeaderSize + ps) + off_t(kWalFrameHeaderSize))
+                     ? SQLITE_OK : SQLITE_IOERR;
+        } else {
+            rc = m->xRead(db_, &page[0], int(ps), sqlite3_int64(pg - 1) * ps);
+            if (rc == SQLITE_IOERR_SHORT_READ) rc = SQLITE_OK;  // zero-filled, as SQLite does
+        }
+        if (rc != SQLITE_OK) st = s3::make_error(s3::ErrorKind::Io, "snapshot: reading page " + std::to_string(pg) + " failed");
+        else {
+            sum.set_page(pg, page.data(), ps);
+            st = sw.page(page.data(), ps);
+        }
+    }
+    release();
+    if (st.ok()) st = sw.finish(sum.value());
+    if (!st.ok()) {
+        w->abort();
+        set_error("snapshot upload to " + store_->describe() + " failed: " + st.str());
+        backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 500;
+        next_upload_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
+        return false;
+    }
+    have_generation_ = true;
+    have_checksum_ = true;
+    generation_ = gen;
+    txid_ = 0;
+    page_size_ = ps;
+    salt1_ = h.salt1;
+    salt2_ = h.salt2;
+    frame_ = h.mx_frame;
+    cksum1_ = c1;
+    cksum2_ = c2;
+    big_endian_ = wh.big_endian_cksum();
+    db_pages_ = db_pages;
+    checksum_ = sum;
+    prev_commit_valid_ = false;
+    backoff_ms_ = 0;
+    side_.state()->needs_snapshot = 0;
+    publish_position();
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        snapshot_requested_ = false;
+        stats_.snapshots++;
+        stats_.uploads++;
+        stats_.upload_bytes += w->bytes_written();
+        stats_.last_error.clear();
+        stats_.oldest_unshipped_ms = 0;
+    }
+    log_info("generation " + generation_name(gen) + " started (" + why + "): snapshot of " + std::to_string(db_pages) +
+             " pages written to " + store_->describe());
+    return true;
+}
+
+}  // namespace walship

@@ -1,0 +1,127 @@
+// The shipper: one per replicating database per process. It owns a background thread that reads
+// committed transactions from the database's WAL (bounded by the wal-index header's mxFrame, so
+// only committed frames are ever read), packs them into segments, compresses them with zstd and
+// uploads them through a Store; a new generation starts with a consistent snapshot. The VFS
+// (vfs.cpp) only notifies it of commits and asks it whether a WAL reset may go ahead.
+//
+// Only the process holding the ship lock (side file byte 0) uploads; it ships every process's
+// commits because it reads them from the WAL. Other processes' shippers wait for the lock.
+#pragma once
+
+#include "sqlite.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config.h"
+#include "format.h"
+#include "sidefile.h"
+#include "wal.h"
+#include "walship/s3/store.h"
+
+namespace walship {
+
+class Shipper {
+public:
+    // The shipper for cfg.db_path, created on first use. Fails (with a one-line message) when the
+    // replica URL is invalid or already used by another database in this process.
+    static std::shared_ptr<Shipper> acquire(sqlite3_vfs* base, const Config& cfg, std::string* error);
+    ~Shipper();
+
+    const Config& config() const { return cfg_; }
+
+    // A connection of this process released the WAL write lock: a commit may be waiting.
+    void notify();
+    // Asked by any connection before a WAL reset (restart or truncate): true if every committed
+    // frame of the current WAL is in the bucket, or the WAL passed its size cap.
+    bool allow_wal_reset(const ShmHeader& h);
+    // Waits until everything committed before the call is in the bucket. SQLITE_OK, or an error
+    // code with *error set (timeout, store failing).
+    int flush(int timeout_ms, std::string* error);
+    // Committed frames not yet in the bucket (as far as the side file tells).
+    bool unshipped(const ShmHeader* h) const;
+    // One JSON object with the replication state (PRAGMA walship_status).
+    std::string status_json();
+    // Asks for a new snapshot (and generation) on the next pass.
+    void request_snapshot();
+    // Remote durability: waits until frames up to `frame` of the WAL with this salt2 (written, not yet
+    // visible) are in the bucket. SQLITE_OK or an error with *error set.
+    int flush_through(uint32_t salt2, uint32_t frame, std::string* error);
+    // True when the WAL holds committed frames that are not in the bucket (for xTruncate).
+    bool wal_has_unshipped();
+    // Auto-restore: if the database file is still missing or empty (and has no WAL), restores it
+    // from the replica. False with *error set when the replica cannot be read.
+    bool restore_if_empty(std::string* error);
+
+private:
+    Shipper(sqlite3_vfs* base, Config cfg);
+    bool start(std::string* error);
+    void run();
+    void ship_pass(bool urgent);
+    bool open_handles();
+    void close_handles();
+    bool read_header(ShmHeader* h);
+    bool start_generation(const std::string& why);
+    bool try_resume();
+    bool ship_frames(const ShmHeader& h);
+    bool upload(const std::string& key, const std::string& object);
+    void set_error(const std::string& e);
+    void publish_position();
+
+    sqlite3_vfs* base_;
+    Config cfg_;
+    std::unique_ptr<s3::Store> store_;
+    SideFile side_;
+
+    std::thread thread_;
+    std::mutex mu_;
+    std::condition_variable cv_, done_cv_;
+    bool stop_ = false;
+    bool notified_ = false;
+    uint64_t flush_requested_ = 0, flush_done_ = 0;
+    bool snapshot_requested_ = false;
+
+    // Shipper-thread state.
+    bool is_shipper_ = false;
+    sqlite3_file* db_ = nullptr;   // our own handle on the database through the base VFS
+    sqlite3_filename name_ = nullptr;
+    std::atomic<volatile void*> shm0_{nullptr};
+    std::mutex restore_mu_;
+    int wal_fd_ = -1;
+    ino_t wal_ino_ = 0;
+    bool have_generation_ = false;
+    bool have_checksum_ = false;
+    uint64_t generation_ = 0;
+    uint64_t txid_ = 0;              // last shipped transaction
+    uint32_t page_size_ = 0;
+    uint32_t salt1_ = 0, salt2_ = 0; // the WAL being followed
+    uint32_t frame_ = 0;             // last shipped frame of that WAL
+    uint32_t cksum1_ = 0, cksum2_ = 0;  // WAL checksum chain at frame_
+    bool big_endian_ = false;
+    uint32_t db_pages_ = 0;
+    DbChecksum checksum_;
+    // The last commit frame shipped, to recognise synchronous=FULL padding frames after it.
+    bool prev_commit_valid_ = false;
+    uint32_t prev_pgno_ = 0, prev_commit_size_ = 0;
+    std::string prev_page_;
+    std::chrono::steady_clock::time_point next_upload_{};
+    int backoff_ms_ = 0;
+
+    // Status, read by other threads under mu_.
+    struct Stats {
+        uint64_t uploads = 0, upload_bytes = 0, txns_shipped = 0, snapshots = 0, errors = 0;
+        uint64_t pending_frames = 0, pending_bytes = 0, pending_txns_est = 0;
+        int64_t last_ship_ms = 0, oldest_unshipped_ms = 0, last_commit_ms = 0;
+        std::string last_error;
+    } stats_;
+};
+
+int64_t now_ms();
+
+}  // namespace walship

@@ -1,0 +1,71 @@
+// The shared side file (see sidefile.h).
+#include "sidefile.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+namespace walship {
+
+static constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '1'};
+static constexpr size_t kSideSize = 4096;
+
+SideFile::~SideFile() {
+    if (state_) munmap(state_, kSideSize);
+    if (fd_ >= 0) ::close(fd_);
+}
+
+bool SideFile::open(const std::string& db_path, std::string* error) {
+    std::string path = db_path + "-walship";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) {
+        *error = "walship: cannot open " + path + ": " + strerror(errno);
+        return false;
+    }
+    lock_wait(kRestoreLock);  // serialise initialisation
+    off_t size = lseek(fd_, 0, SEEK_END);
+    if (size < off_t(kSideSize) && ftruncate(fd_, kSideSize) != 0) {
+        *error = "walship: cannot size " + path + ": " + strerror(errno);
+        unlock(kRestoreLock);
+        return false;
+    }
+    void* p = mmap(nullptr, kSideSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    if (p == MAP_FAILED) {
+        *error = "walship: cannot map " + path + ": " + strerror(errno);
+        unlock(kRestoreLock);
+        return false;
+    }
+    state_ = static_cast<SideState*>(p);
+    if (memcmp(state_->magic, kSideMagic, 8) != 0) {
+        // New or unrecognised: start from nothing shipped.
+        memset(p, 0, sizeof(SideState));
+        new (p) SideState{};
+        memcpy(state_->magic, kSideMagic, 8);
+        msync(p, kSideSize, MS_SYNC);
+    }
+    unlock(kRestoreLock);
+    return true;
+}
+
+static bool ofd_lock(int fd, int byte, short type, bool wait) {
+    struct flock fl {};
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = 1024 + byte;  // outside the mapped state's hot bytes; any offset works
+    fl.l_len = 1;
+    for (;;) {
+        if (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0) return true;
+        if (errno == EINTR) continue;
+        return false;
+    }
+}
+
+bool SideFile::try_lock(LockByte b) { return ofd_lock(fd_, b, F_WRLCK, false); }
+void SideFile::lock_wait(LockByte b) { ofd_lock(fd_, b, F_WRLCK, true); }
+void SideFile::unlock(LockByte b) { ofd_lock(fd_, b, F_UNLCK, false); }
+
+}  // namespace walship

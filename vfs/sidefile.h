@@ -1,0 +1,51 @@
+// The "<db>-walship" side file: a small memory-mapped page that every process using walship on a
+// database shares. It says how far the WAL has been shipped (so any process's VFS can hold back a
+// WAL reset that would discard unshipped frames) and carries two OFD locks: byte 0 is the ship lock
+// (one process ships at a time; the lock dies with its holder), byte 1 serialises auto-restore.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace walship {
+
+struct SideState {
+    char magic[8];
+    // (salt2 << 32) | frame: frames 1..frame of the WAL whose header has this salt2 are in the bucket.
+    std::atomic<uint64_t> shipped;
+    // salt2 of the last WAL whose reset walship allowed (so a shipper can tell walship's resets
+    // from a foreign writer's).
+    std::atomic<uint64_t> reset_allowed;
+    std::atomic<uint64_t> shipper_pid;
+    std::atomic<uint64_t> holding_since_ms;  // when a reset was first held back (0: none)
+    std::atomic<uint64_t> needs_snapshot;    // 1: the WAL was reset under unshipped frames
+    std::atomic<uint64_t> snapshotting;      // 1: a snapshot is being copied
+    // Remote durability: a committing connection asks the shipper to ship through this position
+    // (frames written but not yet visible in the wal-index).
+    std::atomic<uint64_t> ship_through;
+};
+
+inline uint64_t pack_position(uint32_t salt2, uint32_t frame) { return uint64_t(salt2) << 32 | frame; }
+
+class SideFile {
+public:
+    SideFile() = default;
+    ~SideFile();
+    SideFile(const SideFile&) = delete;
+    SideFile& operator=(const SideFile&) = delete;
+
+    bool open(const std::string& db_path, std::string* error);
+    SideState* state() const { return state_; }
+
+    enum LockByte { kShipLock = 0, kRestoreLock = 1 };
+    bool try_lock(LockByte b);
+    void lock_wait(LockByte b);
+    void unlock(LockByte b);
+
+private:
+    int fd_ = -1;
+    SideState* state_ = nullptr;
+};
+
+}  // namespace walship

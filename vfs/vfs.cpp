@@ -1,0 +1,450 @@
+/*
+** vfs.cpp: the "walship" shim VFS.
+**
+** Registering: `.load ./libwalship` (entry point sqlite3_walship_init) or walship_register(1).
+** Both put the VFS "walship" over the default VFS and make it the default.
+**
+** Every file passes through to the underlying VFS. For a main database that has a replica
+** location (URI parameter replica=, or WALSHIP_REPLICA_URL/WALSHIP_DB), the shim also:
+**   - restores the database from the replica before opening it when it is missing or empty;
+**   - keeps the database in WAL mode (page 1's format bytes read as WAL; journal_mode and
+**     locking_mode=EXCLUSIVE changes are refused);
+**   - tells the shipper about commits (release of the WAL write lock, xShmLock slot 0);
+**   - refuses WAL resets (exclusive lock on reader slots 1..4) while committed frames are not yet
+**     in the bucket, so nothing unshipped is ever overwritten;
+**   - keeps the -wal file at close while frames are unshipped (SQLITE_FCNTL_PERSIST_WAL);
+**   - answers PRAGMA walship_status, walship_flush and walship_snapshot.
+** Remote durability (durability=remote) makes the commit's WAL sync wait until the transaction
+** is in the bucket. No C++ exception crosses into SQLite: every callback catches.
+*/
+#ifdef WALSHIP_STATIC
+#include <sqlite3.h>
+#else
+#include <sqlite3ext.h>
+SQLITE_EXTENSION_INIT1
+#endif
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+
+#include "config.h"
+#include "restore.h"
+#include "shipper.h"
+#include "wal.h"
+#include "walship.h"
+
+namespace walship {
+namespace {
+
+constexpr const char* kVfsName = "walship";
+
+enum class Kind { PassThrough, MainDb, Wal };
+
+struct File {
+    sqlite3_file base;
+    sqlite3_file* real;  // the underlying VFS's file, allocated right after this struct
+    Kind kind;
+    std::shared_ptr<Shipper>* shipper;  // MainDb: owned; Wal: borrowed from the MainDb file
+    volatile void* shm0;                // MainDb: wal-index region 0 as mapped for this connection
+    uint32_t page_size;                 // Wal: from the WAL header written through this file
+    uint32_t last_commit_frame;         // Wal: highest commit frame written through this file
+    uint32_t salt2;                     // Wal: salt-2 of the WAL header written through this file
+    bool reread_page1;                  // MainDb: a rollback-mode commit happened; see db_write
+};
+
+sqlite3_vfs walship_vfs;
+sqlite3_vfs* base_vfs = nullptr;
+sqlite3_io_methods pass_methods, db_methods, wal_methods;
+
+File* F(sqlite3_file* f) { return reinterpret_cast<File*>(f); }
+sqlite3_file* R(sqlite3_file* f) { return F(f)->real; }
+Shipper* S(sqlite3_file* f) { return F(f)->shipper ? F(f)->shipper->get() : nullptr; }
+
+#define GUARD(expr)                 \
+    try {                           \
+        expr;                       \
+    } catch (...) {                 \
+        return SQLITE_IOERR_NOMEM;  \
+    }
+
+// ---- pass-through methods ------------------------------------------------------------------
+
+int x_close(sqlite3_file* f) noexcept {
+    File* p = F(f);
+    int rc = p->real->pMethods ? p->real->pMethods->xClose(p->real) : SQLITE_OK;
+    if (p->kind == Kind::MainDb && p->shipper) {
+        try {
+            delete p->shipper;  // the last connection's release stops and joins the shipper thread
+        } catch (...) {
+        }
+    }
+    p->shipper = nullptr;
+    return rc;
+}
+int x_read(sqlite3_file* f, void* buf, int amt, sqlite3_int64 off) noexcept { return R(f)->pMethods->xRead(R(f), buf, amt, off); }
+int x_write(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noexcept { return R(f)->pMethods->xWrite(R(f), buf, amt, off); }
+int x_truncate(sqlite3_file* f, sqlite3_int64 size) noexcept { return R(f)->pMethods->xTruncate(R(f), size); }
+int x_sync(sqlite3_file* f, int flags) noexcept { return R(f)->pMethods->xSync(R(f), flags); }
+int x_size(sqlite3_file* f, sqlite3_int64* size) noexcept { return R(f)->pMethods->xFileSize(R(f), size); }
+int x_lock(sqlite3_file* f, int l) noexcept { return R(f)->pMethods->xLock(R(f), l); }
+int x_unlock(sqlite3_file* f, int l) noexcept { return R(f)->pMethods->xUnlock(R(f), l); }
+int x_check(sqlite3_file* f, int* out) noexcept { return R(f)->pMethods->xCheckReservedLock(R(f), out); }
+int x_fcntl(sqlite3_file* f, int op, void* arg) noexcept {
+    if (op == SQLITE_FCNTL_VFSNAME) {
+        int rc = R(f)->pMethods->xFileControl(R(f), op, arg);
+        char** out = static_cast<char**>(arg);
+        char* below = rc == SQLITE_OK ? *out : nullptr;
+        *out = below ? sqlite3_mprintf("%s/%s", kVfsName, below) : sqlite3_mprintf("%s", kVfsName);
+        sqlite3_free(below);
+        return SQLITE_OK;
+    }
+    return R(f)->pMethods->xFileControl(R(f), op, arg);
+}
+int x_sector(sqlite3_file* f) noexcept { return R(f)->pMethods->xSectorSize(R(f)); }
+int x_caps(sqlite3_file* f) noexcept { return R(f)->pMethods->xDeviceCharacteristics(R(f)); }
+int x_shm_map(sqlite3_file* f, int pg, int sz, int extend, void volatile** pp) noexcept {
+    int rc = R(f)->pMethods->xShmMap(R(f), pg, sz, extend, pp);
+    if (rc == SQLITE_OK && pg == 0 && F(f)->kind == Kind::MainDb) F(f)->shm0 = *pp;
+    return rc;
+}
+int x_shm_lock(sqlite3_file* f, int ofst, int n, int flags) noexcept { return R(f)->pMethods->xShmLock(R(f), ofst, n, flags); }
+void x_shm_barrier(sqlite3_file* f) noexcept { R(f)->pMethods->xShmBarrier(R(f)); }
+int x_shm_unmap(sqlite3_file* f, int del) noexcept {
+    if (F(f)->kind == Kind::MainDb) F(f)->shm0 = nullptr;
+    return R(f)->pMethods->xShmUnmap(R(f), del);
+}
+int x_fetch(sqlite3_file* f, sqlite3_int64 off, int amt, void** pp) noexcept { return R(f)->pMethods->xFetch(R(f), off, amt, pp); }
+int x_unfetch(sqlite3_file* f, sqlite3_int64 off, void* p) noexcept { return R(f)->pMethods->xUnfetch(R(f), off, p); }
+
+// ---- replicating main database -------------------------------------------------------------
+
+int db_read(sqlite3_file* f, void* buf, int amt, sqlite3_int64 off) noexcept {
+    int rc = R(f)->pMethods->xRead(R(f), buf, amt, off);
+    if (rc != SQLITE_OK) return rc;
+    unsigned char* p = static_cast<unsigned char*>(buf);
+    // Keep the database in WAL mode: report the file format bytes (18, 19) as 2 (WAL).
+    if (off == 0 && amt >= 20 && memcmp(p, "SQLite format 3", 16) == 0 && p[18] == 1 && p[19] == 1) p[18] = p[19] = 2;
+    // After a rollback-mode commit (only the first transaction of a new database has one), make
+    // the pager's change-counter check fail once so it drops its cache, re-reads page 1 and
+    // switches to WAL for the next transaction.
+    if (off == 24 && amt == 16 && F(f)->reread_page1) {
+        F(f)->reread_page1 = false;
+        p[15] ^= 0xff;
+    }
+    return rc;
+}
+
+int db_write(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noexcept {
+    int rc = R(f)->pMethods->xWrite(R(f), buf, amt, off);
+    const unsigned char* p = static_cast<const unsigned char*>(buf);
+    if (rc == SQLITE_OK && off == 0 && amt >= 20 && p[18] == 1 && p[19] == 1) F(f)->reread_page1 = true;
+    return rc;
+}
+
+// Returns a pragma's answer through SQLITE_FCNTL_PRAGMA's argument array.
+int pragma_result(void* arg, int rc, const std::string& text) {
+    char** a = static_cast<char**>(arg);
+    a[0] = sqlite3_mprintf("%s", text.c_str());
+    return rc;
+}
+
+int db_pragma(sqlite3_file* f, void* arg) {
+    char** a = static_cast<char**>(arg);
+    std::string name = a[1] ? a[1] : "";
+    std::string value = a[2] ? a[2] : "";
+    for (auto& c : name) c = char(tolower(c));
+    for (auto& c : value) c = char(tolower(c));
+    Shipper* s = S(f);
+    if (name == "walship_status") return pragma_result(arg, SQLITE_OK, s->status_json());
+    if (name == "walship_flush") {
+        int timeout = s->config().flush_timeout_ms;
+        if (!value.empty()) timeout = atoi(value.c_str());
+        std::string err;
+        int rc = s->flush(timeout, &err);
+        if (rc == SQLITE_OK) return pragma_result(arg, SQLITE_OK, "ok");
+        return pragma_result(arg, SQLITE_ERROR, err);
+    }
+    if (name == "walship_snapshot") {
+        s->request_snapshot();
+        std::string err;
+        int rc = s->flush(s->config().flush_timeout_ms, &err);
+        return pragma_result(arg, rc == SQLITE_OK ? SQLITE_OK : SQLITE_ERROR, rc == SQLITE_OK ? "ok" : err);
+    }
+    if (name == "journal_mode" && value.empty()) return pragma_result(arg, SQLITE_OK, "wal");
+    if (name == "journal_mode" && value != "wal")
+        return pragma_result(arg, SQLITE_ERROR, "walship: a replicated database must stay in WAL mode (journal_mode=" + value + " refused)");
+    if (name == "locking_mode" && value == "exclusive")
+        return pragma_result(arg, SQLITE_ERROR, "walship: locking_mode=EXCLUSIVE is not supported on a replicated database");
+    if (name == "synchronous" && s->config().durability_remote && !value.empty() && value != "full" && value != "2" && value != "extra" && value != "3")
+        return pragma_result(arg, SQLITE_ERROR, "walship: durability=remote needs synchronous=FULL (the commit waits in the WAL sync)");
+    return R(f)->pMethods->xFileControl(R(f), SQLITE_FCNTL_PRAGMA, arg);
+}
+
+int db_fcntl(sqlite3_file* f, int op, void* arg) noexcept {
+    try {
+        if (op == SQLITE_FCNTL_PRAGMA) return db_pragma(f, arg);
+        if (op == SQLITE_FCNTL_PERSIST_WAL) {
+            int* v = static_cast<int*>(arg);
+            int rc = R(f)->pMethods->xFileControl(R(f), op, arg);
+            if (*v == 1 || !F(f)->shm0) return rc;
+            // SQLite is about to delete the WAL at close: ship what is left first, and keep the WAL
+            // if that does not finish in time (the next open ships it).
+            ShmHeader h;
+            if (read_shm_header(F(f)->shm0, &h) && S(f)->unshipped(&h)) {
+                std::string err;
+                if (S(f)->flush(S(f)->config().close_timeout_ms, &err) != SQLITE_OK || S(f)->unshipped(&h)) {
+                    log_warn("closing " + S(f)->config().db_path + " with unshipped transactions; the WAL is kept and they ship on the next open (" + err + ")");
+                    *v = 1;
+                }
+            }
+            return SQLITE_OK;
+        }
+        return x_fcntl(f, op, arg);
+    } catch (...) {
+        return SQLITE_IOERR_NOMEM;
+    }
+}
+
+int db_shm_lock(sqlite3_file* f, int ofst, int n, int flags) noexcept {
+    try {
+        Shipper* s = S(f);
+        if (flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) && ofst == kShmReadLock0 + 1 && n == kShmNumReaders - 1 && F(f)->shm0) {
+            // A WAL reset (restart or truncate) asks for all reader slots but 0.
+            ShmHeader h;
+            if (read_shm_header(F(f)->shm0, &h) && !s->allow_wal_reset(h)) return SQLITE_BUSY;
+        }
+        int rc = R(f)->pMethods->xShmLock(R(f), ofst, n, flags);
+        if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE) && ofst == kShmWriteLock && n == 1) s->notify();
+        return rc;
+    } catch (...) {
+        return SQLITE_IOERR_NOMEM;
+    }
+}
+
+// ---- WAL of a replicating database ---------------------------------------------------------
+
+int wal_write(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noexcept {
+    File* p = F(f);
+    const unsigned char* b = static_cast<const unsigned char*>(buf);
+    int rc = p->real->pMethods->xWrite(p->real, buf, amt, off);
+    if (rc != SQLITE_OK) return rc;
+    if (off == 0 && amt >= 32) {
+        p->page_size = get_u32be(b + 8);
+    } else if (amt == int(kWalFrameHeaderSize) && off >= int64_t(kWalHeaderSize) && get_u32be(b + 4) != 0) {
+        // A commit frame's header (remote durability waits for it in the sync that follows).
+        if (!p->page_size) {
+            unsigned char hdr[kWalHeaderSize];
+            if (p->real->pMethods->xRead(p->real, hdr, sizeof hdr, 0) == SQLITE_OK) p->page_size = get_u32be(hdr + 8);
+        }
+        uint64_t fsz = kWalFrameHeaderSize + uint64_t(p->page_size);
+        if (p->page_size && (uint64_t(off) - kWalHeaderSize) % fsz == 0) {
+            p->last_commit_frame = uint32_t((uint64_t(off) - kWalHeaderSize) / fsz) + 1;
+            p->salt2 = get_u32be(b + 12);
+        }
+    }
+    return rc;
+}
+
+int wal_sync(sqlite3_file* f, int flags) noexcept {
+    int rc = R(f)->pMethods->xSync(R(f), flags);
+    Shipper* s = S(f);
+    if (rc != SQLITE_OK || !s || !s->config().durability_remote || !F(f)->last_commit_frame) return rc;
+    try {
+        // Remote durability: the commit becomes visible only after this sync returns, so waiting
+        // here means COMMIT returns once the transaction is in the bucket, and failing here
+        // rolls it back (it never becomes visible locally).
+        std::string err;
+        if (s->flush_through(F(f)->salt2, F(f)->last_commit_frame, &err) != SQLITE_OK) {
+            log_error("remote-durable commit failed: " + err);
+            return SQLITE_IOERR_FSYNC;
+        }
+        F(f)->last_commit_frame = 0;
+    } catch (...) {
+        return SQLITE_IOERR_FSYNC;
+    }
+    return SQLITE_OK;
+}
+
+int wal_truncate(sqlite3_file* f, sqlite3_int64 size) noexcept {
+    // walLimitSize at close may truncate a WAL we asked SQLite to keep.
+    Shipper* s = S(f);
+    if (s && size == 0 && s->wal_has_unshipped()) return SQLITE_OK;
+    return R(f)->pMethods->xTruncate(R(f), size);
+}
+
+// ---- the VFS -------------------------------------------------------------------------------
+
+bool file_is_empty(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) != 0 || st.st_size == 0;
+}
+
+int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, int* out_flags) noexcept {
+    File* p = F(file);
+    memset(p, 0, sizeof(File));
+    p->real = reinterpret_cast<sqlite3_file*>(p + 1);
+    p->kind = Kind::PassThrough;
+    std::unique_ptr<std::shared_ptr<Shipper>> shipper;
+    try {
+        if ((flags & SQLITE_OPEN_MAIN_DB) && name) {
+            Config cfg;
+            std::string err;
+            if (!resolve_config(name, name, &cfg, &err)) {
+                log_error(err);
+                return SQLITE_CANTOPEN;
+            }
+            if (!cfg.replica_url.empty()) {
+                auto s = Shipper::acquire(base_vfs, cfg, &err);
+                if (!s) {
+                    log_error(err + " (opening " + std::string(name) + ")");
+                    return SQLITE_CANTOPEN;
+                }
+                if (cfg.restore_auto && file_is_empty(name)) {
+                    if (!s->restore_if_empty(&err)) {
+                        log_error(err);
+                        return SQLITE_CANTOPEN;
+                    }
+                }
+                shipper = std::make_unique<std::shared_ptr<Shipper>>(std::move(s));
+                p->kind = Kind::MainDb;
+            }
+        } else if ((flags & SQLITE_OPEN_WAL) && name) {
+            sqlite3_file* db = sqlite3_database_file_object(name);
+            if (db && db->pMethods == &db_methods && F(db)->shipper) {
+                p->kind = Kind::Wal;
+                p->shipper = F(db)->shipper;
+            }
+        }
+    } catch (...) {
+        return SQLITE_CANTOPEN;
+    }
+    int rc = base_vfs->xOpen(base_vfs, name, p->real, flags, out_flags);
+    if (rc != SQLITE_OK || !p->real->pMethods) {
+        if (p->kind == Kind::Wal) p->shipper = nullptr;
+        return rc;
+    }
+    if (p->kind == Kind::MainDb) p->shipper = shipper.release();
+    p->base.pMethods = p->kind == Kind::MainDb ? &db_methods : p->kind == Kind::Wal ? &wal_methods : &pass_methods;
+    return SQLITE_OK;
+}
+
+int w_close(sqlite3_file* f) noexcept {
+    F(f)->shipper = nullptr;  // borrowed
+    return R(f)->pMethods->xClose(R(f));
+}
+
+int v_delete(sqlite3_vfs*, const char* name, int sync) noexcept { return base_vfs->xDelete(base_vfs, name, sync); }
+int v_access(sqlite3_vfs*, const char* name, int flags, int* out) noexcept { return base_vfs->xAccess(base_vfs, name, flags, out); }
+int v_fullpath(sqlite3_vfs*, const char* name, int n, char* out) noexcept { return base_vfs->xFullPathname(base_vfs, name, n, out); }
+void* v_dlopen(sqlite3_vfs*, const char* name) noexcept { return base_vfs->xDlOpen(base_vfs, name); }
+void v_dlerror(sqlite3_vfs*, int n, char* msg) noexcept { base_vfs->xDlError(base_vfs, n, msg); }
+void (*v_dlsym(sqlite3_vfs*, void* h, const char* sym))(void) { return base_vfs->xDlSym(base_vfs, h, sym); }
+void v_dlclose(sqlite3_vfs*, void* h) noexcept { base_vfs->xDlClose(base_vfs, h); }
+int v_random(sqlite3_vfs*, int n, char* out) noexcept { return base_vfs->xRandomness(base_vfs, n, out); }
+int v_sleep(sqlite3_vfs*, int us) noexcept { return base_vfs->xSleep(base_vfs, us); }
+int v_time(sqlite3_vfs*, double* t) noexcept { return base_vfs->xCurrentTime(base_vfs, t); }
+int v_lasterror(sqlite3_vfs*, int n, char* msg) noexcept { return base_vfs->xGetLastError ? base_vfs->xGetLastError(base_vfs, n, msg) : 0; }
+int v_time64(sqlite3_vfs*, sqlite3_int64* t) noexcept { return base_vfs->xCurrentTimeInt64(base_vfs, t); }
+int v_setsyscall(sqlite3_vfs*, const char* n, sqlite3_syscall_ptr p) noexcept { return base_vfs->xSetSystemCall(base_vfs, n, p); }
+sqlite3_syscall_ptr v_getsyscall(sqlite3_vfs*, const char* n) noexcept { return base_vfs->xGetSystemCall(base_vfs, n); }
+const char* v_nextsyscall(sqlite3_vfs*, const char* n) noexcept { return base_vfs->xNextSystemCall(base_vfs, n); }
+
+void init_methods() {
+    sqlite3_io_methods m{};
+    m.iVersion = 3;
+    m.xClose = x_close;
+    m.xRead = x_read;
+    m.xWrite = x_write;
+    m.xTruncate = x_truncate;
+    m.xSync = x_sync;
+    m.xFileSize = x_size;
+    m.xLock = x_lock;
+    m.xUnlock = x_unlock;
+    m.xCheckReservedLock = x_check;
+    m.xFileControl = x_fcntl;
+    m.xSectorSize = x_sector;
+    m.xDeviceCharacteristics = x_caps;
+    m.xShmMap = x_shm_map;
+    m.xShmLock = x_shm_lock;
+    m.xShmBarrier = x_shm_barrier;
+    m.xShmUnmap = x_shm_unmap;
+    m.xFetch = x_fetch;
+    m.xUnfetch = x_unfetch;
+    pass_methods = m;
+    db_methods = m;
+    db_methods.xRead = db_read;
+    db_methods.xWrite = db_write;
+    db_methods.xFileControl = db_fcntl;
+    db_methods.xShmLock = db_shm_lock;
+    wal_methods = m;
+    wal_methods.xClose = w_close;
+    wal_methods.xWrite = wal_write;
+    wal_methods.xSync = wal_sync;
+    wal_methods.xTruncate = wal_truncate;
+}
+
+std::mutex register_mu;
+
+}  // namespace
+}  // namespace walship
+
+using namespace walship;
+
+extern "C" const char* walship_vfs_name(void) { return kVfsName; }
+
+extern "C" int walship_register(int make_default) {
+    std::lock_guard<std::mutex> lock(register_mu);
+    if (sqlite3_vfs* existing = sqlite3_vfs_find(kVfsName)) {
+        return make_default ? sqlite3_vfs_register(existing, 1) : SQLITE_OK;
+    }
+    base_vfs = sqlite3_vfs_find(nullptr);
+    if (!base_vfs) return SQLITE_ERROR;
+    init_methods();
+    sqlite3_vfs& v = walship_vfs;
+    v.iVersion = 3;
+    v.szOsFile = int(sizeof(File)) + base_vfs->szOsFile;
+    v.mxPathname = base_vfs->mxPathname;
+    v.zName = kVfsName;
+    v.xOpen = v_open;
+    v.xDelete = v_delete;
+    v.xAccess = v_access;
+    v.xFullPathname = v_fullpath;
+    v.xDlOpen = v_dlopen;
+    v.xDlError = v_dlerror;
+    v.xDlSym = v_dlsym;
+    v.xDlClose = v_dlclose;
+    v.xRandomness = v_random;
+    v.xSleep = v_sleep;
+    v.xCurrentTime = v_time;
+    v.xGetLastError = v_lasterror;
+    v.xCurrentTimeInt64 = v_time64;
+    v.xSetSystemCall = v_setsyscall;
+    v.xGetSystemCall = v_getsyscall;
+    v.xNextSystemCall = v_nextsyscall;
+    int v_num = sqlite3_libversion_number();
+    if (v_num < 3044006 || (v_num >= 3045000 && v_num < 3050007) || (v_num >= 3051000 && v_num < 3051003))
+        log(LogLevel::Warn, std::string("SQLite ") + sqlite3_libversion() +
+                                " has the WAL-reset bug (a checkpoint racing a WAL reset can lose committed pages; fixed in 3.51.3, 3.50.7, 3.44.6)");
+    return sqlite3_vfs_register(&v, make_default);
+}
+
+extern "C" __attribute__((visibility("default"))) int sqlite3_walship_init(sqlite3* db, char** err, const sqlite3_api_routines* api) {
+#ifndef WALSHIP_STATIC
+    SQLITE_EXTENSION_INIT2(api);
+#else
+    (void)api;
+#endif
+    (void)db;
+    int rc = walship_register(1);
+    if (rc != SQLITE_OK) {
+        if (err) *err = sqlite3_mprintf("walship: could not register the VFS");
+        return rc;
+    }
+    return SQLITE_OK_LOAD_PERMANENTLY;
+}
