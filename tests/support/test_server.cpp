@@ -33,8 +33,8 @@ std::string random_hex(int n) {
 }
 
 std::vector<std::string>& cleanup_dirs() {
-    static std::vector<std::string> dirs;
-    return dirs;
+    static auto* dirs = new std::vector<std::string>;  // never destroyed: used by Cleanup at exit
+    return *dirs;
 }
 
 struct OwnServer {
