@@ -410,7 +410,12 @@ void Shipper::ship_pass(bool urgent) {
         return;
     }
     if (!have_generation_) {
-        if (!try_resume()) start_generation("no generation to continue");
+        Resume r = try_resume();
+        if (r == Resume::No) start_generation("no generation to continue");
+        if (r == Resume::Error) {
+            backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 500;
+            next_upload_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
+        }
         return;
     }
     if (side->needs_snapshot.load()) {
@@ -668,154 +673,153 @@ bool Shipper::restore_if_empty(std::string* error) {
     return ok;
 }
 
-bool Shipper::try_resume() {
-    // Continuing an existing generation after a restart is decided in resume.cpp when available;
-    // this version always starts a new generation (with a snapshot).
-    return false;
-}
-
-bool Shipper::start_generation(const std::string& why) {
-    if (!db_ || !shm0_) return false;
+bool Shipper::read_state(uint32_t limit, StateInfo* info, const PageFn& fn) {
+    if (!db_ || !shm0_.load()) return false;
     const auto& m = db_->pMethods;
     // Hold checkpoints (they would change the database file under us), WAL resets (they would
     // overwrite frames we read) and the close-time checkpoint (it needs an exclusive db lock).
+    // Writers are never blocked.
     if (m->xShmLock(db_, kShmCkptLock, 1, SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) != SQLITE_OK) return false;
     if (m->xShmLock(db_, kShmReadLock0 + 1, 1, SQLITE_SHM_LOCK | SQLITE_SHM_SHARED) != SQLITE_OK) {
         m->xShmLock(db_, kShmCkptLock, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
         return false;
     }
-    bool db_locked = m->xLock(db_, SQLITE_LOCK_SHARED) == SQLITE_OK;
-    auto release = [&] {
-        if (db_locked) m->xUnlock(db_, SQLITE_LOCK_NONE);
+    // The database file changes only by checkpoints: the CKPT lock holds off every checkpoint but
+    // the one SQLite runs when this process's last connection closes, which runs without shm
+    // locks; state_mu_ serialises with that one (see begin_exclusive). Reader slot 1 held shared
+    // holds off WAL resets. Writers are never blocked.
+    std::lock_guard<std::mutex> state_guard(state_mu_);
+    struct Release {
+        std::function<void()> f;
+        ~Release() { f(); }
+    } release{[&] {
         m->xShmLock(db_, kShmReadLock0 + 1, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_SHARED);
         m->xShmLock(db_, kShmCkptLock, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
-    };
-    if (!db_locked) {
-        release();
+    }};
+
+    ShmHeader h;
+    if (!read_header(&h)) return false;
+    info->shm = h;
+    info->frame = std::min(limit, h.mx_frame);
+    // A state before the end of the WAL exists only if the checkpoint has not copied past it.
+    if (info->frame < h.mx_frame && h.n_backfill > info->frame) {
+        log_debug("state at frame " + std::to_string(info->frame) + " is gone: the checkpoint copied frames up to " + std::to_string(h.n_backfill));
         return false;
     }
 
-    ShmHeader h;
-    if (!read_header(&h)) {
-        release();
-        return false;
-    }
-    // Index the WAL: the last frame of each page within 1..mxFrame, verifying the chain.
-    WalHeader wh{};
+    // Index the WAL: the last frame of each page within 1..frame, verifying the chain.
     std::map<uint32_t, uint32_t> latest;  // pgno -> frame
-    uint32_t c1 = 0, c2 = 0, ps = 0;
-    if (h.mx_frame > 0) {
+    uint32_t ps = 0, db_pages = 0;
+    info->cksum1 = info->cksum2 = 0;
+    if (info->frame > 0) {
         unsigned char hdr[kWalHeaderSize];
-        if (!pread_all(wal_fd_, hdr, sizeof hdr, 0) || !parse_wal_header(hdr, &wh) || wh.salt1 != h.salt1 || wh.salt2 != h.salt2) {
-            release();
-            return false;
-        }
+        WalHeader wh;
+        if (!pread_all(wal_fd_, hdr, sizeof hdr, 0) || !parse_wal_header(hdr, &wh) || wh.salt1 != h.salt1 || wh.salt2 != h.salt2) return false;
         ps = wh.page_size;
-        c1 = wh.cksum1, c2 = wh.cksum2;
+        info->big_endian = wh.big_endian_cksum();
+        uint32_t c1 = wh.cksum1, c2 = wh.cksum2;
         const size_t fsz = kWalFrameHeaderSize + ps;
         std::string buf;
-        for (uint32_t f = 0; f < h.mx_frame;) {
-            uint32_t n = std::min<uint32_t>(h.mx_frame - f, uint32_t(std::max<size_t>(1, (8u << 20) / fsz)));
+        for (uint32_t f = 0; f < info->frame;) {
+            uint32_t n = std::min<uint32_t>(info->frame - f, uint32_t(std::max<size_t>(1, (8u << 20) / fsz)));
             buf.resize(size_t(n) * fsz);
-            if (!pread_all(wal_fd_, &buf[0], buf.size(), off_t(kWalHeaderSize) + off_t(f) * off_t(fsz))) {
-                release();
-                return false;
-            }
+            if (!pread_all(wal_fd_, &buf[0], buf.size(), off_t(kWalHeaderSize) + off_t(f) * off_t(fsz))) return false;
             for (uint32_t i = 0; i < n; i++) {
                 const unsigned char* fr = reinterpret_cast<const unsigned char*>(buf.data()) + size_t(i) * fsz;
                 WalFrameHeader fh = parse_frame_header(fr);
-                wal_checksum(wh.big_endian_cksum(), fr, 8, &c1, &c2);
-                wal_checksum(wh.big_endian_cksum(), fr + kWalFrameHeaderSize, ps, &c1, &c2);
+                wal_checksum(info->big_endian, fr, 8, &c1, &c2);
+                wal_checksum(info->big_endian, fr + kWalFrameHeaderSize, ps, &c1, &c2);
                 if (fh.salt1 != wh.salt1 || fh.salt2 != wh.salt2 || fh.cksum1 != c1 || fh.cksum2 != c2) {
-                    release();
-                    set_error("snapshot: the WAL checksum chain is broken at frame " + std::to_string(f + i + 1));
+                    set_error("the WAL checksum chain is broken at frame " + std::to_string(f + i + 1));
                     return false;
                 }
                 latest[fh.pgno] = f + i + 1;
+                if (fh.commit_size) db_pages = fh.commit_size;
             }
             f += n;
         }
+        info->cksum1 = c1;
+        info->cksum2 = c2;
+        if (info->frame == h.mx_frame && h.n_page) db_pages = h.n_page;
     } else {
         unsigned char dbh[100];
-        if (m->xRead(db_, dbh, sizeof dbh, 0) != SQLITE_OK) {
-            release();
-            return false;
-        }
+        if (m->xRead(db_, dbh, sizeof dbh, 0) != SQLITE_OK) return false;
         uint32_t v = uint32_t(dbh[16]) << 8 | dbh[17];
         ps = v == 1 ? 65536 : v;
-    }
-    if (ps < 512 || ps > 65536 || (ps & (ps - 1))) {
-        release();
-        return false;
-    }
-    uint32_t db_pages = h.n_page;
-    if (h.mx_frame == 0 || db_pages == 0) {
         sqlite3_int64 size = 0;
         m->xFileSize(db_, &size);
-        db_pages = uint32_t(size / ps);
+        if (ps >= 512) db_pages = uint32_t(size / ps);
     }
-
-    uint64_t gen = new_generation_id();
-    ObjectHeader oh;
-    oh.kind = ObjectKind::Snapshot;
-    oh.flags = kFlagDbChecksum;
-    oh.page_size = ps;
-    oh.generation = gen;
-    oh.first_ts_ms = oh.last_ts_ms = uint64_t(now_ms());
-    oh.db_pages = db_pages;
-    oh.body_len = uint64_t(db_pages) * ps;
-    oh.wal_salt1 = h.salt1;
-    oh.wal_salt2 = h.salt2;
-    oh.wal_frame = h.mx_frame;
-    oh.wal_cksum1 = c1;
-    oh.wal_cksum2 = c2;
-    std::string key = snapshot_key(gen, 0);
-    auto w = store_->open_writer(key, s3::PutOptions{true, "application/octet-stream"});
-    SnapshotWriter sw(w.get(), cfg_.zstd_level);
-    unsigned char hb[kHeaderSize];
-    encode_header(oh, hb);
-    s3::Status st = sw.raw(hb, sizeof hb);
-    DbChecksum sum;
+    if (ps < 512 || ps > 65536 || (ps & (ps - 1)) || db_pages == 0) {
+        log_debug("no database state to read (page size " + std::to_string(ps) + ", " + std::to_string(db_pages) + " pages)");
+        return false;
+    }
+    info->page_size = ps;
+    info->db_pages = db_pages;
     std::string page(ps, '\0');
-    for (uint32_t pg = 1; pg <= db_pages && st.ok(); pg++) {
+    for (uint32_t pg = 1; pg <= db_pages; pg++) {
         auto it = latest.find(pg);
         int rc;
         if (it != latest.end()) {
-            rc = pread_all(wal_fd_, &page[0], ps, off_t(kWalHeaderSize) + off_t(it->second - 1) * off_t(kWalFrameHeaderSize + ps) + off_t(kWalFrameHeaderSize))
-                     ? SQLITE_OK : SQLITE_IOERR;
+            off_t off = off_t(kWalHeaderSize) + off_t(it->second - 1) * off_t(kWalFrameHeaderSize + ps) + off_t(kWalFrameHeaderSize);
+            rc = pread_all(wal_fd_, &page[0], ps, off) ? SQLITE_OK : SQLITE_IOERR;
         } else {
             rc = m->xRead(db_, &page[0], int(ps), sqlite3_int64(pg - 1) * ps);
-            if (rc == SQLITE_IOERR_SHORT_READ) rc = SQLITE_OK;  // zero-filled, as SQLite does
+            if (rc == SQLITE_IOERR_SHORT_READ) rc = SQLITE_OK;  // zero-filled, as SQLite reads it
         }
-        if (rc != SQLITE_OK) st = s3::make_error(s3::ErrorKind::Io, "snapshot: reading page " + std::to_string(pg) + " failed");
-        else {
-            sum.set_page(pg, page.data(), ps);
-            st = sw.page(page.data(), ps);
-        }
+        if (rc != SQLITE_OK || !fn(pg, page)) return false;
     }
-    release();
-    if (st.ok()) st = sw.finish(sum.value());
-    if (!st.ok()) {
+    return true;
+}
+
+bool Shipper::start_generation(const std::string& why) {
+    uint64_t gen = new_generation_id();
+    std::string key = snapshot_key(gen, 0);
+    auto w = store_->open_writer(key, s3::PutOptions{true, "application/octet-stream"});
+    std::unique_ptr<SnapshotWriter> sw;
+    DbChecksum sum;
+    s3::Status st;
+    StateInfo info;
+    bool read = read_state(UINT32_MAX, &info, [&](uint32_t pg, const std::string& page) {
+        if (!sw) {  // the header needs what read_state learned before the first page
+            ObjectHeader oh;
+            oh.kind = ObjectKind::Snapshot;
+            oh.flags = kFlagDbChecksum;
+            oh.page_size = info.page_size;
+            oh.generation = gen;
+            oh.first_ts_ms = oh.last_ts_ms = uint64_t(now_ms());
+            oh.db_pages = info.db_pages;
+            oh.body_len = uint64_t(info.db_pages) * info.page_size;
+            oh.wal_salt1 = info.shm.salt1;
+            oh.wal_salt2 = info.shm.salt2;
+            oh.wal_frame = info.frame;
+            oh.wal_cksum1 = info.cksum1;
+            oh.wal_cksum2 = info.cksum2;
+            unsigned char hb[kHeaderSize];
+            encode_header(oh, hb);
+            sw = std::make_unique<SnapshotWriter>(w.get(), cfg_.zstd_level);
+            st = sw->raw(hb, sizeof hb);
+        }
+        sum.set_page(pg, page.data(), page.size());
+        if (st.ok()) st = sw->page(page.data(), page.size());
+        return st.ok();
+    });
+    if (read && st.ok()) st = sw->finish(sum.value());
+    if (!read || !st.ok()) {
         w->abort();
-        set_error("snapshot upload to " + store_->describe() + " failed: " + st.str());
-        backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 500;
-        next_upload_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
+        if (!st.ok()) {
+            set_error("snapshot upload to " + store_->describe() + " failed: " + st.str());
+            backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 500;
+            next_upload_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
+        }
         return false;
     }
     have_generation_ = true;
     have_checksum_ = true;
     generation_ = gen;
     txid_ = 0;
-    page_size_ = ps;
-    salt1_ = h.salt1;
-    salt2_ = h.salt2;
-    frame_ = h.mx_frame;
-    cksum1_ = c1;
-    cksum2_ = c2;
-    big_endian_ = wh.big_endian_cksum();
-    db_pages_ = db_pages;
+    adopt_position(info);
     checksum_ = sum;
-    prev_commit_valid_ = false;
     backoff_ms_ = 0;
     side_.state()->needs_snapshot = 0;
     publish_position();
@@ -828,8 +832,145 @@ bool Shipper::start_generation(const std::string& why) {
         stats_.last_error.clear();
         stats_.oldest_unshipped_ms = 0;
     }
-    log_info("generation " + generation_name(gen) + " started (" + why + "): snapshot of " + std::to_string(db_pages) +
+    log_info("generation " + generation_name(gen) + " started (" + why + "): snapshot of " + std::to_string(info.db_pages) +
              " pages written to " + store_->describe());
+    return true;
+}
+
+void Shipper::adopt_position(const StateInfo& info) {
+    page_size_ = info.page_size;
+    salt1_ = info.shm.salt1;
+    salt2_ = info.shm.salt2;
+    frame_ = info.frame;
+    cksum1_ = info.cksum1;
+    cksum2_ = info.cksum2;
+    big_endian_ = info.big_endian;
+    db_pages_ = info.db_pages;
+    prev_commit_valid_ = false;
+}
+
+// After a restart: continue the newest generation when the local database provably continues
+// it, so a restart costs a few requests instead of a new snapshot. Proof is either the WAL
+// itself (same salts and the same cumulative checksum at the last shipped frame) or the state
+// (the database checksum of the local state equals the replica's).
+Shipper::Resume Shipper::try_resume() {
+    auto gens = list_generations(*store_);
+    if (!gens.ok()) {
+        set_error("listing " + store_->describe() + " failed: " + gens.error().str());
+        return Resume::Error;
+    }
+    const GenerationInfo* g = nullptr;
+    for (auto& x : gens.value())
+        if (x.complete) g = &x;
+    if (!g) return Resume::No;
+    // The object holding the newest transaction of that generation.
+    auto listing = store_->list(generation_prefix(g->id));
+    if (!listing.ok()) {
+        set_error("listing " + store_->describe() + " failed: " + listing.error().str());
+        return Resume::Error;
+    }
+    std::string key;
+    uint64_t size = 0, best = 0;
+    bool found = false;
+    for (auto& o : listing->objects) {
+        auto k = parse_key(o.key);
+        if (!k || (found && k->last < best) || (found && k->last == best && !k->snapshot)) continue;
+        key = o.key, size = o.size, best = k->last, found = true;
+    }
+    if (!found || size < kHeaderSize + kTrailerSize) return Resume::No;
+    log_debug("resume: newest object is " + key);
+    auto head = store_->get(key, s3::ByteRange{0, kHeaderSize});
+    auto tail = store_->get(key, s3::ByteRange{size - kTrailerSize, kTrailerSize});
+    if (!head.ok() || !tail.ok()) {
+        set_error("reading " + key + " failed: " + (head.ok() ? tail.error().str() : head.error().str()));
+        return Resume::Error;
+    }
+    ObjectHeader oh;
+    if (!decode_header(reinterpret_cast<const unsigned char*>(head->data()), head->size(), &oh).empty() || tail->size() != kTrailerSize) return Resume::No;
+    oh.db_checksum = get_u64le(reinterpret_cast<const unsigned char*>(tail->data()));
+    bool have_sum = (oh.flags & kFlagDbChecksum) != 0;
+
+    ShmHeader h;
+    if (!read_header(&h)) return Resume::No;
+    // Proof 1: the WAL still holds the replica's last frame.
+    bool same_wal = oh.wal_frame > 0 && h.salt1 == oh.wal_salt1 && h.salt2 == oh.wal_salt2 && oh.wal_frame <= h.mx_frame;
+    DbChecksum sum;
+    StateInfo info;
+    auto hash = [&](uint32_t pg, const std::string& page) {
+        sum.set_page(pg, page.data(), page.size());
+        return true;
+    };
+    if (same_wal) {
+        if (read_state(oh.wal_frame, &info, hash)) {
+            if (info.frame != oh.wal_frame || info.cksum1 != oh.wal_cksum1 || info.cksum2 != oh.wal_cksum2 || info.page_size != oh.page_size) return Resume::No;
+            if (have_sum && sum.value() != oh.db_checksum) {
+                // After a crash SQLite's recovery forgets how far the checkpoint had copied, so the
+                // database file may hold later frames: the WAL chain is the proof, the database
+                // checksum restarts at the next snapshot.
+                log_debug("resume: WAL chain matches, database checksum not comparable");
+                have_sum = false;
+            }
+        } else {
+            // The checkpoint already copied later frames: the WAL chain alone is the proof.
+            // Verify it up to the replica's frame without reading the state.
+            StateInfo chain;
+            if (!verify_chain(oh.wal_frame, &chain) || chain.cksum1 != oh.wal_cksum1 || chain.cksum2 != oh.wal_cksum2) return Resume::No;
+            info = chain;
+            info.page_size = oh.page_size;
+            info.db_pages = oh.db_pages;
+            have_sum = false;
+        }
+    } else {
+        // Proof 2: the local state before the current WAL's frames (the database file), or the
+        // whole local state, equals the replica's last state.
+        if (!have_sum) return Resume::No;
+        bool read0 = read_state(0, &info, hash);
+        bool equal = read0 && sum.value() == oh.db_checksum && info.page_size == oh.page_size;
+        if (!equal) {
+            log_debug("resume: database file " + std::string(read0 ? "differs (checksum " + std::to_string(sum.value()) + ")" : "not readable alone") +
+                      "; comparing the whole local state");
+            sum.reset();
+            equal = read_state(UINT32_MAX, &info, hash) && sum.value() == oh.db_checksum && info.page_size == oh.page_size;
+        }
+        if (!equal) {
+            log_debug("resume: local state (frame " + std::to_string(info.frame) + ", checksum " + std::to_string(sum.value()) +
+                      ") differs from " + key + " (checksum " + std::to_string(oh.db_checksum) + ")");
+            return Resume::No;
+        }
+    }
+    have_generation_ = true;
+    have_checksum_ = have_sum;
+    generation_ = g->id;
+    txid_ = oh.last_txid;
+    adopt_position(info);
+    checksum_ = have_sum ? sum : DbChecksum();
+    publish_position();
+    log_info("continuing generation " + generation_name(g->id) + " at txid " + std::to_string(txid_) + " (" +
+             (same_wal ? "the WAL continues the replica" : "the database equals the replica") + ")");
+    return Resume::Yes;
+}
+
+bool Shipper::verify_chain(uint32_t frame, StateInfo* info) {
+    unsigned char hdr[kWalHeaderSize];
+    WalHeader wh;
+    if (!pread_all(wal_fd_, hdr, sizeof hdr, 0) || !parse_wal_header(hdr, &wh)) return false;
+    uint32_t c1 = wh.cksum1, c2 = wh.cksum2;
+    const size_t fsz = kWalFrameHeaderSize + wh.page_size;
+    std::string buf(fsz, '\0');
+    for (uint32_t f = 0; f < frame; f++) {
+        if (!pread_all(wal_fd_, &buf[0], fsz, off_t(kWalHeaderSize) + off_t(f) * off_t(fsz))) return false;
+        const unsigned char* fr = reinterpret_cast<const unsigned char*>(buf.data());
+        WalFrameHeader fh = parse_frame_header(fr);
+        wal_checksum(wh.big_endian_cksum(), fr, 8, &c1, &c2);
+        wal_checksum(wh.big_endian_cksum(), fr + kWalFrameHeaderSize, wh.page_size, &c1, &c2);
+        if (fh.salt1 != wh.salt1 || fh.salt2 != wh.salt2 || fh.cksum1 != c1 || fh.cksum2 != c2) return false;
+    }
+    info->shm.salt1 = wh.salt1;
+    info->shm.salt2 = wh.salt2;
+    info->frame = frame;
+    info->cksum1 = c1;
+    info->cksum2 = c2;
+    info->big_endian = wh.big_endian_cksum();
     return true;
 }
 

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -58,6 +59,11 @@ public:
     // Auto-restore: if the database file is still missing or empty (and has no WAL), restores it
     // from the replica. False with *error set when the replica cannot be read.
     bool restore_if_empty(std::string* error);
+    // A connection of this process takes (begin) or released (end) the database file's exclusive
+    // lock: in WAL mode only the last connection's close does, to checkpoint without shm locks.
+    // Consistent reads of the database wait meanwhile.
+    void begin_exclusive() { state_mu_.lock(); }
+    void end_exclusive() { state_mu_.unlock(); }
 
 private:
     Shipper(sqlite3_vfs* base, Config cfg);
@@ -68,7 +74,20 @@ private:
     void close_handles();
     bool read_header(ShmHeader* h);
     bool start_generation(const std::string& why);
-    bool try_resume();
+    enum class Resume { Yes, No, Error };
+    Resume try_resume();
+
+    // A consistent state of the database as of WAL frame `frame` (the database file plus the
+    // WAL's frames up to it), read while checkpoints and WAL resets are held off.
+    struct StateInfo {
+        ShmHeader shm;
+        uint32_t frame = 0, page_size = 0, db_pages = 0, cksum1 = 0, cksum2 = 0;
+        bool big_endian = false;
+    };
+    using PageFn = std::function<bool(uint32_t pgno, const std::string& page)>;
+    bool read_state(uint32_t limit_frame, StateInfo* info, const PageFn& fn);
+    bool verify_chain(uint32_t frame, StateInfo* info);
+    void adopt_position(const StateInfo& info);
     bool ship_frames(const ShmHeader& h);
     bool upload(const std::string& key, const std::string& object);
     void set_error(const std::string& e);
@@ -93,6 +112,7 @@ private:
     sqlite3_filename name_ = nullptr;
     std::atomic<volatile void*> shm0_{nullptr};
     std::mutex restore_mu_;
+    std::mutex state_mu_;
     int wal_fd_ = -1;
     ino_t wal_ino_ = 0;
     bool have_generation_ = false;

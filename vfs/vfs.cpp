@@ -56,6 +56,7 @@ struct File {
     uint32_t last_commit_frame;         // Wal: highest commit frame written through this file
     uint32_t salt2;                     // Wal: salt-2 of the WAL header written through this file
     bool reread_page1;                  // MainDb: a rollback-mode commit happened; see db_write
+    bool exclusive;                     // MainDb: holds the exclusive lock and Shipper::begin_exclusive
 };
 
 sqlite3_vfs walship_vfs;
@@ -78,6 +79,10 @@ Shipper* S(sqlite3_file* f) { return F(f)->shipper ? F(f)->shipper->get() : null
 int x_close(sqlite3_file* f) noexcept {
     File* p = F(f);
     int rc = p->real->pMethods ? p->real->pMethods->xClose(p->real) : SQLITE_OK;
+    if (p->kind == Kind::MainDb && p->shipper && p->exclusive) {
+        p->exclusive = false;
+        (*p->shipper)->end_exclusive();
+    }
     if (p->kind == Kind::MainDb && p->shipper) {
         try {
             delete p->shipper;  // the last connection's release stops and joins the shipper thread
@@ -198,7 +203,13 @@ int db_fcntl(sqlite3_file* f, int op, void* arg) noexcept {
             ShmHeader h;
             if (read_shm_header(F(f)->shm0, &h) && S(f)->unshipped(&h)) {
                 std::string err;
-                if (S(f)->flush(S(f)->config().close_timeout_ms, &err) != SQLITE_OK || S(f)->unshipped(&h)) {
+                // The close's checkpoint is done: let the shipper read the database again.
+                if (F(f)->exclusive) {
+                    F(f)->exclusive = false;
+                    S(f)->end_exclusive();
+                }
+                int frc = S(f)->flush(S(f)->config().close_timeout_ms, &err);
+                if (frc != SQLITE_OK || S(f)->unshipped(&h)) {
                     log_warn("closing " + S(f)->config().db_path + " with unshipped transactions; the WAL is kept and they ship on the next open (" + err + ")");
                     *v = 1;
                 }
@@ -209,6 +220,34 @@ int db_fcntl(sqlite3_file* f, int op, void* arg) noexcept {
     } catch (...) {
         return SQLITE_IOERR_NOMEM;
     }
+}
+
+int db_lock(sqlite3_file* f, int level) noexcept {
+    if (level != SQLITE_LOCK_EXCLUSIVE || F(f)->exclusive) return R(f)->pMethods->xLock(R(f), level);
+    if (F(f)->shm0) {
+        // The last connection is closing (the only exclusive lock in WAL mode): ship before its
+        // checkpoint copies the WAL into the database, so the next open can prove continuity.
+        ShmHeader h;
+        std::string err;
+        try {
+            if (read_shm_header(F(f)->shm0, &h) && S(f)->unshipped(&h)) S(f)->flush(S(f)->config().close_timeout_ms, &err);
+        } catch (...) {
+        }
+    }
+    S(f)->begin_exclusive();
+    int rc = R(f)->pMethods->xLock(R(f), level);
+    if (rc == SQLITE_OK) F(f)->exclusive = true;
+    else S(f)->end_exclusive();
+    return rc;
+}
+
+int db_unlock(sqlite3_file* f, int level) noexcept {
+    int rc = R(f)->pMethods->xUnlock(R(f), level);
+    if (level < SQLITE_LOCK_EXCLUSIVE && F(f)->exclusive) {
+        F(f)->exclusive = false;
+        S(f)->end_exclusive();
+    }
+    return rc;
 }
 
 int db_shm_lock(sqlite3_file* f, int ofst, int n, int flags) noexcept {
@@ -380,6 +419,8 @@ void init_methods() {
     db_methods = m;
     db_methods.xRead = db_read;
     db_methods.xWrite = db_write;
+    db_methods.xLock = db_lock;
+    db_methods.xUnlock = db_unlock;
     db_methods.xFileControl = db_fcntl;
     db_methods.xShmLock = db_shm_lock;
     wal_methods = m;

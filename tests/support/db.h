@@ -1,0 +1,36 @@
+// Test helpers for databases: a small RAII connection, page-by-page file comparison.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace walship::test {
+
+class Db {
+public:
+    explicit Db(const std::string& uri, const char* vfs = "walship", int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI);
+    ~Db();
+    Db(const Db&) = delete;
+    Db& operator=(const Db&) = delete;
+    sqlite3* get() const { return db_; }
+    void exec(const std::string& sql);            // throws with SQLite's message
+    int try_exec(const std::string& sql, std::string* err = nullptr);
+    std::string text(const std::string& sql);      // first column of the first row
+    long long integer(const std::string& sql);
+    static int open_rc(const std::string& uri, std::string* err);
+
+private:
+    sqlite3* db_ = nullptr;
+};
+
+// Describes the first difference between two database files, or "" when identical page by page.
+std::string compare_pages(const std::string& a, const std::string& b, int page_size);
+bool file_exists(const std::string& path);
+void remove_db_files(const std::string& path);  // db, -wal, -shm, -walship
+std::string uri(const std::string& path, const std::string& replica, const std::string& extra = "");
+std::string url_encode(const std::string& s);
+
+}  // namespace walship::test

@@ -1,0 +1,387 @@
+// The VFS end to end: capture, ship, restore, compared page by page, against the local S3 server
+// (moto) and the directory store.
+#include <catch2/catch.hpp>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "restore.h"
+#include "support/db.h"
+#include "support/test_server.h"
+#include "walship.h"
+
+using namespace walship;
+using namespace walship::test;
+
+namespace {
+
+struct Registered {
+    Registered() {
+        set_process_env();
+        walship_register(0);
+    }
+} registered;
+
+std::unique_ptr<s3::Store> store_for(const std::string& url) {
+    auto s = s3::open_store(url, test::env());
+    if (!s.ok()) FAIL(s.error().str());
+    return std::move(s.value());
+}
+
+// Restores the replica's latest state to `out`; returns the error text or "".
+std::string restore_to(const std::string& url, const std::string& out, RestoreInfo* info = nullptr) {
+    auto store = store_for(url);
+    RestoreOptions opt;
+    opt.output = out;
+    auto r = restore(*store, opt);
+    if (!r.ok()) return r.error().str();
+    if (info) *info = r.value();
+    return "";
+}
+
+// A table of the integers 1..n (the generate_series extension is not in the library).
+std::string series(int n) {
+    return "(with recursive s(value) as (select 1 union all select value + 1 from s where value < " + std::to_string(n) + ") select value from s)";
+}
+
+std::string blob_sql(std::mt19937_64& rng, int max_len) {
+    int len = int(rng() % uint64_t(max_len)) + 1;
+    return "randomblob(" + std::to_string(len) + ")";
+}
+
+// A random mix of what applications do; each statement outside BEGIN is its own transaction.
+void random_workload(Db& db, std::mt19937_64& rng, int steps) {
+    db.exec("create table if not exists a(id integer primary key, k integer, v blob)");
+    db.exec("create index if not exists a_k on a(k)");
+    int tables = 0;
+    for (int i = 0; i < steps; i++) {
+        int op = int(rng() % 100);
+        if (op < 40) {
+            int n = int(rng() % 20) + 1;
+            db.exec("insert into a(k, v) select abs(random()) % 1000, " + blob_sql(rng, 2000) + " from " + series(n));
+        } else if (op < 55) {
+            db.exec("update a set v = " + blob_sql(rng, 3000) + ", k = k + 1 where k % 7 = " + std::to_string(rng() % 7));
+        } else if (op < 65) {
+            db.exec("delete from a where k % 11 = " + std::to_string(rng() % 11));
+        } else if (op < 70) {
+            std::string t = "t" + std::to_string(tables++);
+            db.exec("create table " + t + "(x, y)");
+            db.exec("insert into " + t + " select value, randomblob(50) from " + series(30));
+            if (rng() % 2) db.exec("alter table " + t + " add column z default 'zz'");
+            if (rng() % 3 == 0) db.exec("drop table " + t);
+        } else if (op < 72) {
+            db.exec("vacuum");
+        } else if (op < 75) {
+            db.exec(rng() % 2 ? "pragma wal_checkpoint(TRUNCATE)" : "pragma wal_checkpoint(PASSIVE)");
+        } else if (op < 85) {
+            // A transaction that spills to the WAL and rolls back: nothing of it may be captured.
+            db.exec("begin");
+            db.exec("insert into a(k, v) select 5000, randomblob(3000) from " + series(200));
+            db.exec("rollback");
+        } else if (op < 90) {
+            db.exec("insert into a(k, v) values(9999, " + blob_sql(rng, 300000) + ")");  // overflow pages
+        } else {
+            // Several statements in one transaction, rewriting the same pages.
+            db.exec("begin");
+            for (int j = 0; j < 5; j++) db.exec("update a set k = k + 1 where id % 5 = " + std::to_string(j));
+            db.exec("commit");
+        }
+    }
+}
+
+// Closes the source (SQLite checkpoints it fully), restores, and compares page by page.
+void check_round_trip(const std::string& url, const std::string& src, int page_size) {
+    std::string out = temp_dir() + "/restored.db";
+    RestoreInfo info;
+    std::string err = restore_to(url, out, &info);
+    REQUIRE(err == "");
+    CHECK(info.checksum_verified);
+    CHECK(int(info.page_size) == page_size);
+    std::string diff = compare_pages(src, out, page_size);
+    INFO("source " << src << " restored " << out);
+    REQUIRE(diff == "");
+    Db r(out, nullptr, SQLITE_OPEN_READONLY);
+    REQUIRE(r.text("pragma integrity_check") == "ok");
+}
+
+void run_workload_case(const std::string& url, int page_size, bool autocheckpoint, uint64_t seed, const std::string& extra = "") {
+    std::string dir = temp_dir();
+    std::string path = dir + "/src.db";
+    {
+        Db db(uri(path, url, extra));
+        db.exec("pragma page_size=" + std::to_string(page_size));
+        db.exec("pragma cache_size=20");  // small cache: transactions spill to the WAL
+        db.exec(autocheckpoint ? "pragma wal_autocheckpoint=50" : "pragma wal_autocheckpoint=0");
+        std::mt19937_64 rng(seed);
+        random_workload(db, rng, 120);
+        REQUIRE(db.text("pragma journal_mode") == "wal");
+        REQUIRE(db.integer("pragma page_size") == page_size);
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+    }
+    check_round_trip(url, path, page_size);
+}
+
+}  // namespace
+
+TEST_CASE("random workloads restore page by page, several page sizes, autocheckpoint on", "[vfs][integration]") {
+    for (int ps : {512, 1024, 4096, 16384, 65536}) {
+        DYNAMIC_SECTION("page size " << ps) { run_workload_case(new_s3_url(), ps, true, 1000 + uint64_t(ps)); }
+    }
+}
+
+TEST_CASE("random workloads restore page by page, autocheckpoint off", "[vfs][integration]") {
+    for (int ps : {1024, 4096, 8192}) {
+        DYNAMIC_SECTION("page size " << ps) { run_workload_case(new_s3_url(), ps, false, 2000 + uint64_t(ps)); }
+    }
+}
+
+TEST_CASE("synchronous=FULL without powersafe overwrite pads commits; padding is not a transaction", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/pad.db";
+    {
+        Db db(uri(path, url, "psow=0"));
+        db.exec("pragma synchronous=FULL");
+        db.exec("create table t(x)");
+        for (int i = 0; i < 20; i++) db.exec("insert into t values(randomblob(100))");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+        std::string status = db.text("pragma walship_status");
+        // 21 commits after the snapshot's state (the first one may be in the snapshot).
+        INFO(status);
+        CHECK(status.find("\"txns_shipped\":2") != std::string::npos);
+    }
+    check_round_trip(url, path, 4096);
+}
+
+TEST_CASE("directory store (file://) round trip", "[vfs]") {
+    std::string url = "file://" + temp_dir() + "/replica";
+    run_workload_case(url, 4096, true, 7);
+}
+
+TEST_CASE("rolled-back transactions never reach the replica", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/rb.db";
+    {
+        Db db(uri(path, url));
+        db.exec("pragma cache_size=10");
+        db.exec("create table t(x)");
+        db.exec("insert into t values(1)");
+        db.exec("begin");
+        db.exec("insert into t select randomblob(4000) from " + series(500));
+        db.exec("rollback");
+        db.exec("insert into t values(2)");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+    }
+    std::string out = temp_dir() + "/out.db";
+    REQUIRE(restore_to(url, out) == "");
+    Db r(out, nullptr, SQLITE_OPEN_READONLY);
+    CHECK(r.integer("select count(*) from t") == 2);
+    CHECK(r.integer("select sum(x) from t") == 3);
+}
+
+TEST_CASE("auto-restore: a deleted database comes back on the next open", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/auto.db";
+    {
+        Db db(uri(path, url));
+        db.exec("create table notes(id integer primary key, body text)");
+        db.exec("insert into notes(body) select 'note ' || value from " + series(500));
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+    }
+    remove_db_files(path);
+    REQUIRE_FALSE(file_exists(path));
+    {
+        Db db(uri(path, url));
+        CHECK(db.integer("select count(*) from notes") == 500);
+        db.exec("insert into notes(body) values('after restore')");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+    }
+    remove_db_files(path);
+    {
+        Db db(uri(path, url, "restore=off"));
+        CHECK(db.integer("select count(*) from sqlite_schema") == 0);
+    }
+    remove_db_files(path);
+    Db db(uri(path, url));
+    CHECK(db.integer("select count(*) from notes") == 501);
+}
+
+TEST_CASE("environment configuration: WALSHIP_REPLICA_URL and WALSHIP_DB", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string dir = temp_dir();
+    std::string path = dir + "/env.db", other = dir + "/other.db";
+    setenv("WALSHIP_REPLICA_URL", url.c_str(), 1);
+    setenv("WALSHIP_DB", path.c_str(), 1);
+    {
+        Db db("file:" + path);
+        db.exec("create table t(x); insert into t values(42)");
+        CHECK(db.text("pragma walship_flush") == "ok");
+        Db o("file:" + other);  // not WALSHIP_DB: passes through, no replication
+        o.exec("create table u(y)");
+        CHECK(o.text("pragma walship_status") == "");
+    }
+    unsetenv("WALSHIP_REPLICA_URL");
+    unsetenv("WALSHIP_DB");
+    CHECK_FALSE(file_exists(other + "-walship"));
+    std::string out = dir + "/out.db";
+    REQUIRE(restore_to(url, out) == "");
+    Db r(out, nullptr, SQLITE_OPEN_READONLY);
+    CHECK(r.integer("select x from t") == 42);
+}
+
+TEST_CASE("two databases cannot share one replica location", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string dir = temp_dir();
+    Db a(uri(dir + "/a.db", url));
+    a.exec("create table t(x)");
+    std::string err;
+    CHECK(Db::open_rc(uri(dir + "/b.db", url), &err) != SQLITE_OK);
+}
+
+TEST_CASE("walship_status reports the replication state", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    Db db(uri(temp_dir() + "/s.db", url));
+    db.exec("create table t(x); insert into t values(1)");
+    REQUIRE(db.text("pragma walship_flush") == "ok");
+    std::string s = db.text("pragma walship_status");
+    for (const char* field : {"\"generation\":\"", "\"txid\":", "\"pending_txns\":0", "\"pending_bytes\":0", "\"lag_ms\":0",
+                              "\"uploads\":", "\"upload_bytes\":", "\"last_error\":\"\""})
+        CHECK(s.find(field) != std::string::npos);
+    CHECK(s.find("\"generation\":\"\"") == std::string::npos);
+}
+
+TEST_CASE("store unreachable: the app keeps working, status shows the error, flush times out", "[vfs][integration]") {
+    std::string path = temp_dir() + "/down.db";
+    {
+        Db plain(path, nullptr);  // an existing database, so no restore is attempted
+        plain.exec("create table t(x); insert into t values(1)");
+    }
+    std::string url = "s3://bucket/db?endpoint=http://127.0.0.1:9&region=us-east-1";
+    Db db(uri(path, url, "flush_timeout=1500"));
+    for (int i = 0; i < 50; i++) db.exec("insert into t values(randomblob(100))");
+    CHECK(db.integer("select count(*) from t") == 51);
+    std::string err;
+    CHECK(db.try_exec("pragma walship_flush", &err) != SQLITE_OK);
+    CHECK(err.find("timed out") != std::string::npos);
+    std::string s = db.text("pragma walship_status");
+    CHECK(s.find("\"last_error\":\"\"") == std::string::npos);
+    CHECK(s.find("walship-test-secret-key") == std::string::npos);
+}
+
+TEST_CASE("auto-restore from an unreachable store fails the open with a clear error", "[vfs][integration]") {
+    std::string path = temp_dir() + "/new.db";
+    std::string err;
+    int rc = Db::open_rc(uri(path, "s3://bucket/db?endpoint=http://127.0.0.1:9&region=us-east-1"), &err);
+    CHECK(rc != SQLITE_OK);
+    CHECK_FALSE(file_exists(path));
+}
+
+TEST_CASE("invalid settings fail the open", "[vfs]") {
+    std::string dir = temp_dir();
+    std::string url = "file://" + dir + "/r";
+    std::string err;
+    CHECK(Db::open_rc(uri(dir + "/x.db", url, "sync_interval=abc"), &err) != SQLITE_OK);
+    CHECK(Db::open_rc(uri(dir + "/x.db", url, "restore=maybe"), &err) != SQLITE_OK);
+    CHECK(Db::open_rc(uri(dir + "/x.db", "ftp://nowhere/x"), &err) != SQLITE_OK);
+}
+
+TEST_CASE("a replicated database stays in WAL mode", "[vfs]") {
+    std::string dir = temp_dir();
+    std::string path = dir + "/j.db";
+    {
+        Db plain(path, nullptr);
+        plain.exec("pragma journal_mode=delete; create table t(x); insert into t values(1)");
+    }
+    Db db(uri(path, "file://" + dir + "/r"));
+    CHECK(db.integer("select count(*) from t") == 1);
+    CHECK(db.text("pragma journal_mode") == "wal");
+    std::string err;
+    CHECK(db.try_exec("pragma journal_mode=delete", &err) != SQLITE_OK);
+    CHECK(err.find("WAL mode") != std::string::npos);
+    CHECK(db.try_exec("pragma locking_mode=exclusive", &err) != SQLITE_OK);
+    db.exec("insert into t values(2)");
+    CHECK(file_exists(path + "-wal"));
+}
+
+TEST_CASE("corrupted objects are detected and never produce a database file", "[vfs]") {
+    std::string dir = temp_dir();
+    std::string url = "file://" + dir + "/r";
+    {
+        Db db(uri(dir + "/c.db", url));
+        db.exec("create table t(x); insert into t select randomblob(500) from " + series(100));
+        db.exec("insert into t values(1)");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+    }
+    auto store = store_for(url);
+    auto listing = store->list("generations/");
+    REQUIRE(listing.ok());
+    for (auto& o : listing->objects) {
+        // Flip one byte in the middle of each object in turn.
+        auto original = store->get(o.key);
+        REQUIRE(original.ok());
+        std::string bad = original.value();
+        bad[bad.size() / 2] ^= 0x5a;
+        REQUIRE(store->put(o.key, bad).ok());
+        std::string out = dir + "/out.db";
+        std::string err = restore_to(url, out);
+        INFO(o.key);
+        CHECK(err.find("corrupt") != std::string::npos);
+        CHECK_FALSE(file_exists(out));
+        REQUIRE(store->put(o.key, original.value()).ok());
+    }
+    REQUIRE(restore_to(url, dir + "/good.db") == "");
+}
+
+TEST_CASE("a replica with no data is reported as such", "[vfs][integration]") {
+    auto store = store_for(new_s3_url());
+    RestoreOptions opt;
+    opt.output = temp_dir() + "/none.db";
+    auto r = restore(*store, opt);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().kind == s3::ErrorKind::NotFound);
+    CHECK_FALSE(file_exists(opt.output));
+}
+
+TEST_CASE("restore to an earlier transaction", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/pitr.db";
+    {
+        Db db(uri(path, url, "sync_interval=0"));
+        db.exec("create table t(x)");
+        for (int i = 1; i <= 20; i++) {
+            db.exec("insert into t values(" + std::to_string(i) + ")");
+            REQUIRE(db.text("pragma walship_flush") == "ok");
+        }
+    }
+    auto store = store_for(url);
+    for (uint64_t txid : {3, 10, 21}) {
+        RestoreOptions opt;
+        opt.output = temp_dir() + "/p.db";
+        opt.txid = txid;
+        auto r = restore(*store, opt);
+        REQUIRE(r.ok());
+        Db db(opt.output, nullptr, SQLITE_OPEN_READONLY);
+        // txid 1 created the table (or the snapshot holds it); each later txid adds one row.
+        long long rows = db.integer("select count(*) from t");
+        CHECK(rows <= (long long)txid);
+        CHECK(db.integer("select coalesce(max(x),0) from t") == rows);
+    }
+}
+
+TEST_CASE("restarts continue the same generation and lose nothing", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/restart.db";
+    for (int i = 0; i < 8; i++) {
+        Db db(uri(path, url));
+        db.exec("create table if not exists t(i, v)");
+        db.exec("insert into t values(" + std::to_string(i) + ", randomblob(3000))");
+        if (i % 3 == 1) db.exec("pragma wal_checkpoint(TRUNCATE)");
+    }
+    auto store = store_for(url);
+    auto gens = list_generations(*store);
+    REQUIRE(gens.ok());
+    CHECK(gens->size() == 1);
+    check_round_trip(url, path, 4096);
+}
