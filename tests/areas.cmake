@@ -1,4 +1,10 @@
 # walship_test(<binary> <sources> LIBS <libs>): one line per test area.
 walship_test(test_vfs test_vfs.cpp support/db.cpp LIBS walship::walship)
 target_include_directories(test_vfs PRIVATE ${PROJECT_SOURCE_DIR}/vfs)
+walship_test(test_crash test_crash.cpp support/db.cpp LIBS walship::walship LABELS crash)
+target_include_directories(test_crash PRIVATE ${PROJECT_SOURCE_DIR}/vfs)
+add_executable(walship_test_writer tools/writer.cpp)
+set_target_properties(walship_test_writer PROPERTIES OUTPUT_NAME walship-test-writer RUNTIME_OUTPUT_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+target_link_libraries(walship_test_writer PRIVATE walship::walship)
+add_dependencies(test_crash walship_test_writer)
 walship_test(test_location test_location.cpp LIBS walship::s3client)

@@ -350,7 +350,10 @@ void Shipper::run() {
     std::unique_lock<std::mutex> lock(mu_);
     while (!stop_) {
         bool urgent = flush_requested_ > flush_done_ || snapshot_requested_;
-        if (!notified_ && !urgent) {
+        if (!is_shipper_ && urgent) {
+            // Another process ships: wait for the side file to show our commits shipped.
+            done_cv_.wait_for(lock, std::chrono::milliseconds(5));
+        } else if (!notified_ && !urgent) {
             // The shipper polls the wal-index (memory, no requests) for other processes' commits.
             auto wait = std::chrono::milliseconds(is_shipper_ ? 25 : 1000);
             auto now = Clock::now();
@@ -369,18 +372,15 @@ void Shipper::run() {
             side_.state()->shipper_pid = uint64_t(getpid());
             log_info("replicating " + cfg_.db_path + " to " + store_->describe() + " (pid " + std::to_string(getpid()) + ")");
         }
-        bool caught_up = false;
+        // Caught up when everything committed before this pass began is in the bucket (by
+        // whichever process ships). Without a WAL, everything committed is in the database file.
+        bool caught_up = true;
         if (open_handles()) {
             ShmHeader h;
+            caught_up = false;
             if (read_header(&h)) {
                 if (is_shipper_) ship_pass(urgent);
-                ShmHeader after;
-                caught_up = read_header(&after) ? !unshipped(&h) : false;
-            }
-        } else {
-            caught_up = true;  // no WAL: nothing committed that is not in the database file
-            if (is_shipper_ && !have_generation_) {
-                // Nothing to do until the database is in WAL mode.
+                caught_up = !unshipped(&h);
             }
         }
 
@@ -401,14 +401,9 @@ void Shipper::ship_pass(bool urgent) {
         std::lock_guard<std::mutex> lock(mu_);
         want_snapshot = snapshot_requested_;
     }
-    if (Clock::now() < next_upload_ && !urgent) {
-        // Honour sync_interval and error backoff; the loop wakes us when it is time.
-        if (h.mx_frame != frame_ || h.salt2 != salt2_) {
-            std::lock_guard<std::mutex> lock(mu_);
-            if (!stats_.oldest_unshipped_ms) stats_.oldest_unshipped_ms = now_ms();
-        }
-        return;
-    }
+    // sync_interval and error backoff; the loop wakes us when it is time.
+    const bool paced = Clock::now() < next_upload_ && !urgent;
+    if (paced && !have_generation_) return;
     if (!have_generation_) {
         Resume r = try_resume();
         if (r == Resume::No) start_generation("no generation to continue");
@@ -419,11 +414,11 @@ void Shipper::ship_pass(bool urgent) {
         return;
     }
     if (side->needs_snapshot.load()) {
-        start_generation("the WAL was reset before it was shipped");
+        if (!paced) start_generation("the WAL was reset before it was shipped");
         return;
     }
     if (want_snapshot) {
-        if (ship_frames(h)) start_generation("snapshot requested");
+        if (!paced && ship_frames(h)) start_generation("snapshot requested");
         return;
     }
     // A remote-durable commit may ask for frames that the wal-index does not show yet; for the
@@ -459,6 +454,8 @@ void Shipper::ship_pass(bool urgent) {
         start_generation("the WAL is shorter than what was shipped");
         return;
     }
+    // A remote-durable commit waiting for its frames does not wait for the interval.
+    bool waiting = through_salt2 == h.salt2 && through_frame > frame_ && backoff_ms_ == 0;
     {
         std::lock_guard<std::mutex> lock(mu_);
         stats_.pending_frames = h.mx_frame - frame_;
@@ -466,7 +463,7 @@ void Shipper::ship_pass(bool urgent) {
         if (h.mx_frame == frame_) stats_.oldest_unshipped_ms = 0;
         else if (!stats_.oldest_unshipped_ms) stats_.oldest_unshipped_ms = now_ms();
     }
-    if (h.mx_frame > frame_) ship_frames(h);
+    if (h.mx_frame > frame_ && (!paced || waiting)) ship_frames(h);
 }
 
 bool Shipper::upload(const std::string& key, const std::string& object) {
