@@ -8,3 +8,4 @@ set_target_properties(walship_test_writer PROPERTIES OUTPUT_NAME walship-test-wr
 target_link_libraries(walship_test_writer PRIVATE walship::walship)
 add_dependencies(test_crash walship_test_writer)
 walship_test(test_location test_location.cpp LIBS walship::s3client)
+walship_test(test_s3_client test_s3_client.cpp LIBS walship::s3client)

@@ -1,0 +1,193 @@
+// One HTTP exchange on a libcurl easy handle. The handle is reset and configured per request
+// (timeouts, TLS verification, no signals, no "Expect: 100-continue"), the body is sent from
+// memory, response headers are collected lower-cased, and the body of a 2xx answer goes to the
+// caller's sink while error bodies are kept for parsing. Curl failures become Error values
+// (Timeout, Network, Config for TLS verification or bad URLs); the curl error text never holds
+// credentials because none are in URLs.
+#include "http.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace walship::s3::http {
+namespace {
+
+struct Exchange {
+    CURL* curl;
+    const Request* req;
+    Response* resp;
+    const BodySink* sink;
+    size_t sent = 0;
+};
+
+size_t on_header(char* data, size_t size, size_t n, void* user) {
+    auto* ex = static_cast<Exchange*>(user);
+    size_t len = size * n;
+    std::string line(data, len);
+    while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) line.pop_back();
+    if (line.rfind("HTTP/", 0) == 0) {  // a new response (after 100 Continue or a redirect)
+        ex->resp->headers.clear();
+        return len;
+    }
+    size_t colon = line.find(':');
+    if (colon == std::string::npos) return len;
+    std::string name = line.substr(0, colon), value = line.substr(colon + 1);
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return (char)std::tolower(c); });
+    size_t b = value.find_first_not_of(" \t");
+    value = b == std::string::npos ? "" : value.substr(b);
+    ex->resp->headers[name] = value;
+    return len;
+}
+
+size_t on_body(char* data, size_t size, size_t n, void* user) {
+    auto* ex = static_cast<Exchange*>(user);
+    size_t len = size * n;
+    long status = 0;
+    curl_easy_getinfo(ex->curl, CURLINFO_RESPONSE_CODE, &status);
+    ex->resp->body_bytes += len;
+    if (status >= 200 && status < 300 && ex->sink && *ex->sink) {
+        bool keep_going = false;
+        try {
+            keep_going = (*ex->sink)(data, len);
+        } catch (...) {
+            keep_going = false;
+        }
+        if (!keep_going) {
+            ex->resp->sink_aborted = true;
+            return 0;  // makes curl stop with CURLE_WRITE_ERROR
+        }
+        return len;
+    }
+    if (status >= 300 && ex->resp->body.size() > (1u << 20)) return len;  // cap error bodies
+    ex->resp->body.append(data, len);
+    return len;
+}
+
+size_t on_read(char* buf, size_t size, size_t n, void* user) {
+    auto* ex = static_cast<Exchange*>(user);
+    size_t left = ex->req->body_len - ex->sent;
+    size_t len = std::min(left, size * n);
+    if (len) std::memcpy(buf, ex->req->body + ex->sent, len);
+    ex->sent += len;
+    return len;
+}
+
+int on_seek(void* user, curl_off_t offset, int origin) {
+    auto* ex = static_cast<Exchange*>(user);
+    if (origin != SEEK_SET || offset < 0 || (size_t)offset > ex->req->body_len) return CURL_SEEKFUNC_FAIL;
+    ex->sent = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
+Error curl_error(CURLcode rc, const char* errbuf, const Response& resp, const Request& req) {
+    std::string detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+    while (!detail.empty() && detail.back() == '\n') detail.pop_back();
+    detail += " (curl " + std::to_string((int)rc) + ")";
+    switch (rc) {
+        case CURLE_OPERATION_TIMEDOUT:
+            return make_error(ErrorKind::Timeout, "timeout: " + detail + " [connect limit " +
+                              std::to_string(req.connect_timeout_ms) + " ms, stall limit " +
+                              std::to_string(req.stall_timeout_ms) + " ms]");
+        case CURLE_WRITE_ERROR:
+        case CURLE_ABORTED_BY_CALLBACK:
+            if (resp.sink_aborted) return make_error(ErrorKind::Io, "download stopped by the receiver");
+            return make_error(ErrorKind::Network, "network error: " + detail);
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_ISSUER_ERROR:
+            return make_error(ErrorKind::Config, "TLS certificate verification failed: " + detail);
+        case CURLE_URL_MALFORMAT:
+        case CURLE_UNSUPPORTED_PROTOCOL:
+            return make_error(ErrorKind::Config, "bad URL: " + detail);
+        case CURLE_READ_ERROR:
+            return make_error(ErrorKind::Io, "reading the request body: " + detail);
+        default:
+            return make_error(ErrorKind::Network, "network error: " + detail);
+    }
+}
+
+}  // namespace
+
+void global_init() {
+    static std::once_flag once;
+    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+Error perform(CURL* curl, const Request& req, Response& resp, const BodySink& sink) {
+    curl_easy_reset(curl);  // keeps the connection cache
+    resp = Response{};
+    Exchange ex{curl, &req, &resp, &sink};
+    char errbuf[CURL_ERROR_SIZE] = {0};
+
+    curl_slist* raw = nullptr;
+    for (auto& [name, value] : req.headers) {
+        std::string line = value.empty() ? name + ";" : name + ": " + value;
+        raw = curl_slist_append(raw, line.c_str());
+    }
+    raw = curl_slist_append(raw, "Expect:");  // no 100-continue round trip
+    SlistPtr headers(raw);
+
+    curl_easy_setopt(curl, CURLOPT_URL, req.url.c_str());
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers.get());
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, req.connect_timeout_ms);
+    // Stall/trickle detection: fewer than min_speed bytes/s for the stall time ends the attempt.
+    long stall_s = std::max(1L, (req.stall_timeout_ms + 999) / 1000);
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, std::max(1L, req.min_speed));
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, stall_s);
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, req.verify_tls ? 1L : 0L);
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, req.verify_tls ? 2L : 0L);
+    if (!req.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, req.ca_file.c_str());
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &ex);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &ex);
+
+    if (req.method == "HEAD") {
+        curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+    } else if (req.method == "PUT") {
+        curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(curl, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(curl, CURLOPT_READDATA, &ex);
+        curl_easy_setopt(curl, CURLOPT_SEEKFUNCTION, on_seek);
+        curl_easy_setopt(curl, CURLOPT_SEEKDATA, &ex);
+        curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)req.body_len);
+    } else if (req.method == "POST") {
+        curl_easy_setopt(curl, CURLOPT_POST, 1L);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req.body ? req.body : "");
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req.body_len);
+    } else if (req.method != "GET") {
+        curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+    }
+
+    CURLcode rc = curl_easy_perform(curl);
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp.status);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, nullptr);
+    if (rc != CURLE_OK) return curl_error(rc, errbuf, resp, req);
+    return {};
+}
+
+HandlePool::Lease HandlePool::lease() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!idle_.empty()) {
+            CurlPtr h = std::move(idle_.back());
+            idle_.pop_back();
+            return Lease(this, std::move(h));
+        }
+    }
+    global_init();
+    return Lease(this, CurlPtr(curl_easy_init()));
+}
+
+void HandlePool::give_back(CurlPtr h) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (idle_.size() < max_idle_) idle_.push_back(std::move(h));
+}
+
+}  // namespace walship::s3::http
