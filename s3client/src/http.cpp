@@ -7,6 +7,7 @@
 #include "http.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 namespace walship::s3::http {
@@ -18,7 +19,32 @@ struct Exchange {
     Response* resp;
     const BodySink* sink;
     size_t sent = 0;
+    // Progress watch (see on_progress).
+    std::chrono::steady_clock::time_point last_move{}, window_start{};
+    curl_off_t last_total = 0, window_total = 0;
+    bool timed_out = false;
 };
+
+// Ends the attempt when no byte moved for stall_timeout_ms, or when fewer than min_speed bytes/s
+// moved over a whole window of stall_timeout_ms (a trickle). curl calls this at least about once
+// a second even when nothing moves, so the limit holds to within about a second.
+int on_progress(void* user, curl_off_t, curl_off_t dlnow, curl_off_t, curl_off_t ulnow) {
+    auto* ex = static_cast<Exchange*>(user);
+    auto now = std::chrono::steady_clock::now();
+    curl_off_t total = dlnow + ulnow;
+    if (total != ex->last_total) ex->last_total = total, ex->last_move = now;
+    auto ms = [&](std::chrono::steady_clock::time_point t) {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(now - t).count();
+    };
+    long limit = ex->req->stall_timeout_ms;
+    if (ms(ex->last_move) >= limit) return ex->timed_out = true, 1;
+    if (ms(ex->window_start) >= limit) {
+        double need = std::max(1.0, (double)ex->req->min_speed * (double)limit / 1000.0);
+        if ((double)(total - ex->window_total) < need) return ex->timed_out = true, 1;
+        ex->window_start = now, ex->window_total = total;
+    }
+    return 0;
+}
 
 size_t on_header(char* data, size_t size, size_t n, void* user) {
     auto* ex = static_cast<Exchange*>(user);
@@ -79,15 +105,17 @@ int on_seek(void* user, curl_off_t offset, int origin) {
     return CURL_SEEKFUNC_OK;
 }
 
-Error curl_error(CURLcode rc, const char* errbuf, const Response& resp, const Request& req) {
+Error curl_error(CURLcode rc, const char* errbuf, const Response& resp, const Request& req, bool stalled) {
+    if (stalled)
+        return make_error(ErrorKind::Timeout, "timeout: less than " + std::to_string(req.min_speed) + " bytes/s for " +
+                          std::to_string(req.stall_timeout_ms) + " ms");
     std::string detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
     while (!detail.empty() && detail.back() == '\n') detail.pop_back();
     detail += " (curl " + std::to_string((int)rc) + ")";
     switch (rc) {
         case CURLE_OPERATION_TIMEDOUT:
             return make_error(ErrorKind::Timeout, "timeout: " + detail + " [connect limit " +
-                              std::to_string(req.connect_timeout_ms) + " ms, stall limit " +
-                              std::to_string(req.stall_timeout_ms) + " ms]");
+                              std::to_string(req.connect_timeout_ms) + " ms]");
         case CURLE_WRITE_ERROR:
         case CURLE_ABORTED_BY_CALLBACK:
             if (resp.sink_aborted) return make_error(ErrorKind::Io, "download stopped by the receiver");
@@ -135,10 +163,10 @@ Error perform(CURL* curl, const Request& req, Response& resp, const BodySink& si
     curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, req.connect_timeout_ms);
-    // Stall/trickle detection: fewer than min_speed bytes/s for the stall time ends the attempt.
-    long stall_s = std::max(1L, (req.stall_timeout_ms + 999) / 1000);
-    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, std::max(1L, req.min_speed));
-    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, stall_s);
+    ex.last_move = ex.window_start = std::chrono::steady_clock::now();
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &ex);
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, req.verify_tls ? 1L : 0L);
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, req.verify_tls ? 2L : 0L);
     if (!req.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, req.ca_file.c_str());
@@ -168,7 +196,7 @@ Error perform(CURL* curl, const Request& req, Response& resp, const BodySink& si
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp.status);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, nullptr);
-    if (rc != CURLE_OK) return curl_error(rc, errbuf, resp, req);
+    if (rc != CURLE_OK) return curl_error(rc, errbuf, resp, req, ex.timed_out);
     return {};
 }
 

@@ -35,8 +35,8 @@ struct Request {
     const char* body = nullptr;  // request body (not copied; must outlive the call)
     size_t body_len = 0;
     long connect_timeout_ms = 10000;
-    long stall_timeout_ms = 30000;  // abort when under min_speed bytes/s for this long
-    long min_speed = 1024;
+    long stall_timeout_ms = 30000;  // abort when no byte moves for this long, or fewer than
+    long min_speed = 1024;          // min_speed bytes/s move over a window this long
     bool verify_tls = true;
     std::string ca_file;
 };
