@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <algorithm>
 #include <mutex>
 
 namespace walship {
@@ -41,6 +42,18 @@ static std::string normalize_path(const std::string& p) {
     std::string base = slash == std::string::npos ? p : p.substr(slash + 1);
     if (realpath(dir.c_str(), buf)) return std::string(buf) + (std::string(buf) == "/" ? "" : "/") + base;
     return p;
+}
+
+bool parse_duration_ms(const std::string& s, int64_t* ms) {
+    if (s.empty()) return false;
+    char* end = nullptr;
+    double v = std::strtod(s.c_str(), &end);
+    if (end == s.c_str() || v < 0) return false;
+    std::string unit(end);
+    double mult = unit.empty() || unit == "ms" ? 1 : unit == "s" ? 1e3 : unit == "m" ? 60e3 : unit == "h" ? 3600e3 : unit == "d" ? 86400e3 : -1;
+    if (mult < 0) return false;
+    *ms = int64_t(v * mult);
+    return true;
 }
 
 bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, std::string* error) {
@@ -83,6 +96,21 @@ bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, st
         }
         cfg->max_wal_bytes = uint64_t(n);
     }
+    struct DurationSetting {
+        const char* name;
+        int64_t* target;
+    } durations[] = {{"snapshot_interval", &cfg->snapshot_interval_ms}, {"retention", &cfg->retention_ms}, {"retention_check_interval", &cfg->retention_check_ms}};
+    bool check_set = false;
+    for (auto& d : durations) {
+        std::string value = setting(uri_db, d.name);
+        if (value.empty()) continue;
+        if (!parse_duration_ms(value, d.target) || *d.target <= 0) {
+            *error = std::string("walship: invalid ") + d.name + " '" + value + "' (a duration like 30s, 15m, 24h, or milliseconds)";
+            return false;
+        }
+        if (d.target == &cfg->retention_check_ms) check_set = true;
+    }
+    if (!check_set) cfg->retention_check_ms = std::min<int64_t>(3600 * 1000LL, std::max<int64_t>(cfg->retention_ms / 2, 1000));
     v = setting(uri_db, "restore");
     if (v == "auto" || v.empty()) cfg->restore_auto = true;
     else if (v == "off") cfg->restore_auto = false;

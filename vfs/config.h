@@ -18,7 +18,13 @@ struct Config {
     int zstd_level = 3;
     uint64_t max_wal_bytes = 1ull << 30;   // WAL size cap while holding resets (see DESIGN.md)
     uint64_t max_segment_bytes = 16u << 20;  // raw page bytes per segment object
+    int64_t snapshot_interval_ms = 24 * 3600 * 1000LL;  // a new snapshot after this long (if written to)
+    int64_t retention_ms = 24 * 3600 * 1000LL;          // restorable window
+    int64_t retention_check_ms = 3600 * 1000LL;         // how often retention runs (default min(1 h, retention/2))
 };
+
+// Parses a duration: "250ms", "15s", "30m", "24h", "7d", or a number of milliseconds.
+bool parse_duration_ms(const std::string& s, int64_t* ms);
 
 // Reads a setting: the URI parameter `name` (when uri_db is non-null), else WALSHIP_<NAME>.
 // Returns "" when neither is set.

@@ -53,13 +53,30 @@ uint64_t new_generation_id() {
 }
 
 std::string generation_prefix(uint64_t gen) { return "generations/" + hex16(gen) + "/"; }
-std::string snapshot_key(uint64_t gen, uint64_t txid) { return generation_prefix(gen) + "snapshots/" + hex16(txid) + ".snap"; }
-std::string segment_key(uint64_t gen, uint64_t first, uint64_t last) {
-    return generation_prefix(gen) + "segments/" + hex16(first) + "-" + hex16(last) + ".seg";
+std::string snapshot_key(uint64_t gen, uint64_t txid, uint64_t ts_ms) {
+    return generation_prefix(gen) + "snapshots/" + hex16(txid) + "-" + hex16(ts_ms) + ".snap";
+}
+std::string segment_key(uint64_t gen, uint64_t first, uint64_t last, uint64_t ts_ms) {
+    return generation_prefix(gen) + "segments/" + hex16(first) + "-" + hex16(last) + "-" + hex16(ts_ms) + ".seg";
+}
+
+// Splits "<16 hex>-<16 hex>[-<16 hex>]" into numbers.
+static bool parse_hex_list(const std::string& s, std::vector<uint64_t>* out) {
+    size_t pos = 0;
+    while (pos <= s.size()) {
+        auto v = parse_hex16(s.substr(pos, 16));
+        if (!v) return false;
+        out->push_back(*v);
+        pos += 16;
+        if (pos == s.size()) return true;
+        if (s[pos] != '-') return false;
+        pos++;
+    }
+    return false;
 }
 
 std::optional<ParsedKey> parse_key(const std::string& key) {
-    // generations/<16>/snapshots/<16>.snap  or  generations/<16>/segments/<16>-<16>.seg
+    // generations/<G>/snapshots/<T>-<ts>.snap  or  generations/<G>/segments/<A>-<B>-<ts>.seg
     const std::string g = "generations/";
     if (key.compare(0, g.size(), g) != 0 || key.size() < g.size() + 17) return std::nullopt;
     ParsedKey out;
@@ -67,18 +84,22 @@ std::optional<ParsedKey> parse_key(const std::string& key) {
     if (!gen || key[g.size() + 16] != '/') return std::nullopt;
     out.gen = *gen;
     std::string rest = key.substr(g.size() + 17);
-    if (rest.size() == 10 + 16 + 5 && rest.compare(0, 10, "snapshots/") == 0 && rest.compare(26, 5, ".snap") == 0) {
-        auto t = parse_hex16(rest.substr(10, 16));
-        if (!t) return std::nullopt;
+    std::vector<uint64_t> v;
+    auto ends = [&](const std::string& suffix) {
+        return rest.size() > suffix.size() && rest.compare(rest.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (rest.compare(0, 10, "snapshots/") == 0 && ends(".snap")) {
+        if (!parse_hex_list(rest.substr(10, rest.size() - 15), &v) || v.size() != 2) return std::nullopt;
         out.snapshot = true;
-        out.first = out.last = *t;
+        out.first = out.last = v[0];
+        out.ts_ms = v[1];
         return out;
     }
-    if (rest.size() == 9 + 33 + 4 && rest.compare(0, 9, "segments/") == 0 && rest[25] == '-' && rest.compare(42, 4, ".seg") == 0) {
-        auto a = parse_hex16(rest.substr(9, 16)), b = parse_hex16(rest.substr(26, 16));
-        if (!a || !b || *a > *b) return std::nullopt;
-        out.first = *a;
-        out.last = *b;
+    if (rest.compare(0, 9, "segments/") == 0 && ends(".seg")) {
+        if (!parse_hex_list(rest.substr(9, rest.size() - 13), &v) || v.size() != 3 || v[0] > v[1]) return std::nullopt;
+        out.first = v[0];
+        out.last = v[1];
+        out.ts_ms = v[2];
         return out;
     }
     return std::nullopt;
@@ -177,7 +198,7 @@ std::string decode_header(const unsigned char* in, size_t len, ObjectHeader* h) 
     return "";
 }
 
-std::string encode_segment(ObjectHeader h, const std::vector<Txn>& txns, int zstd_level) {
+std::string encode_segment_body(const std::vector<Txn>& txns) {
     std::string body;
     for (const Txn& t : txns) {
         put_u64le(body, t.txid);
@@ -190,9 +211,12 @@ std::string encode_segment(ObjectHeader h, const std::vector<Txn>& txns, int zst
             body += data;
         }
     }
+    return body;
+}
+
+std::string seal_segment(ObjectHeader h, const std::string& body, uint64_t db_checksum, int zstd_level) {
     h.kind = ObjectKind::Segment;
     h.body_len = body.size();
-    h.txn_count = uint32_t(txns.size());
     std::string out(kHeaderSize, '\0');
     encode_header(h, reinterpret_cast<unsigned char*>(&out[0]));
     size_t bound = ZSTD_compressBound(body.size());
@@ -200,8 +224,13 @@ std::string encode_segment(ObjectHeader h, const std::vector<Txn>& txns, int zst
     size_t n = ZSTD_compress(&out[kHeaderSize], bound, body.data(), body.size(), zstd_level);
     if (ZSTD_isError(n)) return "";
     out.resize(kHeaderSize + n);
-    append_trailer(out, txns.empty() ? 0 : txns.back().db_checksum);
+    append_trailer(out, db_checksum);
     return out;
+}
+
+std::string encode_segment(ObjectHeader h, const std::vector<Txn>& txns, int zstd_level) {
+    h.txn_count = uint32_t(txns.size());
+    return seal_segment(h, encode_segment_body(txns), txns.empty() ? 0 : txns.back().db_checksum, zstd_level);
 }
 
 std::string decode_segment_body(const ObjectHeader& h, const std::string& body, std::vector<Txn>* txns) {

@@ -49,13 +49,16 @@ std::optional<uint64_t> parse_generation(const std::string& name);
 uint64_t new_generation_id();
 
 std::string generation_prefix(uint64_t gen);                 // "generations/<gen>/"
-std::string snapshot_key(uint64_t gen, uint64_t txid);       // ".../snapshots/<txid>.snap"
-std::string segment_key(uint64_t gen, uint64_t first, uint64_t last);  // ".../segments/<first>-<last>.seg"
+// Names carry the commit time (ms) of the last transaction, so retention and point-in-time
+// restore choose objects from a listing alone.
+std::string snapshot_key(uint64_t gen, uint64_t txid, uint64_t ts_ms);  // ".../snapshots/<txid>-<ts>.snap"
+std::string segment_key(uint64_t gen, uint64_t first, uint64_t last, uint64_t ts_ms);  // ".../segments/<first>-<last>-<ts>.seg"
 
 struct ParsedKey {
     uint64_t gen = 0;
     bool snapshot = false;
     uint64_t first = 0, last = 0;  // snapshot: both its txid
+    uint64_t ts_ms = 0;            // commit time of `last`
 };
 std::optional<ParsedKey> parse_key(const std::string& relative_key);
 
@@ -85,6 +88,10 @@ std::string decode_header(const unsigned char* in, size_t len, ObjectHeader* h);
 
 // Builds a whole segment object (header + zstd body + trailer) from transactions.
 std::string encode_segment(ObjectHeader h, const std::vector<Txn>& txns, int zstd_level);
+// The two halves of encode_segment: a segment body is a concatenation of transaction records, so
+// bodies of consecutive segments concatenate into the body of a larger one (compaction).
+std::string encode_segment_body(const std::vector<Txn>& txns);
+std::string seal_segment(ObjectHeader h, const std::string& body, uint64_t db_checksum, int zstd_level);
 
 // Parses a segment body (already decompressed) into transactions; error text on malformed data.
 std::string decode_segment_body(const ObjectHeader& h, const std::string& body, std::vector<Txn>* txns);

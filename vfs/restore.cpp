@@ -141,60 +141,75 @@ private:
     s3::Error error_;
 };
 
+// Chooses the generation, snapshot and segment chain for the requested point.
 s3::Result<Plan> make_plan(s3::Store& store, const RestoreOptions& opts) {
     auto gens = list_generations(store);
     if (!gens.ok()) return gens.error();
-    std::vector<GenerationInfo> candidates;
-    for (auto& g : gens.value())
-        if (g.complete && (!opts.generation || g.id == *opts.generation)) candidates.push_back(g);
+    std::vector<GenerationInfo> candidates;  // newest first
+    for (auto it = gens->rbegin(); it != gens->rend(); ++it)
+        if (it->complete && (!opts.generation || it->id == *opts.generation) &&
+            (!opts.timestamp_ms || opts.generation || it->created_ms <= *opts.timestamp_ms))
+            candidates.push_back(*it);
     if (opts.generation && candidates.empty())
         return make_error(ErrorKind::NotFound, "restore: generation " + generation_name(*opts.generation) + " not found (or it has no snapshot) in " + store.describe());
-    if (candidates.empty()) return make_error(ErrorKind::NotFound, "restore: no generations with a snapshot in " + store.describe());
-    if (opts.timestamp_ms && !opts.generation) {
-        // The newest generation created at or before the time.
-        while (candidates.size() > 1 && candidates.back().created_ms > *opts.timestamp_ms) candidates.pop_back();
+    if (candidates.empty()) {
+        if (opts.timestamp_ms && !gens->empty())
+            return make_error(ErrorKind::NotFound, "restore: the replica holds nothing at or before the requested time (it is outside the retention window)");
+        return make_error(ErrorKind::NotFound, "restore: no generations with a snapshot in " + store.describe());
     }
-    const GenerationInfo& g = candidates.back();
-    auto listing = store.list(generation_prefix(g.id));
-    if (!listing.ok()) return listing.error();
-    std::map<uint64_t, std::string> snapshots;                    // txid -> key
-    std::map<uint64_t, std::vector<std::pair<uint64_t, std::string>>> segs;  // first -> (last, key)
-    for (auto& o : listing->objects) {
-        auto k = parse_key(o.key);
-        if (!k || k->gen != g.id) continue;
-        if (k->snapshot) snapshots[k->first] = o.key;
-        else segs[k->first].push_back({k->last, o.key});
-    }
-    Plan plan;
-    plan.generation = g.id;
-    uint64_t target = opts.txid ? *opts.txid : UINT64_MAX;
-    auto snap = snapshots.upper_bound(target);
-    if (snap == snapshots.begin())
-        return make_error(ErrorKind::NotFound, "restore: generation " + generation_name(g.id) + " has no snapshot at or before txid " + std::to_string(target));
-    --snap;
-    plan.snapshot_txid = snap->first;
-    plan.snapshot_key = snap->second;
-    uint64_t pos = plan.snapshot_txid;
-    while (pos < target) {
-        auto it = segs.find(pos + 1);
-        if (it == segs.end()) {
-            if (segs.upper_bound(pos + 1) != segs.end())
-                return make_error(ErrorKind::Corrupt, "restore: generation " + generation_name(g.id) + " has a gap after txid " + std::to_string(pos));
-            break;
+    const uint64_t target = opts.txid ? *opts.txid : UINT64_MAX;
+    const uint64_t time = opts.timestamp_ms ? uint64_t(*opts.timestamp_ms) : UINT64_MAX;
+    for (const GenerationInfo& g : candidates) {
+        auto listing = store.list(generation_prefix(g.id));
+        if (!listing.ok()) return listing.error();
+        std::map<uint64_t, std::string> snapshots;                                // txid -> key
+        std::map<uint64_t, std::vector<ParsedKey>> segs;                           // first -> ranges
+        std::map<std::pair<uint64_t, uint64_t>, std::string> seg_keys;
+        for (auto& o : listing->objects) {
+            auto k = parse_key(o.key);
+            if (!k || k->gen != g.id) continue;
+            if (k->snapshot) {
+                if (k->first <= target && k->ts_ms <= time) snapshots[k->first] = o.key;
+            } else {
+                segs[k->first].push_back(*k);
+                seg_keys[{k->first, k->last}] = o.key;
+            }
         }
-        // Prefer the longest segment that does not pass the target; else the shortest covering it.
-        auto best = it->second.front();
-        for (auto& c : it->second) {
-            bool c_ok = c.first <= target, b_ok = best.first <= target;
-            if ((c_ok && (!b_ok || c.first > best.first)) || (!c_ok && !b_ok && c.first < best.first)) best = c;
+        if (snapshots.empty()) {
+            if (opts.generation || opts.txid) {
+                return make_error(ErrorKind::NotFound, "restore: generation " + generation_name(g.id) + " has no snapshot at or before " +
+                                                           (opts.txid ? "txid " + std::to_string(target) : std::string("that time")));
+            }
+            continue;  // an older generation may cover that time
         }
-        plan.segment_keys.push_back(best.second);
-        pos = best.first;
+        Plan plan;
+        plan.generation = g.id;
+        plan.snapshot_txid = snapshots.rbegin()->first;
+        plan.snapshot_key = snapshots.rbegin()->second;
+        uint64_t pos = plan.snapshot_txid, pos_ts = 0;
+        while (pos < target && pos_ts <= time) {
+            auto it = segs.find(pos + 1);
+            if (it == segs.end()) {
+                if (segs.upper_bound(pos + 1) != segs.end())
+                    return make_error(ErrorKind::Corrupt, "restore: generation " + generation_name(g.id) + " has a gap after txid " + std::to_string(pos));
+                break;
+            }
+            // The longest segment that does not pass the target, else the shortest covering it.
+            ParsedKey best = it->second.front();
+            for (auto& c : it->second) {
+                bool c_ok = c.last <= target, b_ok = best.last <= target;
+                if ((c_ok && (!b_ok || c.last > best.last)) || (!c_ok && !b_ok && c.last < best.last)) best = c;
+            }
+            plan.segment_keys.push_back(seg_keys[{best.first, best.last}]);
+            pos = best.last;
+            pos_ts = best.ts_ms;
+        }
+        if (opts.txid && pos < *opts.txid)
+            return make_error(ErrorKind::NotFound, "restore: txid " + std::to_string(*opts.txid) + " is not in generation " + generation_name(g.id) + " (last is " + std::to_string(pos) + ")");
+        plan.last_txid = pos;
+        return plan;
     }
-    if (opts.txid && pos < *opts.txid)
-        return make_error(ErrorKind::NotFound, "restore: txid " + std::to_string(*opts.txid) + " is not in generation " + generation_name(g.id) + " (last is " + std::to_string(pos) + ")");
-    plan.last_txid = pos;
-    return plan;
+    return make_error(ErrorKind::NotFound, "restore: the replica holds nothing at or before the requested time (it is outside the retention window)");
 }
 
 s3::Error write_pages(int fd, const Txn& t, uint32_t ps) {
@@ -231,7 +246,17 @@ s3::Result<std::vector<GenerationInfo>> list_generations(s3::Store& store) {
     return out;
 }
 
+static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptions& opts);
+
 s3::Result<RestoreInfo> restore(s3::Store& store, const RestoreOptions& opts) {
+    // Compaction and retention may delete a planned object while we run: plan again.
+    for (int attempt = 1;; attempt++) {
+        auto r = restore_once(store, opts);
+        if (r.ok() || attempt == 3 || r.error().kind != ErrorKind::NotFound || r.error().http_status != 404) return r;
+    }
+}
+
+static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptions& opts) {
     if (opts.output.empty()) return make_error(ErrorKind::Config, "restore: no output path");
     auto plan = make_plan(store, opts);
     if (!plan.ok()) return plan.error();

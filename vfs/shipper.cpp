@@ -4,6 +4,7 @@
 #include "shipper.h"
 
 #include "restore.h"
+#include "retention.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -275,6 +276,8 @@ std::string Shipper::status_json() {
     s += ",\"upload_bytes\":" + std::to_string(stats_.upload_bytes);
     s += ",\"txns_shipped\":" + std::to_string(stats_.txns_shipped);
     s += ",\"snapshots\":" + std::to_string(stats_.snapshots);
+    s += ",\"compactions\":" + std::to_string(stats_.compactions);
+    s += ",\"last_snapshot_txid\":" + std::to_string(last_snapshot_txid_);
     s += ",\"errors\":" + std::to_string(stats_.errors);
     s += ",\"needs_snapshot\":" + std::string(side_.state()->needs_snapshot.load() ? "true" : "false");
     s += ",\"wal_reset_held_ms\":" + std::to_string(side_.state()->holding_since_ms.load() ? now - int64_t(side_.state()->holding_since_ms.load()) : 0);
@@ -418,7 +421,7 @@ void Shipper::ship_pass(bool urgent) {
         return;
     }
     if (want_snapshot) {
-        if (!paced && ship_frames(h)) start_generation("snapshot requested");
+        if (!paced && ship_frames(h)) snapshot_in_generation("requested");
         return;
     }
     // A remote-durable commit may ask for frames that the wal-index does not show yet; for the
@@ -464,6 +467,21 @@ void Shipper::ship_pass(bool urgent) {
         else if (!stats_.oldest_unshipped_ms) stats_.oldest_unshipped_ms = now_ms();
     }
     if (h.mx_frame > frame_ && (!paced || waiting)) ship_frames(h);
+    maintain(h);
+}
+
+// Scheduled work of the shipping process: snapshots (only when something was written since the
+// last one) and retention runs. An idle database makes no requests but these.
+void Shipper::maintain(const ShmHeader& h) {
+    if (frame_ == h.mx_frame && txid_ > last_snapshot_txid_ && now_ms() - last_snapshot_ms_ >= cfg_.snapshot_interval_ms &&
+        Clock::now() >= next_upload_)
+        snapshot_in_generation("snapshot_interval");
+    auto now = Clock::now();
+    if (next_retention_ == Clock::time_point{}) next_retention_ = now + std::chrono::milliseconds(cfg_.retention_check_ms);
+    if (now >= next_retention_) {
+        next_retention_ = now + std::chrono::milliseconds(cfg_.retention_check_ms);
+        run_retention();
+    }
 }
 
 bool Shipper::upload(const std::string& key, const std::string& object) {
@@ -552,7 +570,9 @@ bool Shipper::ship_frames(const ShmHeader& h) {
                     prev_commit_size_ = fh.commit_size;
                     prev_page_ = page;
                     cur.txid = txid_ + txns.size() + 1;
-                    cur.ts_ms = uint64_t(now_ms());
+                    // The same transaction keeps its time (and so its object name) across retries.
+                    auto ts = ts_by_txid_.emplace(cur.txid, uint64_t(now_ms())).first;
+                    cur.ts_ms = ts->second;
                     cur.db_pages = fh.commit_size;
                     bytes += cur.pages.size() * (page_size_ + 4);
                     txns.push_back(std::move(cur));
@@ -590,18 +610,19 @@ bool Shipper::ship_frames(const ShmHeader& h) {
         oh.first_ts_ms = txns.front().ts_ms;
         oh.last_ts_ms = txns.back().ts_ms;
         oh.db_pages = txns.back().db_pages;
+        oh.txn_count = uint32_t(txns.size());
         oh.wal_salt1 = salt1_;
         oh.wal_salt2 = salt2_;
         oh.wal_frame = seg_end;
         oh.wal_cksum1 = e1;
         oh.wal_cksum2 = e2;
-        std::string object = encode_segment(oh, txns, cfg_.zstd_level);
-        if (!upload(segment_key(generation_, oh.first_txid, oh.last_txid), object)) {
+        if (!upload_segment(oh, encode_segment_body(txns), txns.back().db_checksum)) {
             checksum_ = saved;
             prev_commit_valid_ = false;
             return false;
         }
         txid_ = oh.last_txid;
+        for (auto it = ts_by_txid_.begin(); it != ts_by_txid_.end() && it->first <= txid_;) it = ts_by_txid_.erase(it);
         frame_ = seg_end;
         cksum1_ = e1;
         cksum2_ = e2;
@@ -769,41 +790,42 @@ bool Shipper::read_state(uint32_t limit, StateInfo* info, const PageFn& fn) {
     return true;
 }
 
-bool Shipper::start_generation(const std::string& why) {
-    uint64_t gen = new_generation_id();
-    std::string key = snapshot_key(gen, 0);
-    auto w = store_->open_writer(key, s3::PutOptions{true, "application/octet-stream"});
+// Streams a snapshot of the state at WAL frame `limit` (UINT32_MAX: the newest) as transaction
+// `txid` of generation `gen`.
+bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateInfo* info, DbChecksum* sum) {
+    uint64_t snap_ts = uint64_t(now_ms());
+    std::unique_ptr<s3::ObjectWriter> w;
     std::unique_ptr<SnapshotWriter> sw;
-    DbChecksum sum;
     s3::Status st;
-    StateInfo info;
-    bool read = read_state(UINT32_MAX, &info, [&](uint32_t pg, const std::string& page) {
+    bool read = read_state(limit, info, [&](uint32_t pg, const std::string& page) {
         if (!sw) {  // the header needs what read_state learned before the first page
             ObjectHeader oh;
             oh.kind = ObjectKind::Snapshot;
             oh.flags = kFlagDbChecksum;
-            oh.page_size = info.page_size;
+            oh.page_size = info->page_size;
             oh.generation = gen;
-            oh.first_ts_ms = oh.last_ts_ms = uint64_t(now_ms());
-            oh.db_pages = info.db_pages;
-            oh.body_len = uint64_t(info.db_pages) * info.page_size;
-            oh.wal_salt1 = info.shm.salt1;
-            oh.wal_salt2 = info.shm.salt2;
-            oh.wal_frame = info.frame;
-            oh.wal_cksum1 = info.cksum1;
-            oh.wal_cksum2 = info.cksum2;
+            oh.first_txid = oh.last_txid = txid;
+            oh.first_ts_ms = oh.last_ts_ms = snap_ts;
+            oh.db_pages = info->db_pages;
+            oh.body_len = uint64_t(info->db_pages) * info->page_size;
+            oh.wal_salt1 = info->shm.salt1;
+            oh.wal_salt2 = info->shm.salt2;
+            oh.wal_frame = info->frame;
+            oh.wal_cksum1 = info->cksum1;
+            oh.wal_cksum2 = info->cksum2;
             unsigned char hb[kHeaderSize];
             encode_header(oh, hb);
+            w = store_->open_writer(snapshot_key(gen, txid, snap_ts), s3::PutOptions{true, "application/octet-stream"});
             sw = std::make_unique<SnapshotWriter>(w.get(), cfg_.zstd_level);
             st = sw->raw(hb, sizeof hb);
         }
-        sum.set_page(pg, page.data(), page.size());
+        sum->set_page(pg, page.data(), page.size());
         if (st.ok()) st = sw->page(page.data(), page.size());
         return st.ok();
     });
-    if (read && st.ok()) st = sw->finish(sum.value());
-    if (!read || !st.ok()) {
-        w->abort();
+    if (read && sw && st.ok()) st = sw->finish(sum->value());
+    if (!read || !sw || !st.ok()) {
+        if (w) w->abort();
         if (!st.ok()) {
             set_error("snapshot upload to " + store_->describe() + " failed: " + st.str());
             backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 500;
@@ -811,27 +833,122 @@ bool Shipper::start_generation(const std::string& why) {
         }
         return false;
     }
+    backoff_ms_ = 0;
+    last_snapshot_ms_ = now_ms();
+    last_snapshot_txid_ = txid;
+    levels_.clear();  // restores of later points start from this snapshot
+    std::lock_guard<std::mutex> lock(mu_);
+    snapshot_requested_ = false;
+    stats_.snapshots++;
+    stats_.uploads++;
+    stats_.upload_bytes += w->bytes_written();
+    stats_.last_error.clear();
+    return true;
+}
+
+bool Shipper::start_generation(const std::string& why) {
+    uint64_t gen = new_generation_id();
+    DbChecksum sum;
+    StateInfo info;
+    if (!write_snapshot(gen, 0, UINT32_MAX, &info, &sum)) return false;
     have_generation_ = true;
     have_checksum_ = true;
     generation_ = gen;
     txid_ = 0;
     adopt_position(info);
     checksum_ = sum;
-    backoff_ms_ = 0;
     side_.state()->needs_snapshot = 0;
     publish_position();
     {
         std::lock_guard<std::mutex> lock(mu_);
-        snapshot_requested_ = false;
-        stats_.snapshots++;
-        stats_.uploads++;
-        stats_.upload_bytes += w->bytes_written();
-        stats_.last_error.clear();
         stats_.oldest_unshipped_ms = 0;
     }
     log_info("generation " + generation_name(gen) + " started (" + why + "): snapshot of " + std::to_string(info.db_pages) +
              " pages written to " + store_->describe());
     return true;
+}
+
+// A snapshot inside the current generation, exactly at the last shipped transaction.
+bool Shipper::snapshot_in_generation(const std::string& why) {
+    DbChecksum sum;
+    StateInfo info;
+    if (!write_snapshot(generation_, txid_, frame_, &info, &sum)) return false;
+    if (info.frame != frame_ || info.shm.salt2 != salt2_) {
+        // Cannot happen with frame_ as the limit, but a snapshot must never claim the wrong txid.
+        set_error("snapshot position mismatch; taking a new generation");
+        return start_generation("snapshot position mismatch");
+    }
+    checksum_ = sum;
+    have_checksum_ = true;
+    log_info("snapshot of generation " + generation_name(generation_) + " at txid " + std::to_string(txid_) + " (" + why + "): " +
+             std::to_string(info.db_pages) + " pages");
+    return true;
+}
+
+// Uploads a segment. Compaction rides along: when a level already holds kFanout - 1 segments, the
+// new segment absorbs them (one larger object, still one PUT) and they are deleted; this cascades
+// up the levels, so restoring any point needs at most (kFanout - 1) segments per level.
+bool Shipper::upload_segment(ObjectHeader oh, std::string body, uint64_t db_checksum) {
+    std::vector<std::string> absorbed;
+    size_t level = 0;
+    for (; level < levels_.size() && levels_[level].size() == kFanout - 1; level++) {
+        uint64_t total = body.size();
+        for (auto& item : levels_[level]) total += item.body.size();
+        if (total > kMaxMergeBytes) break;  // this level is as large as segments get
+        std::string merged;
+        merged.reserve(total);
+        for (auto& item : levels_[level]) {
+            merged += item.body;
+            absorbed.push_back(item.key);
+            oh.txn_count += item.txn_count;
+            if (!(item.flags & kFlagDbChecksum)) oh.flags &= uint16_t(~kFlagDbChecksum);
+        }
+        oh.first_txid = levels_[level].front().first;
+        oh.first_ts_ms = levels_[level].front().first_ts;
+        merged += body;
+        body.swap(merged);
+    }
+    std::string key = segment_key(generation_, oh.first_txid, oh.last_txid, oh.last_ts_ms);
+    std::string object = seal_segment(oh, body, db_checksum, cfg_.zstd_level);
+    if (!upload(key, object)) return false;
+    for (size_t l = 0; l < level && l < levels_.size(); l++) levels_[l].clear();
+    if (levels_.size() <= level) levels_.resize(level + 1);
+    if (levels_[level].size() >= kFanout - 1) levels_[level].clear();  // too large to merge further
+    levels_[level].push_back({key, oh.first_txid, oh.first_ts_ms, oh.flags, oh.txn_count, std::move(body)});
+    // Keep the cache bounded: forget the largest level first (its objects simply stay as they are).
+    auto cached = [&] {
+        uint64_t n = 0;
+        for (auto& l : levels_)
+            for (auto& item : l) n += item.body.size();
+        return n;
+    };
+    while (cached() > kMaxMergeBytes && !levels_.empty()) levels_.pop_back();
+    if (!absorbed.empty()) {
+        s3::Status st = store_->remove_many(absorbed);
+        if (!st.ok()) log_warn("compaction: deleting merged segments failed (retention will retry): " + st.str());
+        std::lock_guard<std::mutex> lock(mu_);
+        stats_.compactions++;
+    }
+    return true;
+}
+
+// Deletes what the retention window no longer needs (one listing, one batch delete).
+void Shipper::run_retention() {
+    auto listing = store_->list("generations/");
+    if (!listing.ok()) {
+        set_error("retention: listing " + store_->describe() + " failed: " + listing.error().str());
+        return;
+    }
+    // A grace period keeps what a restore that started a little earlier may still be reading.
+    int64_t grace = std::min<int64_t>(cfg_.retention_ms, 5 * 60 * 1000);
+    auto drop = plan_retention(parse_listing(listing->objects), now_ms() - cfg_.retention_ms - grace, generation_);
+    if (drop.empty()) return;
+    s3::Status st = store_->remove_many(drop);
+    if (!st.ok()) {
+        set_error("retention: deleting from " + store_->describe() + " failed: " + st.str());
+        return;
+    }
+    log_info("retention: deleted " + std::to_string(drop.size()) + " objects older than " + std::to_string(cfg_.retention_ms / 1000) + " s from " + store_->describe());
 }
 
 void Shipper::adopt_position(const StateInfo& info) {
@@ -933,6 +1050,13 @@ Shipper::Resume Shipper::try_resume() {
             log_debug("resume: local state (frame " + std::to_string(info.frame) + ", checksum " + std::to_string(sum.value()) +
                       ") differs from " + key + " (checksum " + std::to_string(oh.db_checksum) + ")");
             return Resume::No;
+        }
+    }
+    for (auto& o : listing->objects) {
+        auto k = parse_key(o.key);
+        if (k && k->snapshot && k->first >= last_snapshot_txid_) {
+            last_snapshot_txid_ = k->first;
+            last_snapshot_ms_ = int64_t(k->ts_ms);
         }
     }
     have_generation_ = true;

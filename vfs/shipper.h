@@ -14,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -74,6 +75,10 @@ private:
     void close_handles();
     bool read_header(ShmHeader* h);
     bool start_generation(const std::string& why);
+    bool snapshot_in_generation(const std::string& why);
+    bool upload_segment(ObjectHeader oh, std::string body, uint64_t db_checksum);
+    void run_retention();
+    void maintain(const ShmHeader& h);
     enum class Resume { Yes, No, Error };
     Resume try_resume();
 
@@ -88,6 +93,7 @@ private:
     bool read_state(uint32_t limit_frame, StateInfo* info, const PageFn& fn);
     bool verify_chain(uint32_t frame, StateInfo* info);
     void adopt_position(const StateInfo& info);
+    bool write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateInfo* info, DbChecksum* sum);
     bool ship_frames(const ShmHeader& h);
     bool upload(const std::string& key, const std::string& object);
     void set_error(const std::string& e);
@@ -130,12 +136,27 @@ private:
     bool prev_commit_valid_ = false;
     uint32_t prev_pgno_ = 0, prev_commit_size_ = 0;
     std::string prev_page_;
+    std::map<uint64_t, uint64_t> ts_by_txid_;  // commit times of transactions read but not yet shipped
+    int64_t last_snapshot_ms_ = 0;
+    uint64_t last_snapshot_txid_ = 0;
+    std::chrono::steady_clock::time_point next_retention_{};
+    // Compaction: recent segments per level, with their (uncompressed) bodies.
+    struct CachedSegment {
+        std::string key;
+        uint64_t first, first_ts;
+        uint16_t flags;
+        uint32_t txn_count;
+        std::string body;
+    };
+    static constexpr size_t kFanout = 8;
+    static constexpr uint64_t kMaxMergeBytes = 32u << 20;
+    std::vector<std::vector<CachedSegment>> levels_;
     std::chrono::steady_clock::time_point next_upload_{};
     int backoff_ms_ = 0;
 
     // Status, read by other threads under mu_.
     struct Stats {
-        uint64_t uploads = 0, upload_bytes = 0, txns_shipped = 0, snapshots = 0, errors = 0;
+        uint64_t uploads = 0, upload_bytes = 0, txns_shipped = 0, snapshots = 0, errors = 0, compactions = 0;
         uint64_t pending_frames = 0, pending_bytes = 0, pending_txns_est = 0;
         int64_t last_ship_ms = 0, oldest_unshipped_ms = 0, last_commit_ms = 0;
         std::string last_error;

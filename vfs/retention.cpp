@@ -1,0 +1,59 @@
+// Retention planning (see retention.h).
+#include "retention.h"
+
+#include <algorithm>
+#include <map>
+
+namespace walship {
+
+std::vector<ListedObject> parse_listing(const std::vector<s3::ObjectInfo>& objects) {
+    std::vector<ListedObject> out;
+    for (auto& o : objects) {
+        auto k = parse_key(o.key);
+        if (k) out.push_back({o.key, *k, o.size});
+    }
+    return out;
+}
+
+std::vector<std::string> plan_retention(const std::vector<ListedObject>& objects, int64_t keep_from_ms, uint64_t current_generation) {
+    std::map<uint64_t, std::vector<const ListedObject*>> gens;
+    for (auto& o : objects) gens[o.k.gen].push_back(&o);
+    std::vector<std::string> drop;
+    for (auto it = gens.begin(); it != gens.end(); ++it) {
+        uint64_t gen = it->first;
+        auto next = std::next(it);
+        // A generation serves points from its creation until the next one's.
+        int64_t next_created = next == gens.end() ? INT64_MAX : int64_t(next->first >> 16);
+        bool has_snapshot = std::any_of(it->second.begin(), it->second.end(), [](auto* o) { return o->k.snapshot; });
+        if (gen != current_generation && next != gens.end() && (next_created <= keep_from_ms || !has_snapshot)) {
+            // It serves only points before the window, or none (it never got its snapshot).
+            for (auto* o : it->second) drop.push_back(o->key);
+            continue;
+        }
+        // Within a generation: the newest snapshot at or before the window's start is the base
+        // for the oldest point still wanted; older snapshots and the segments before it can go.
+        int64_t from = std::max<int64_t>(keep_from_ms, int64_t(gen >> 16));
+        const ListedObject* base = nullptr;
+        for (auto* o : it->second)
+            if (o->k.snapshot && int64_t(o->k.ts_ms) <= from && (!base || o->k.first > base->k.first)) base = o;
+        for (auto* o : it->second) {
+            if (base && o != base && o->k.last <= base->k.first) {
+                drop.push_back(o->key);
+                continue;
+            }
+            if (o->k.snapshot) continue;
+            // A segment inside a larger one (a compaction whose inputs were not yet deleted).
+            for (auto* p : it->second)
+                if (p != o && !p->k.snapshot && p->k.first <= o->k.first && p->k.last >= o->k.last &&
+                    (p->k.last - p->k.first > o->k.last - o->k.first)) {
+                    drop.push_back(o->key);
+                    break;
+                }
+        }
+    }
+    std::sort(drop.begin(), drop.end());
+    drop.erase(std::unique(drop.begin(), drop.end()), drop.end());
+    return drop;
+}
+
+}  // namespace walship

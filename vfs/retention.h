@@ -1,0 +1,29 @@
+// Retention and compaction planning: which objects of a replica may go, and how small segments
+// merge into larger ones. Pure functions over listings (see docs/DESIGN.md, "Long-running
+// replicas").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "format.h"
+#include "walship/s3/store.h"
+
+namespace walship {
+
+struct ListedObject {
+    std::string key;
+    ParsedKey k;
+    uint64_t size = 0;
+};
+
+// Parses a listing of generations/ into walship objects (others are ignored).
+std::vector<ListedObject> parse_listing(const std::vector<s3::ObjectInfo>& objects);
+
+// The keys retention deletes: everything not needed to restore the latest state or any point at or
+// after `keep_from_ms`. The current generation is never deleted as a whole; objects whose range a
+// larger segment covers are deleted too.
+std::vector<std::string> plan_retention(const std::vector<ListedObject>& objects, int64_t keep_from_ms, uint64_t current_generation);
+
+}  // namespace walship
