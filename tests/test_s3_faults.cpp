@@ -187,7 +187,7 @@ TEST_CASE("permanent errors end at once without retries", "[s3][faults]") {
     CHECK(f.proxy.requests() == 4);
 }
 
-TEST_CASE("dropped and reset connections are retried; a cut download resumes", "[s3][faults]") {
+TEST_CASE("dropped and reset connections are retried and a cut download resumes", "[s3][faults]") {
     Fixture f;
     std::string data(3u << 20, '\0');
     for (size_t i = 0; i < data.size(); i++) data[i] = (char)(i * 131 % 251);
