@@ -3,9 +3,14 @@
 //   walship restore [-o PATH] [--if-db-not-exists] [--if-replica-exists]
 //                   [--generation G] [--txid N] [--timestamp RFC3339] URL
 //   walship generations [--json] URL
+//   walship snapshots [--json] URL
+//   walship status [--json] [--db PATH] URL
+//   walship verify [--sample N] [--json] URL
+//   walship snapshot [--db PATH] [URL]
 //
 // URL and credentials follow the same rules as the VFS (README.md). Exit codes: 0 success (or
 // nothing to do under an --if-* flag), 1 failure, 2 usage error, 3 the replica has no data.
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,8 +21,15 @@
 #include <string>
 #include <vector>
 
+#include <sqlite3.h>
+
+#include <fstream>
+#include <random>
+
 #include "format.h"
 #include "restore.h"
+#include "retention.h"
+#include "walship.h"
 #include "walship/s3/store.h"
 
 using namespace walship;
@@ -31,6 +43,10 @@ void usage(FILE* out) {
             "usage: walship restore [-o PATH] [--if-db-not-exists] [--if-replica-exists]\n"
             "                       [--generation G] [--txid N] [--timestamp RFC3339] URL\n"
             "       walship generations [--json] URL\n"
+            "       walship snapshots [--json] URL\n"
+            "       walship status [--json] [--db PATH] URL\n"
+            "       walship verify [--sample N] [--json] URL\n"
+            "       walship snapshot [--db PATH] [URL]\n"
             "\n"
             "URL is s3://bucket/prefix[?endpoint=...&region=...&force_path_style=true] or file:///dir.\n"
             "Without URL, WALSHIP_REPLICA_URL is used; without -o, WALSHIP_DB.\n");
@@ -219,6 +235,246 @@ int cmd_generations(std::vector<std::string> args) {
     return kOk;
 }
 
+// Common parsing for the inspection verbs: flags, then the URL (or WALSHIP_REPLICA_URL).
+struct Args {
+    bool json = false;
+    std::string url, db;
+    int sample = 0;
+};
+
+bool parse_args(const char* verb, std::vector<std::string> args, Args* a) {
+    for (size_t i = 0; i < args.size(); i++) {
+        const std::string& x = args[i];
+        if (x == "--json") a->json = true;
+        else if ((x == "--db" || x == "--sample") && i + 1 < args.size()) {
+            if (x == "--db") a->db = args[++i];
+            else a->sample = atoi(args[++i].c_str());
+        } else if (!x.empty() && x[0] == '-') {
+            fprintf(stderr, "walship %s: unknown option %s\n", verb, x.c_str());
+            return false;
+        } else a->url = x;
+    }
+    if (a->url.empty() && getenv("WALSHIP_REPLICA_URL")) a->url = getenv("WALSHIP_REPLICA_URL");
+    if (a->db.empty() && getenv("WALSHIP_DB")) a->db = getenv("WALSHIP_DB");
+    if (a->url.empty()) {
+        fprintf(stderr, "walship %s: no replica URL (give one or set WALSHIP_REPLICA_URL)\n", verb);
+        return false;
+    }
+    return true;
+}
+
+std::unique_ptr<s3::Store> open_or_report(const char* verb, const std::string& url) {
+    auto store = s3::open_store(url);
+    if (!store.ok()) {
+        fprintf(stderr, "walship %s: %s\n", verb, store.error().str().c_str());
+        return nullptr;
+    }
+    return std::move(store.value());
+}
+
+int cmd_snapshots(std::vector<std::string> args) {
+    Args a;
+    if (!parse_args("snapshots", args, &a)) return kUsage;
+    auto store = open_or_report("snapshots", a.url);
+    if (!store) return kFail;
+    auto listing = store->list("generations/");
+    if (!listing.ok()) {
+        fprintf(stderr, "walship snapshots: %s\n", listing.error().str().c_str());
+        return kFail;
+    }
+    auto objs = parse_listing(listing->objects);
+    if (a.json) printf("[");
+    else printf("%-16s  %10s  %-24s  %12s\n", "generation", "txid", "time", "bytes");
+    bool first = true;
+    for (auto& o : objs) {
+        if (!o.k.snapshot) continue;
+        if (a.json) {
+            printf("%s{\"generation\":\"%s\",\"txid\":%llu,\"time\":\"%s\",\"bytes\":%llu,\"key\":\"%s\"}", first ? "" : ",",
+                   generation_name(o.k.gen).c_str(), (unsigned long long)o.k.first, iso_time(int64_t(o.k.ts_ms)).c_str(),
+                   (unsigned long long)o.size, o.key.c_str());
+        } else {
+            printf("%-16s  %10llu  %-24s  %12llu\n", generation_name(o.k.gen).c_str(), (unsigned long long)o.k.first,
+                   iso_time(int64_t(o.k.ts_ms)).c_str(), (unsigned long long)o.size);
+        }
+        first = false;
+    }
+    if (a.json) printf("]\n");
+    return kOk;
+}
+
+// The replica's newest position, and (with --db) the local database's, side by side.
+int cmd_status(std::vector<std::string> args) {
+    Args a;
+    if (!parse_args("status", args, &a)) return kUsage;
+    auto store = open_or_report("status", a.url);
+    if (!store) return kFail;
+    auto listing = store->list("generations/");
+    if (!listing.ok()) {
+        fprintf(stderr, "walship status: %s\n", listing.error().str().c_str());
+        return kFail;
+    }
+    auto objs = parse_listing(listing->objects);
+    uint64_t gen = 0, last_txid = 0, last_ts = 0, bytes = 0, snapshots = 0, segments = 0;
+    for (auto& o : objs) gen = std::max(gen, o.k.gen);
+    for (auto& o : objs) {
+        bytes += o.size;
+        if (o.k.gen != gen) continue;
+        (o.k.snapshot ? snapshots : segments)++;
+        if (o.k.last >= last_txid) last_txid = o.k.last, last_ts = std::max(last_ts, o.k.ts_ms);
+    }
+    // Local side: the side file next to the database says how far shipping got, and who ships.
+    bool have_local = false;
+    uint64_t shipped = 0, pid = 0;
+    bool shipper_alive = false;
+    if (!a.db.empty()) {
+        std::ifstream f(a.db + "-walship", std::ios::binary);
+        char buf[32] = {};
+        if (f.read(buf, sizeof buf) && memcmp(buf, "WSHPSID1", 8) == 0) {
+            have_local = true;
+            memcpy(&shipped, buf + 8, 8);
+            memcpy(&pid, buf + 24, 8);
+            shipper_alive = pid != 0 && kill(pid_t(pid), 0) == 0;
+        }
+    }
+    int64_t age = last_ts ? int64_t(time(nullptr)) * 1000 - int64_t(last_ts) : -1;
+    if (a.json) {
+        printf("{\"replica\":\"%s\",\"generations\":%zu,\"generation\":\"%s\",\"last_txid\":%llu,\"last_commit\":\"%s\","
+               "\"snapshots\":%llu,\"segments\":%llu,\"objects\":%zu,\"bytes\":%llu",
+               store->describe().c_str(), list_generations(*store).ok() ? list_generations(*store)->size() : 0, gen ? generation_name(gen).c_str() : "",
+               (unsigned long long)last_txid, iso_time(int64_t(last_ts)).c_str(), (unsigned long long)snapshots,
+               (unsigned long long)segments, objs.size(), (unsigned long long)bytes);
+        if (have_local)
+            printf(",\"local\":{\"database\":\"%s\",\"shipped_wal_frame\":%llu,\"shipper_pid\":%llu,\"shipper_running\":%s}",
+                   a.db.c_str(), (unsigned long long)(shipped & 0xffffffff), (unsigned long long)pid, shipper_alive ? "true" : "false");
+        printf("}\n");
+        return kOk;
+    }
+    printf("replica:      %s\n", store->describe().c_str());
+    if (!gen) {
+        printf("state:        no data\n");
+        return kOk;
+    }
+    printf("generation:   %s (%llu snapshots, %llu segments)\n", generation_name(gen).c_str(), (unsigned long long)snapshots, (unsigned long long)segments);
+    printf("last txid:    %llu, committed %s (%lld s ago)\n", (unsigned long long)last_txid, iso_time(int64_t(last_ts)).c_str(), (long long)(age / 1000));
+    printf("objects:      %zu, %llu bytes in all generations\n", objs.size(), (unsigned long long)bytes);
+    if (!a.db.empty()) {
+        if (!have_local) printf("local:        %s has no walship side file (never replicated from here)\n", a.db.c_str());
+        else
+            printf("local:        %s: shipped through WAL frame %llu; shipper %s\n", a.db.c_str(), (unsigned long long)(shipped & 0xffffffff),
+                   shipper_alive ? ("running (pid " + std::to_string(pid) + ")").c_str() : "not running");
+    }
+    return kOk;
+}
+
+// Restores the latest state (and a sample of older points) to temporary files and checks them.
+int cmd_verify(std::vector<std::string> args) {
+    Args a;
+    if (!parse_args("verify", args, &a)) return kUsage;
+    auto store = open_or_report("verify", a.url);
+    if (!store) return kFail;
+    char tmpl[] = "/tmp/walship-verify-XXXXXX";
+    if (!mkdtemp(tmpl)) {
+        perror("walship verify: mkdtemp");
+        return kFail;
+    }
+    std::string dir = tmpl;
+    struct Check {
+        std::string what;
+        bool ok;
+        std::string detail;
+    };
+    std::vector<Check> checks;
+    auto check_point = [&](const std::string& what, RestoreOptions opt) -> RestoreInfo {
+        opt.output = dir + "/verify.db";
+        if (isatty(STDERR_FILENO))
+            opt.progress = [&](uint64_t done, uint64_t total) {
+                fprintf(stderr, "\rverifying %s: %llu/%llu objects", what.c_str(), (unsigned long long)done, (unsigned long long)total);
+                if (done == total) fprintf(stderr, "\n");
+            };
+        auto r = restore(*store, opt);
+        if (!r.ok()) {
+            checks.push_back({what, false, r.error().str()});
+            return {};
+        }
+        sqlite3* db = nullptr;
+        std::string result = "?";
+        if (sqlite3_open_v2(opt.output.c_str(), &db, SQLITE_OPEN_READONLY, "unix") == SQLITE_OK) {
+            sqlite3_stmt* st = nullptr;
+            if (sqlite3_prepare_v2(db, "pragma integrity_check", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+                result = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+            sqlite3_finalize(st);
+        }
+        sqlite3_close(db);
+        bool ok = result == "ok";
+        checks.push_back({what, ok, "txid " + std::to_string(r->txid) + ", " + std::to_string(r->pages) + " pages, checksums verified" +
+                                        (r->checksum_verified ? " (objects and database)" : " (objects)") + ", integrity_check: " + result});
+        ::unlink(opt.output.c_str());
+        return r.value();
+    };
+    RestoreInfo latest = check_point("latest", {});
+    if (latest.generation && a.sample > 0 && latest.txid > 0) {
+        std::mt19937_64 rng(std::random_device{}());
+        for (int i = 0; i < a.sample; i++) {
+            RestoreOptions opt;
+            opt.generation = latest.generation;
+            opt.txid = rng() % (latest.txid + 1);
+            RestoreInfo r = check_point("txid " + std::to_string(*opt.txid), opt);
+            (void)r;
+        }
+    }
+    rmdir(dir.c_str());
+    bool all = !checks.empty();
+    for (auto& c : checks) all = all && c.ok;
+    if (a.json) {
+        printf("{\"ok\":%s,\"checks\":[", all ? "true" : "false");
+        for (size_t i = 0; i < checks.size(); i++)
+            printf("%s{\"point\":\"%s\",\"ok\":%s,\"detail\":\"%s\"}", i ? "," : "", checks[i].what.c_str(), checks[i].ok ? "true" : "false", checks[i].detail.c_str());
+        printf("]}\n");
+    } else {
+        for (auto& c : checks) printf("%-8s %-14s %s\n", c.ok ? "ok" : "FAILED", c.what.c_str(), c.detail.c_str());
+        printf("%s\n", all ? "verify: ok" : "verify: FAILED");
+    }
+    return all ? kOk : kFail;
+}
+
+// Takes a snapshot now: opens the database through walship and asks its shipper.
+int cmd_snapshot(std::vector<std::string> args) {
+    Args a;
+    if (!parse_args("snapshot", args, &a)) return kUsage;
+    if (a.db.empty()) {
+        fprintf(stderr, "walship snapshot: no database (use --db PATH or set WALSHIP_DB)\n");
+        return kUsage;
+    }
+    walship_register(0);
+    std::string uri = "file:" + a.db + "?replica=";
+    for (unsigned char c : a.url) {
+        if (isalnum(c) || strchr("-_.~/:", c)) uri += char(c);
+        else {
+            char b[4];
+            snprintf(b, sizeof b, "%%%02X", c);
+            uri += b;
+        }
+    }
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(uri.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, "walship") != SQLITE_OK) {
+        fprintf(stderr, "walship snapshot: cannot open %s: %s\n", a.db.c_str(), db ? sqlite3_errmsg(db) : "?");
+        sqlite3_close(db);
+        return kFail;
+    }
+    sqlite3_busy_timeout(db, 10000);
+    sqlite3_stmt* st = nullptr;
+    int rc = sqlite3_prepare_v2(db, "select count(*) from sqlite_schema", -1, &st, nullptr);
+    if (rc == SQLITE_OK) sqlite3_step(st);
+    sqlite3_finalize(st);
+    rc = sqlite3_prepare_v2(db, "pragma walship_snapshot", -1, &st, nullptr);
+    bool ok = rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW;
+    if (ok) printf("snapshot: %s\n", sqlite3_column_text(st, 0));
+    else fprintf(stderr, "walship snapshot: %s\n", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return ok ? kOk : kFail;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -230,6 +486,10 @@ int main(int argc, char** argv) {
     std::vector<std::string> args(argv + 2, argv + argc);
     if (cmd == "restore") return cmd_restore(args);
     if (cmd == "generations") return cmd_generations(args);
+    if (cmd == "snapshots") return cmd_snapshots(args);
+    if (cmd == "status") return cmd_status(args);
+    if (cmd == "verify") return cmd_verify(args);
+    if (cmd == "snapshot") return cmd_snapshot(args);
     if (cmd == "-h" || cmd == "--help" || cmd == "help") {
         usage(stdout);
         return kOk;
