@@ -412,7 +412,12 @@ std::string xml_value(const std::string& file, const std::string& tag) {
 // IAM calls that create a user, give it every permission and make it an access key), so every S3 request below must carry
 // a valid SigV4 signature.
 struct AuthServer {
+    struct Stopper {  // a member, so the server stops even when the constructor fails
+        std::string dir;
+        ~Stopper() { wt::sh(wt::source_dir() + "/tests/support/s3server.sh stop " + dir + "/moto >/dev/null 2>&1"); }
+    };
     std::string dir = wt::temp_dir(), endpoint, key_id, secret;
+    Stopper stopper{dir};
     AuthServer() {
         std::string script = wt::source_dir() + "/tests/support/s3server.sh";
         REQUIRE(wt::sh("INITIAL_NO_AUTH_ACTION_COUNT=4 " + script + " start " + dir + "/moto >/dev/null") == 0);
@@ -431,7 +436,6 @@ struct AuthServer {
         REQUIRE(!secret.empty());
         wt::sh("curl -s -o /dev/null " + endpoint + "/");  // uses up any free action left (the start-up probe may count)
     }
-    ~AuthServer() { wt::sh(wt::source_dir() + "/tests/support/s3server.sh stop " + dir + "/moto >/dev/null 2>&1"); }
     Location location(const std::string& secret_key, const std::string& style = "") {
         Environment e;
         e.vars["AWS_ACCESS_KEY_ID"] = key_id;
