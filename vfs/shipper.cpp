@@ -235,6 +235,14 @@ bool Shipper::allow_wal_reset(const ShmHeader& h) {
     return false;
 }
 
+bool Shipper::allow_checkpoint(const ShmHeader& h) {
+    if (h.mx_frame == 0 || uint32_t(side_.state()->shipped.load() >> 32) == h.salt2) return true;
+    uint64_t wal_bytes = uint64_t(h.mx_frame) * (h.page_size + kWalFrameHeaderSize) + kWalHeaderSize;
+    if (wal_bytes > cfg_.max_wal_bytes) return true;
+    notify();
+    return false;
+}
+
 int Shipper::flush(int timeout_ms, std::string* error) {
     std::unique_lock<std::mutex> lock(mu_);
     uint64_t ticket = ++flush_requested_;
@@ -410,6 +418,7 @@ void Shipper::ship_pass(bool urgent) {
     if (!have_generation_) {
         Resume r = try_resume();
         if (r == Resume::No) start_generation("no generation to continue");
+        if (r == Resume::Busy) next_upload_ = Clock::now() + std::chrono::milliseconds(20);
         if (r == Resume::Error) {
             backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 500;
             next_upload_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
@@ -691,36 +700,59 @@ bool Shipper::restore_if_empty(std::string* error) {
     return ok;
 }
 
+// Takes a reader slot (1..4) whose read mark is `frame`, held shared, the way SQLite's readers do:
+// checkpoints then copy nothing past `frame` into the database file, and no WAL reset can happen.
+// Returns the slot, or -1 when every slot is busy.
+int Shipper::acquire_read_mark(uint32_t frame) {
+    const auto& m = db_->pMethods;
+    volatile uint32_t* marks = reinterpret_cast<volatile uint32_t*>(static_cast<volatile char*>(shm0_.load()) + 100);
+    for (int i = 1; i < kShmNumReaders; i++) {
+        if (marks[i] != frame) continue;
+        if (m->xShmLock(db_, kShmReadLock0 + i, 1, SQLITE_SHM_LOCK | SQLITE_SHM_SHARED) != SQLITE_OK) continue;
+        if (marks[i] == frame) return i;
+        m->xShmLock(db_, kShmReadLock0 + i, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_SHARED);
+    }
+    for (int i = 1; i < kShmNumReaders; i++) {
+        if (m->xShmLock(db_, kShmReadLock0 + i, 1, SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) != SQLITE_OK) continue;
+        marks[i] = frame;
+        m->xShmLock(db_, kShmReadLock0 + i, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+        if (m->xShmLock(db_, kShmReadLock0 + i, 1, SQLITE_SHM_LOCK | SQLITE_SHM_SHARED) != SQLITE_OK) continue;
+        if (marks[i] == frame) return i;
+        m->xShmLock(db_, kShmReadLock0 + i, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_SHARED);
+    }
+    return -1;
+}
+
 bool Shipper::read_state(uint32_t limit, StateInfo* info, const PageFn& fn) {
+    read_busy_ = false;
     if (!db_ || !shm0_.load()) return false;
     const auto& m = db_->pMethods;
-    // Hold checkpoints (they would change the database file under us), WAL resets (they would
-    // overwrite frames we read) and the close-time checkpoint (it needs an exclusive db lock).
-    // Writers are never blocked.
-    if (m->xShmLock(db_, kShmCkptLock, 1, SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) != SQLITE_OK) return false;
-    if (m->xShmLock(db_, kShmReadLock0 + 1, 1, SQLITE_SHM_LOCK | SQLITE_SHM_SHARED) != SQLITE_OK) {
-        m->xShmLock(db_, kShmCkptLock, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+    // The database file changes only by checkpoints, and they copy no frame past a reader's mark;
+    // the one SQLite runs when this process's last connection closes runs without shm locks, and
+    // state_mu_ serialises with it (see begin_exclusive). Writers are never blocked.
+    std::lock_guard<std::mutex> state_guard(state_mu_);
+    ShmHeader h0;
+    if (!read_header(&h0)) return false;
+    int slot = acquire_read_mark(std::min(limit, h0.mx_frame));
+    if (slot < 0) {
+        read_busy_ = true;
         return false;
     }
-    // The database file changes only by checkpoints: the CKPT lock holds off every checkpoint but
-    // the one SQLite runs when this process's last connection closes, which runs without shm
-    // locks; state_mu_ serialises with that one (see begin_exclusive). Reader slot 1 held shared
-    // holds off WAL resets. Writers are never blocked.
-    std::lock_guard<std::mutex> state_guard(state_mu_);
     struct Release {
         std::function<void()> f;
         ~Release() { f(); }
-    } release{[&] {
-        m->xShmLock(db_, kShmReadLock0 + 1, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_SHARED);
-        m->xShmLock(db_, kShmCkptLock, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
-    }};
+    } release{[&] { m->xShmLock(db_, kShmReadLock0 + slot, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_SHARED); }};
 
     ShmHeader h;
     if (!read_header(&h)) return false;
+    if (h.salt1 != h0.salt1 || h.salt2 != h0.salt2) {  // a reset slipped in before our mark: retry
+        read_busy_ = true;
+        return false;
+    }
     info->shm = h;
-    info->frame = std::min(limit, h.mx_frame);
+    info->frame = std::min(limit, h0.mx_frame);
     // A state before the end of the WAL exists only if the checkpoint has not copied past it.
-    if (info->frame < h.mx_frame && h.n_backfill > info->frame) {
+    if (h.n_backfill > info->frame) {
         log_debug("state at frame " + std::to_string(info->frame) + " is gone: the checkpoint copied frames up to " + std::to_string(h.n_backfill));
         return false;
     }
@@ -797,8 +829,14 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
     std::unique_ptr<s3::ObjectWriter> w;
     std::unique_ptr<SnapshotWriter> sw;
     s3::Status st;
+    bool wrong_place = false;
     bool read = read_state(limit, info, [&](uint32_t pg, const std::string& page) {
         if (!sw) {  // the header needs what read_state learned before the first page
+            // A snapshot named for a transaction must hold exactly the state after it.
+            if (limit != UINT32_MAX && (info->frame != limit || info->shm.salt2 != salt2_)) {
+                wrong_place = true;
+                return false;
+            }
             ObjectHeader oh;
             oh.kind = ObjectKind::Snapshot;
             oh.flags = kFlagDbChecksum;
@@ -824,7 +862,7 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
         return st.ok();
     });
     if (read && sw && st.ok()) st = sw->finish(sum->value());
-    if (!read || !sw || !st.ok()) {
+    if (!read || !sw || !st.ok() || wrong_place) {
         if (w) w->abort();
         if (!st.ok()) {
             set_error("snapshot upload to " + store_->describe() + " failed: " + st.str());
@@ -872,12 +910,11 @@ bool Shipper::start_generation(const std::string& why) {
 bool Shipper::snapshot_in_generation(const std::string& why) {
     DbChecksum sum;
     StateInfo info;
+    // Only at a transaction every connection can see (remote durability may have shipped frames
+    // that the wal-index does not show yet).
+    ShmHeader h;
+    if (!read_header(&h) || h.mx_frame != frame_ || h.salt2 != salt2_) return false;
     if (!write_snapshot(generation_, txid_, frame_, &info, &sum)) return false;
-    if (info.frame != frame_ || info.shm.salt2 != salt2_) {
-        // Cannot happen with frame_ as the limit, but a snapshot must never claim the wrong txid.
-        set_error("snapshot position mismatch; taking a new generation");
-        return start_generation("snapshot position mismatch");
-    }
     checksum_ = sum;
     have_checksum_ = true;
     log_info("snapshot of generation " + generation_name(generation_) + " at txid " + std::to_string(txid_) + " (" + why + "): " +
@@ -1015,7 +1052,9 @@ Shipper::Resume Shipper::try_resume() {
         return true;
     };
     if (same_wal) {
-        if (read_state(oh.wal_frame, &info, hash)) {
+        bool read = read_state(oh.wal_frame, &info, hash);
+        if (!read && read_busy_) return Resume::Busy;
+        if (read) {
             if (info.frame != oh.wal_frame || info.cksum1 != oh.wal_cksum1 || info.cksum2 != oh.wal_cksum2 || info.page_size != oh.page_size) return Resume::No;
             if (have_sum && sum.value() != oh.db_checksum) {
                 // After a crash SQLite's recovery forgets how far the checkpoint had copied, so the
@@ -1034,17 +1073,32 @@ Shipper::Resume Shipper::try_resume() {
             info.db_pages = oh.db_pages;
             have_sum = false;
         }
+    } else if (oh.wal_frame > 0 && side_.state()->reset_allowed.load() == oh.wal_salt2 && h.salt1 == oh.wal_salt1 + 1 &&
+               side_.state()->needs_snapshot.load() == 0) {
+        // Proof 3: walship allowed the reset of the replica's last WAL (so all of it was shipped)
+        // and the current WAL directly follows it (a reset adds one to salt-1): continue at its
+        // first frame. The database checksum restarts at the next snapshot.
+        info.shm = h;
+        info.frame = 0;
+        info.page_size = oh.page_size;
+        info.db_pages = oh.db_pages;
+        info.cksum1 = info.cksum2 = 0;
+        have_sum = false;
+        same_wal = true;
     } else {
         // Proof 2: the local state before the current WAL's frames (the database file), or the
         // whole local state, equals the replica's last state.
         if (!have_sum) return Resume::No;
         bool read0 = read_state(0, &info, hash);
+        if (!read0 && read_busy_) return Resume::Busy;
         bool equal = read0 && sum.value() == oh.db_checksum && info.page_size == oh.page_size;
         if (!equal) {
             log_debug("resume: database file " + std::string(read0 ? "differs (checksum " + std::to_string(sum.value()) + ")" : "not readable alone") +
                       "; comparing the whole local state");
             sum.reset();
-            equal = read_state(UINT32_MAX, &info, hash) && sum.value() == oh.db_checksum && info.page_size == oh.page_size;
+            bool read = read_state(UINT32_MAX, &info, hash);
+            if (!read && read_busy_) return Resume::Busy;
+            equal = read && sum.value() == oh.db_checksum && info.page_size == oh.page_size;
         }
         if (!equal) {
             log_debug("resume: local state (frame " + std::to_string(info.frame) + ", checksum " + std::to_string(sum.value()) +

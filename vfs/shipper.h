@@ -43,6 +43,9 @@ public:
     // Asked by any connection before a WAL reset (restart or truncate): true if every committed
     // frame of the current WAL is in the bucket, or the WAL passed its size cap.
     bool allow_wal_reset(const ShmHeader& h);
+    // Asked before a checkpoint: true once a shipper has a position in the current WAL (or the WAL
+    // is empty or past its size cap).
+    bool allow_checkpoint(const ShmHeader& h);
     // Waits until everything committed before the call is in the bucket. SQLITE_OK, or an error
     // code with *error set (timeout, store failing).
     int flush(int timeout_ms, std::string* error);
@@ -79,7 +82,7 @@ private:
     bool upload_segment(ObjectHeader oh, std::string body, uint64_t db_checksum);
     void run_retention();
     void maintain(const ShmHeader& h);
-    enum class Resume { Yes, No, Error };
+    enum class Resume { Yes, No, Busy, Error };
     Resume try_resume();
 
     // A consistent state of the database as of WAL frame `frame` (the database file plus the
@@ -92,6 +95,8 @@ private:
     using PageFn = std::function<bool(uint32_t pgno, const std::string& page)>;
     bool read_state(uint32_t limit_frame, StateInfo* info, const PageFn& fn);
     bool verify_chain(uint32_t frame, StateInfo* info);
+    int acquire_read_mark(uint32_t frame);
+    bool read_busy_ = false;  // the last read_state failed for locks, not because the state is gone
     void adopt_position(const StateInfo& info);
     bool write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateInfo* info, DbChecksum* sum);
     bool ship_frames(const ShmHeader& h);

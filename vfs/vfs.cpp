@@ -258,6 +258,12 @@ int db_shm_lock(sqlite3_file* f, int ofst, int n, int flags) noexcept {
             ShmHeader h;
             if (read_shm_header(F(f)->shm0, &h) && !s->allow_wal_reset(h)) return SQLITE_BUSY;
         }
+        if (flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) && ofst == kShmCkptLock && n == 1 && F(f)->shm0) {
+            // A checkpoint copies the WAL into the database; until walship has established its
+            // position in this WAL, that would erase the proof that the replica continues.
+            ShmHeader h;
+            if (read_shm_header(F(f)->shm0, &h) && !s->allow_checkpoint(h)) return SQLITE_BUSY;
+        }
         int rc = R(f)->pMethods->xShmLock(R(f), ofst, n, flags);
         if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE) && ofst == kShmWriteLock && n == 1) s->notify();
         return rc;

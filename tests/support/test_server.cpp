@@ -62,12 +62,20 @@ int sh(const std::string& cmd) {
 
 std::string source_dir() {
     if (const char* s = getenv("WALSHIP_SOURCE_DIR")) return s;
+#ifdef WALSHIP_DEFAULT_SOURCE_DIR
+    return WALSHIP_DEFAULT_SOURCE_DIR;
+#else
     return fs::path(__FILE__).parent_path().parent_path().parent_path().string();
+#endif
 }
 
 std::string binary_dir() {
     if (const char* s = getenv("WALSHIP_BINARY_DIR")) return s;
+#ifdef WALSHIP_DEFAULT_BINARY_DIR
+    return WALSHIP_DEFAULT_BINARY_DIR;
+#else
     return fs::current_path().string();
+#endif
 }
 
 std::string endpoint() {
@@ -77,6 +85,9 @@ std::string endpoint() {
     std::lock_guard<std::mutex> lock(mu);
     if (!ep.empty()) return ep;
     if (const char* f = getenv("WALSHIP_TEST_ENDPOINT_FILE")) ep = read_file(f);
+#ifdef WALSHIP_DEFAULT_ENDPOINT_FILE
+    if (ep.empty()) ep = read_file(WALSHIP_DEFAULT_ENDPOINT_FILE);
+#endif
     if (ep.empty()) {
         own.dir = "/tmp/walship-test-moto-" + std::to_string(getpid());
         if (sh(source_dir() + "/tests/support/s3server.sh start " + own.dir + " >/dev/null") != 0)

@@ -87,6 +87,9 @@ int main(int argc, char** argv) {
         }
         printf("C %lld\n", (long long)sqlite3_last_insert_rowid(db));
         fflush(stdout);
+        // Like an application, not a tight loop: SQLite's write lock is not fair, and a writer
+        // that never pauses can starve the others.
+        usleep(100 + rng() % 400);
         if (i % 200 == 199) sqlite3_exec(db, "pragma wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr);
     }
 }
