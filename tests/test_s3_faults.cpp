@@ -13,67 +13,18 @@
 #include <sstream>
 #include <thread>
 
+#include "support/proxy.h"
 #include "support/test_server.h"
 #include "walship/s3/client.h"
 
 using namespace walship::s3;
+using walship::test::Proxy;
 namespace wt = walship::test;
 
 namespace {
 
 const char* kSecret = "FAULTSECRET-Zq9wX7distinctive";
 const char* kToken = "FAULTTOKEN-Pp3distinctive";
-
-// The proxy of this test process, started on first use and stopped at exit.
-class Proxy {
-public:
-    static Proxy& get() {
-        static Proxy p;
-        return p;
-    }
-    std::string endpoint() const { return "http://127.0.0.1:" + port_; }
-    std::string port() const { return port_; }
-    void fault(const std::string& mode, int count) {
-        REQUIRE(wt::sh("curl -sf -o /dev/null -X POST 'http://127.0.0.1:" + port_ + "/__fault?mode=" + mode +
-                       "&count=" + std::to_string(count) + "'") == 0);
-    }
-    void reset() { REQUIRE(wt::sh("curl -sf -o /dev/null -X POST http://127.0.0.1:" + port_ + "/__reset") == 0); }
-    // Requests forwarded or faulted since the last reset, and their log lines.
-    int requests(std::vector<std::string>* lines = nullptr) {
-        std::string file = dir_ + "/stats";
-        REQUIRE(wt::sh("curl -sf -o " + file + " http://127.0.0.1:" + port_ + "/__stats") == 0);
-        std::ifstream f(file);
-        std::string word;
-        int n = -1;
-        f >> word >> n;
-        std::string line;
-        std::getline(f, line);
-        while (lines && std::getline(f, line)) lines->push_back(line);
-        return n;
-    }
-    ~Proxy() {
-        if (pid_ > 0) kill(pid_, SIGTERM);
-    }
-
-private:
-    Proxy() {
-        dir_ = wt::temp_dir();
-        std::string script = wt::source_dir() + "/tests/support/faultproxy.py";
-        std::string cmd = "python3 " + script + " --upstream " + wt::endpoint() + " --port-file " + dir_ +
-                          "/port >" + dir_ + "/log 2>&1 & echo $! >" + dir_ + "/pid";
-        if (wt::sh(cmd) != 0) throw std::runtime_error("could not start the fault proxy");
-        for (int i = 0; i < 100 && port_.empty(); i++) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));
-            std::ifstream f(dir_ + "/port");
-            std::getline(f, port_);
-        }
-        std::ifstream p(dir_ + "/pid");
-        p >> pid_;
-        if (port_.empty()) throw std::runtime_error("the fault proxy did not start");
-    }
-    std::string dir_, port_;
-    pid_t pid_ = 0;
-};
 
 Environment secret_env() {
     Environment e;
