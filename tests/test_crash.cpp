@@ -207,3 +207,36 @@ TEST_CASE("several processes: 4 writers, the shipping process killed repeatedly,
     CHECK(kills >= 3);
     CHECK(missing == 0);
 }
+
+TEST_CASE("auto-restore when several processes start at once: one restores, the others wait", "[multiprocess][integration]") {
+    set_process_env();
+    std::string url = new_s3_url();
+    std::string dir = temp_dir();
+    std::string db = dir + "/many.db";
+    for (int i = 0; i < 3; i++) {
+        Child w = spawn({writer_path(), "run", db, url, "1"});
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        std::set<long long> ids;
+        kill_and_collect(w, &ids);
+    }
+    Child f = spawn({writer_path(), "flush", db, url});
+    std::set<long long> none;
+    collect(f, &none);
+    REQUIRE(wait_exit(f.pid) == 0);
+    Db local(db, nullptr, SQLITE_OPEN_READONLY);
+    long long rows = local.integer("select count(*) from log");
+    REQUIRE(rows > 0);
+    for (const char* suffix : {"", "-wal", "-shm"}) ::unlink((db + suffix).c_str());
+
+    std::vector<Child> starters;
+    for (int i = 0; i < 4; i++) starters.push_back(spawn({writer_path(), "count", db, url}));
+    for (auto& c : starters) {
+        std::string all;
+        char buf[256];
+        ssize_t n;
+        while ((n = read(c.out, buf, sizeof buf)) > 0) all.append(buf, size_t(n));
+        close(c.out);
+        CHECK(wait_exit(c.pid) == 0);
+        CHECK(all == "N " + std::to_string(rows) + "\n");
+    }
+}

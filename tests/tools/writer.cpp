@@ -3,6 +3,8 @@
 //   walship-test-writer run DB URL WRITER_ID [durability] [snapshots]
 //       inserts rows forever; after each COMMIT prints "C <id>" (the row id, now committed);
 //       every so often checkpoints, and with "snapshots" asks for snapshots from a second thread.
+//   walship-test-writer count DB URL
+//       opens the database (auto-restoring it if missing) and prints "N <rows in log>".
 //   walship-test-writer flush DB URL
 //       opens the database (which ships what is left in the WAL), flushes, closes; exit 0 if ok.
 #include <sqlite3.h>
@@ -46,6 +48,18 @@ int main(int argc, char** argv) {
     if (argc < 4) return 2;
     std::string mode = argv[1], path = argv[2], url = argv[3];
     walship_register(0);
+    if (mode == "count") {  // prints the number of rows (after an auto-restore, if one happens)
+        sqlite3* db = open_db(path, url, "");
+        sqlite3_stmt* st = nullptr;
+        if (sqlite3_prepare_v2(db, "select count(*) from log", -1, &st, nullptr) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+            fprintf(stderr, "count: %s\n", sqlite3_errmsg(db));
+            return 1;
+        }
+        printf("N %lld\n", (long long)sqlite3_column_int64(st, 0));
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return 0;
+    }
     if (mode == "flush") {
         sqlite3* db = open_db(path, url, "");
         char* err = nullptr;
