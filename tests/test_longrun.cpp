@@ -51,7 +51,7 @@ struct Point {
 
 }  // namespace
 
-TEST_CASE("snapshot and retention cycles; points inside the window restore exactly, points outside are refused", "[longrun][integration]") {
+TEST_CASE("snapshot and retention cycles, points inside the window restore exactly, points outside are refused", "[longrun][integration]") {
     std::string url = new_s3_url();
     std::string path = temp_dir() + "/long.db";
     const int64_t start = wall_ms();

@@ -123,3 +123,29 @@ TEST_CASE("a long outage past max_wal_size: the WAL is released, a new generatio
     REQUIRE(gens.ok());
     CHECK(gens->size() == 2);
 }
+
+TEST_CASE("durability=remote: COMMIT waits for the bucket, and when the store stays down it fails and nothing becomes visible", "[outage][remote][integration]") {
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string url = via_proxy();
+    std::string path = temp_dir() + "/remote.db";
+    {
+        Db db(uri(path, url, "durability=remote&flush_timeout=700"));
+        db.exec("create table t(id integer primary key, v text)");
+        db.exec("insert into t(v) values('durable 1')");
+        auto puts_before = proxy.requests();
+        db.exec("insert into t(v) values('durable 2')");
+        CHECK(proxy.requests() > puts_before);  // the commit itself waited for an upload
+        proxy.fault("reset", 1000000);
+        std::string err;
+        CHECK(db.try_exec("insert into t(v) values('never confirmed')", &err) != SQLITE_OK);
+        INFO(err);
+        CHECK(db.integer("select count(*) from t where v = 'never confirmed'") == 0);
+        Db reader(path, "unix", SQLITE_OPEN_READONLY);
+        CHECK(reader.integer("select count(*) from t") == 2);
+        proxy.reset();
+        db.exec("insert into t(v) values('durable 3')");
+        CHECK(db.integer("select count(*) from t") == 3);
+    }
+    restore_and_compare(url, path);
+}

@@ -663,6 +663,9 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, std::string* error) {
         if (Clock::now() >= deadline || stop_) break;
         done_cv_.wait_for(lock, std::chrono::milliseconds(2));
     }
+    // The commit will fail and roll back: stop asking for its frames (they will be overwritten).
+    uint64_t mine = want;
+    side->ship_through.compare_exchange_strong(mine, side->shipped.load());
     *error = "walship: transaction not confirmed in " + store_->describe() + " within " + std::to_string(cfg_.flush_timeout_ms) + " ms";
     if (!stats_.last_error.empty()) *error += "; last error: " + stats_.last_error;
     return SQLITE_IOERR;
