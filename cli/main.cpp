@@ -180,7 +180,7 @@ int cmd_restore(std::vector<std::string> args) {
             printf("no replica data in %s, skipping restore\n", store.value()->describe().c_str());
             return kOk;
         }
-        fprintf(stderr, "walship restore: %s\n", r.error().str().c_str());
+        fprintf(stderr, "walship %s\n", r.error().str().c_str());  // the message starts with "restore: "
         return r.error().kind == s3::ErrorKind::NotFound ? kNoData : kFail;
     }
     printf("restored %s from %s: generation %s, txid %llu (%s), %u pages of %u bytes, %llu objects, %llu bytes downloaded%s\n",

@@ -149,3 +149,29 @@ TEST_CASE("durability=remote: COMMIT waits for the bucket, and when the store st
     }
     restore_and_compare(url, path);
 }
+
+TEST_CASE("wrong credentials: the app keeps working, status and flush name the access error, no secret is shown", "[outage][integration]") {
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string url = via_proxy();
+    std::string path = temp_dir() + "/creds.db";
+    {
+        Db plain(path, nullptr);
+        plain.exec("create table t(id integer primary key, v blob)");
+    }
+    proxy.fault("403", 1000000);  // what S3 answers a wrong key or secret
+    {
+        Db db(uri(path, url, "flush_timeout=1500"));
+        write_rows(db, 50);
+        std::string err;
+        CHECK(db.try_exec("pragma walship_flush", &err) != SQLITE_OK);
+        CHECK(err.find("AccessDenied") != std::string::npos);
+        std::string status = db.text("pragma walship_status");
+        CHECK(status.find("AccessDenied") != std::string::npos);
+        CHECK(status.find("walship-test-secret-key") == std::string::npos);
+        CHECK(err.find("walship-test-secret-key") == std::string::npos);
+        proxy.reset();  // the operator fixes the credentials
+        REQUIRE(db.text("pragma walship_flush=30000") == "ok");
+    }
+    restore_and_compare(url, path);
+}

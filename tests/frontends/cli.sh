@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The walship command's contract: clear one-line errors and exit codes for bad input.
+#   cli.sh BUILD_DIR ENDPOINT_FILE
+set -uo pipefail
+build=$1 endpoint=$(cat "$2")
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=cli-test-secret AWS_REGION=us-east-1
+dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
+fail=0
+expect() {  # expect CODE PATTERN -- command...
+  local code=$1 pattern=$2; shift 3
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" != "$code" ] || ! grep -qE "$pattern" <<<"$out" || grep -q cli-test-secret <<<"$out"; then
+    echo "FAIL: $* -> exit $rc, output: $out (wanted exit $code and /$pattern/)"; fail=1
+  else
+    echo "ok: $* -> exit $rc: $(head -1 <<<"$out")"
+  fi
+}
+bucket="cli-$RANDOM$RANDOM"
+curl -sf -X PUT "$endpoint/$bucket" -o /dev/null
+url="s3://$bucket/db?endpoint=$endpoint"
+expect 2 "usage" -- "$build/walship"
+expect 2 "unknown command" -- "$build/walship" frobnicate
+expect 1 "unknown scheme|scheme" -- "$build/walship" restore -o "$dir/a.db" "ftp://x/y"
+expect 1 "bucket" -- "$build/walship" restore -o "$dir/a.db" "s3:///nobucket"
+expect 2 "no output path" -- env -u WALSHIP_DB "$build/walship" restore "$url"
+expect 3 "no generations" -- "$build/walship" restore -o "$dir/a.db" "$url"
+expect 0 "skipping" -- "$build/walship" restore --if-replica-exists -o "$dir/a.db" "$url"
+test ! -e "$dir/a.db" || { echo "FAIL: a database file appeared"; fail=1; }
+expect 1 "network|connect|refused|timed out" -- env WALSHIP_S3_ATTEMPTS=1 "$build/walship" generations "s3://bkt/p?endpoint=http://127.0.0.1:9"
+expect 1 "credentials" -- env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY "$build/walship" generations "s3://bkt/p"
+expect 2 "invalid timestamp" -- "$build/walship" restore -o "$dir/a.db" --timestamp yesterday "$url"
+touch "$dir/exists.db"; echo x > "$dir/exists.db"
+expect 1 "already exists" -- "$build/walship" restore -o "$dir/exists.db" "$url"
+expect 0 "already exists, skipping" -- "$build/walship" restore --if-db-not-exists -o "$dir/exists.db" "$url"
+expect 0 "generation" -- "$build/walship" generations "$url"
+expect 0 "no data" -- "$build/walship" status "$url"
+exit $fail
