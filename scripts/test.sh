@@ -4,11 +4,12 @@
 # The local S3-compatible server is moto (python3 -m moto.server), started by the test run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh python3-django gunicorn caddy
+bash scripts/deps.sh python3-django gunicorn caddy chromium
 if ! python3 -c 'import moto, botocore' 2>/dev/null; then
   echo "error: the default python3 ($(command -v python3)) needs moto and botocore (preinstalled in the pyenv python3)" >&2
   exit 1
 fi
+command -v npm >/dev/null || { echo "error: npm is needed (the browser test installs playwright-core from the npm registry)" >&2; exit 1; }
 jobs=$(nproc)
 echo "== build (RelWithDebInfo)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
