@@ -144,8 +144,14 @@ TEST_CASE("durability=remote: COMMIT waits for the bucket, and when the store st
         Db reader(path, "unix", SQLITE_OPEN_READONLY);
         CHECK(reader.integer("select count(*) from t") == 2);
         proxy.reset();
-        db.exec("insert into t(v) values('durable 3')");
+        // The store is back; the client's retries and the new snapshot (the failed commit's
+        // upload may have landed) take a moment, so the application retries, as it would.
+        int attempts = 0;
+        while (db.try_exec("insert into t(v) values('durable 3')") != SQLITE_OK && ++attempts < 30)
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        CHECK(attempts < 30);
         CHECK(db.integer("select count(*) from t") == 3);
+        CHECK(db.integer("select count(*) from t where v = 'never confirmed'") == 0);
     }
     restore_and_compare(url, path);
 }

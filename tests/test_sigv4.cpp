@@ -18,9 +18,10 @@ using namespace walship::s3::sigv4;
 
 namespace {
 
+// The AWS suite, vendored unchanged (with its licence and provenance) in tests/data/sigv4.
 std::string suite_dir() {
     if (const char* d = getenv("WALSHIP_SIGV4_DIR")) return d;
-    return walship::test::source_dir() + "/../shared/testdata/sigv4";
+    return walship::test::source_dir() + "/tests/data/sigv4";
 }
 
 std::string slurp(const std::string& path) {

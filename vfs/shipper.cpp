@@ -205,7 +205,7 @@ void Shipper::request_snapshot() {
 
 bool Shipper::unshipped(const ShmHeader* h) const {
     uint64_t pos = side_.state()->shipped.load();
-    if (!h) return true;
+    if (!h || side_.state()->needs_snapshot.load()) return true;
     if (h->mx_frame == 0) return false;
     return uint32_t(pos >> 32) != h->salt2 || uint32_t(pos) < h->mx_frame;
 }
@@ -426,7 +426,7 @@ void Shipper::ship_pass(bool urgent) {
         return;
     }
     if (side->needs_snapshot.load()) {
-        if (!paced) start_generation("the WAL was reset before it was shipped");
+        if (!paced) start_generation("the WAL was reset before it was shipped, or a remote-durable commit failed");
         return;
     }
     if (want_snapshot) {
@@ -659,13 +659,17 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, std::string* error) {
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
         uint64_t pos = side->shipped.load();
-        if (uint32_t(pos >> 32) == salt2 && uint32_t(pos) >= frame) return SQLITE_OK;
+        if (uint32_t(pos >> 32) == salt2 && uint32_t(pos) >= frame && !side->needs_snapshot.load()) return SQLITE_OK;
         if (Clock::now() >= deadline || stop_) break;
         done_cv_.wait_for(lock, std::chrono::milliseconds(2));
     }
     // The commit will fail and roll back: stop asking for its frames (they will be overwritten).
+    // An upload of them may still land, so the replica's history can no longer be trusted to
+    // match the database: the next pass starts a new generation from a snapshot, and until then
+    // nothing counts as shipped (later commits wait for that snapshot).
     uint64_t mine = want;
     side->ship_through.compare_exchange_strong(mine, side->shipped.load());
+    side->needs_snapshot = 1;
     *error = "walship: transaction not confirmed in " + store_->describe() + " within " + std::to_string(cfg_.flush_timeout_ms) + " ms";
     if (!stats_.last_error.empty()) *error += "; last error: " + stats_.last_error;
     return SQLITE_IOERR;
