@@ -262,7 +262,11 @@ void Shipper::set_error(const std::string& e) {
 }
 
 void Shipper::publish_position() {
-    side_.state()->shipped = pack_position(salt2_, frame_);
+    SideState* side = side_.state();
+    side->generation = generation_;
+    side->txid = txid_;
+    side->last_ship_ms = uint64_t(now_ms());
+    side->shipped = pack_position(salt2_, frame_);
 }
 
 std::string Shipper::status_json() {
@@ -274,8 +278,11 @@ std::string Shipper::status_json() {
     s += ",\"replica\":\"" + json_escape(store_->describe()) + "\"";
     s += ",\"shipper\":" + std::string(is_shipper_ ? "true" : "false");
     s += ",\"shipper_pid\":" + std::to_string(side_.state()->shipper_pid.load());
-    s += ",\"generation\":\"" + (have_generation_ ? generation_name(generation_) : std::string()) + "\"";
-    s += ",\"txid\":" + std::to_string(txid_);
+    // The shipping process may be another one: the side file says what it last shipped.
+    uint64_t gen = is_shipper_ ? generation_ : side_.state()->generation.load();
+    uint64_t txid = is_shipper_ ? txid_ : side_.state()->txid.load();
+    s += ",\"generation\":\"" + (gen ? generation_name(gen) : std::string()) + "\"";
+    s += ",\"txid\":" + std::to_string(txid);
     s += ",\"pending_frames\":" + std::to_string(stats_.pending_frames);
     s += ",\"pending_bytes\":" + std::to_string(stats_.pending_bytes);
     s += ",\"pending_txns\":" + std::to_string(stats_.pending_txns_est);

@@ -24,6 +24,10 @@ struct SideState {
     // Remote durability: a committing connection asks the shipper to ship through this position
     // (frames written but not yet visible in the wal-index).
     std::atomic<uint64_t> ship_through;
+    // What the shipping process last put in the bucket, for walship_status in every process.
+    std::atomic<uint64_t> generation;
+    std::atomic<uint64_t> txid;
+    std::atomic<uint64_t> last_ship_ms;
 };
 
 inline uint64_t pack_position(uint32_t salt2, uint32_t frame) { return uint64_t(salt2) << 32 | frame; }
