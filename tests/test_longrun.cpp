@@ -20,27 +20,11 @@ using namespace walship::test;
 namespace {
 
 struct Registered {
-    Registered() {
-        set_process_env();
-        walship_register(0);
-    }
+    Registered() { use_walship(); }
 } registered;
 
 int64_t wall_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-long long status_field(Db& db, const std::string& field) {
-    std::string s = db.text("pragma walship_status");
-    size_t at = s.find("\"" + field + "\":");
-    REQUIRE(at != std::string::npos);
-    return std::stoll(s.substr(at + field.size() + 3));
-}
-
-std::unique_ptr<s3::Store> store_for(const std::string& url) {
-    auto s = s3::open_store(url, test::env());
-    REQUIRE(s.ok());
-    return std::move(s.value());
 }
 
 struct Point {

@@ -20,10 +20,7 @@ using namespace walship::test;
 namespace {
 
 struct Registered {
-    Registered() {
-        set_process_env();
-        walship_register(0);
-    }
+    Registered() { use_walship(); }
 } registered;
 
 std::string via_proxy() {

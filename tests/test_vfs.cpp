@@ -20,17 +20,8 @@ using namespace walship::test;
 namespace {
 
 struct Registered {
-    Registered() {
-        set_process_env();
-        walship_register(0);
-    }
+    Registered() { use_walship(); }
 } registered;
-
-std::unique_ptr<s3::Store> store_for(const std::string& url) {
-    auto s = s3::open_store(url, test::env());
-    if (!s.ok()) FAIL(s.error().str());
-    return std::move(s.value());
-}
 
 // Restores the replica's latest state to `out`; returns the error text or "".
 std::string restore_to(const std::string& url, const std::string& out, RestoreInfo* info = nullptr) {
@@ -359,13 +350,6 @@ TEST_CASE("a replica with no data is reported as such", "[vfs][integration]") {
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().kind == s3::ErrorKind::NotFound);
     CHECK_FALSE(file_exists(opt.output));
-}
-
-long long status_field(Db& db, const std::string& field) {
-    std::string s = db.text("pragma walship_status");
-    size_t at = s.find("\"" + field + "\":");
-    REQUIRE(at != std::string::npos);
-    return std::stoll(s.substr(at + field.size() + 3));
 }
 
 TEST_CASE("restore to an earlier transaction gives exactly the database as of that commit", "[vfs][integration]") {

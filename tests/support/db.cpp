@@ -1,5 +1,10 @@
 #include "support/db.h"
 
+#include <catch2/catch.hpp>
+
+#include "support/test_server.h"
+#include "walship.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -101,6 +106,24 @@ std::string uri(const std::string& path, const std::string& replica, const std::
     std::string u = "file:" + path + "?replica=" + url_encode(replica);
     if (!extra.empty()) u += "&" + extra;
     return u;
+}
+
+void use_walship() {
+    set_process_env();
+    walship_register(0);
+}
+
+std::unique_ptr<s3::Store> store_for(const std::string& url) {
+    auto s = s3::open_store(url, env());
+    if (!s.ok()) FAIL(s.error().str());
+    return std::move(s.value());
+}
+
+long long status_field(Db& db, const std::string& field) {
+    std::string s = db.text("pragma walship_status");
+    size_t at = s.find("\"" + field + "\":");
+    REQUIRE(at != std::string::npos);
+    return std::stoll(s.substr(at + field.size() + 3));
 }
 
 }  // namespace walship::test

@@ -3,9 +3,12 @@
 
 #include <sqlite3.h>
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "walship/s3/store.h"
 
 namespace walship::test {
 
@@ -32,5 +35,13 @@ bool file_exists(const std::string& path);
 void remove_db_files(const std::string& path);  // db, -wal, -shm, -walship
 std::string uri(const std::string& path, const std::string& replica, const std::string& extra = "");
 std::string url_encode(const std::string& s);
+
+// For test binaries linked with walship: dummy credentials in the environment and the "walship"
+// VFS registered (not as the default). Safe to call more than once.
+void use_walship();
+// Opens a replica location with the test credentials (fails the test on error).
+std::unique_ptr<s3::Store> store_for(const std::string& url);
+// A numeric field of PRAGMA walship_status.
+long long status_field(Db& db, const std::string& field);
 
 }  // namespace walship::test
