@@ -990,6 +990,16 @@ void Shipper::run_retention() {
         set_error("retention: listing " + store_->describe() + " failed: " + listing.error().str());
         return;
     }
+    // Two databases must not share a location: a newer generation that is not ours means
+    // another database (or a second copy of this one) is replicating here.
+    uint64_t newest = 0;
+    for (auto& o : listing->objects)
+        if (auto k = parse_key(o.key)) newest = std::max(newest, k->gen);
+    if (newest > generation_ && have_generation_) {
+        set_error("another database is replicating to " + store_->describe() + " (its generation " + generation_name(newest) +
+                  " is newer than this database's " + generation_name(generation_) + "); give each database its own replica location");
+        return;  // and delete nothing
+    }
     // A grace period keeps what a restore that started a little earlier may still be reading.
     int64_t grace = std::min<int64_t>(cfg_.retention_ms, 5 * 60 * 1000);
     auto drop = plan_retention(parse_listing(listing->objects), now_ms() - cfg_.retention_ms - grace, generation_);
