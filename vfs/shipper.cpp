@@ -440,6 +440,7 @@ void Shipper::ship_pass(bool urgent) {
         if (!paced && ship_frames(h)) snapshot_in_generation("requested");
         return;
     }
+    if (h.salt1 == salt1_ && h.salt2 == salt2_) last_seen_mx_ = std::max(last_seen_mx_, h.mx_frame);
     // A remote-durable commit may ask for frames that the wal-index does not show yet; for the
     // first commit into a new WAL file even the salts are only in the file's header.
     uint64_t through = side->ship_through.load();
@@ -457,12 +458,13 @@ void Shipper::ship_pass(bool urgent) {
     }
     if (h.salt1 != salt1_ || h.salt2 != salt2_) {
         // A new WAL. Continue only if nothing of the old one is missing: walship allowed its reset
-        // with everything shipped, or nothing of it had been committed.
+        // with everything shipped, or the old one never showed a committed frame.
         bool allowed = side->reset_allowed.load() == salt2_ && side->shipped.load() == pack_position(salt2_, frame_);
-        if (allowed || frame_ == 0) {
+        if (allowed || (frame_ == 0 && last_seen_mx_ == 0)) {
             salt1_ = h.salt1;
             salt2_ = h.salt2;
             frame_ = 0;
+            last_seen_mx_ = 0;
             publish_position();
         } else {
             start_generation("the WAL was reset by a writer outside walship");
@@ -1013,6 +1015,7 @@ void Shipper::run_retention() {
 }
 
 void Shipper::adopt_position(const StateInfo& info) {
+    last_seen_mx_ = info.frame;
     page_size_ = info.page_size;
     salt1_ = info.shm.salt1;
     salt2_ = info.shm.salt2;

@@ -133,6 +133,7 @@ private:
     uint32_t page_size_ = 0;
     uint32_t salt1_ = 0, salt2_ = 0; // the WAL being followed
     uint32_t frame_ = 0;             // last shipped frame of that WAL
+    uint32_t last_seen_mx_ = 0;      // the largest mxFrame seen for that WAL
     uint32_t cksum1_ = 0, cksum2_ = 0;  // WAL checksum chain at frame_
     bool big_endian_ = false;
     uint32_t db_pages_ = 0;
