@@ -1,94 +1,152 @@
 #!/usr/bin/env python3
-"""walship side by side with plain SQLite and Litestream v0.3.13, one command:
+"""walship side by side with plain SQLite and Litestream v0.3.13. One command:
 
-    python3 bench/run.py            (bash bench/run.sh does the same)
+    bash bench/run.sh            (installs what is missing, then runs this file)
 
-Builds walship (Release), installs Litestream from npm if missing, starts a local S3-compatible
-server (moto) behind a request-counting proxy, and runs each workload for each system,
-interleaving systems round by round so machine drift cancels. Writes bench/results/<time>.md and
-.json and prints the table. Figures only: nothing passes or fails.
+Builds walship (Release, build-bench/), installs Litestream from npm into bench/.tools if missing,
+starts its own moto server with bench/countproxy.py in front (every replicator talks to the proxy,
+which counts requests and bytes per bucket and can take the store down), runs the workloads and
+writes bench/results/<UTC time>.md (the tables) and .json (every raw figure), then prints the tables.
+Figures only: nothing passes or fails.
 
-Environment: ROUNDS (2), WRITES (20000), REMOTE_WRITES (2000), LAG_SAMPLES (100), LAG_GAP_MS (1100),
-RATE_TPS (50), RATE_SECS (20), IDLE_SECS (30), RESTORE_MB (200), RESTORE_TXNS (10000).
+Systems: plain (SQLite, WAL, no replication), walship (local durability, sync_interval 1000 ms),
+walship-remote (durability=remote), litestream (1 s monitor and sync interval), litestream-fast
+(100 ms both). Litestream replicates a database that the same driver writes through the default
+"unix" VFS.
+
+Phases:
+  writes   ROUNDS rounds; each round runs every system once, in an order rotated per round, on
+           WRITES single-row transactions, LONG_WRITES transactions and WRITERS processes sharing
+           WRITES transactions. walship-remote waits for the store at every commit: it runs
+           REMOTE_WRITES transactions instead (and skips the long run).
+  cost     all systems at once, RATE_TPS transactions/s for RATE_SECS: replication CPU, memory,
+           requests and bytes; then IDLE_SECS without writes (requests per idle hour).
+  lag      walship, litestream, litestream-fast, idle (one mark per LAG_GAP_MS) and busy (marks
+           on top of BUSY_TPS background transactions/s), all six at once, LAG_SAMPLES marks each.
+           A sample ends when a restore from the store contains the mark (see walship_bench.cpp).
+  restore  RESTORE_MB database, first snapshot upload, RESTORE_TXNS transactions, restore.
+  outage   walship at OUTAGE_TPS; OUTAGE_SECS reachable, OUTAGE_SECS down (OUTAGE_MODE 503|stall),
+           OUTAGE_SECS reachable; then everything must ship and restore to the local content.
+  put      one PUT's round trip (4 KB, keep-alive, through the proxy) as the reference for remote
+           durability.
+
+Environment (defaults): ROUNDS (3), WRITES (20000), LONG_WRITES (200000), WRITERS (4),
+REMOTE_WRITES (1000), RATE_TPS (50), RATE_SECS (60), IDLE_SECS (60), LAG_SAMPLES (100),
+LAG_GAP_MS (1100), BUSY_TPS (50), RESTORE_MB (1024), RESTORE_TXNS (10000), OUTAGE_TPS (100),
+OUTAGE_SECS (10), OUTAGE_MODE (503), PHASES (writes,cost,lag,restore,outage,put).
 """
+import hashlib
+import http.client
 import json
 import os
+import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build-bench")
 TOOLS = os.path.join(ROOT, "bench", ".tools")
-ENV = lambda k, d: type(d)(os.environ.get(k, d))
-ROUNDS, WRITES, REMOTE_WRITES = ENV("ROUNDS", 2), ENV("WRITES", 20000), ENV("REMOTE_WRITES", 2000)
-LAG_SAMPLES, LAG_GAP = ENV("LAG_SAMPLES", 100), ENV("LAG_GAP_MS", 1100)
-RATE_TPS, RATE_SECS, IDLE_SECS = ENV("RATE_TPS", 50), ENV("RATE_SECS", 20), ENV("IDLE_SECS", 30)
-RESTORE_MB, RESTORE_TXNS = ENV("RESTORE_MB", 200), ENV("RESTORE_TXNS", 10000)
-os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1", WALSHIP_LOG_LEVEL="warn")
+DRIVER = os.path.join(BUILD, "bench", "walship-bench")
+WALSHIP = os.path.join(BUILD, "walship")
+LITESTREAM = os.path.join(TOOLS, "node_modules", "@flydotio", "litestream-linux-x64", "litestream")
+
+
+def env(k, d):
+    return type(d)(os.environ.get(k, d))
+
+
+ROUNDS, WRITES, LONG_WRITES, WRITERS = env("ROUNDS", 3), env("WRITES", 20000), env("LONG_WRITES", 200000), env("WRITERS", 4)
+REMOTE_WRITES = env("REMOTE_WRITES", 1000)
+RATE_TPS, RATE_SECS, IDLE_SECS = env("RATE_TPS", 50), env("RATE_SECS", 60), env("IDLE_SECS", 60)
+LAG_SAMPLES, LAG_GAP_MS, BUSY_TPS = env("LAG_SAMPLES", 100), env("LAG_GAP_MS", 1100), env("BUSY_TPS", 50)
+RESTORE_MB, RESTORE_TXNS = env("RESTORE_MB", 1024), env("RESTORE_TXNS", 10000)
+OUTAGE_TPS, OUTAGE_SECS, OUTAGE_MODE = env("OUTAGE_TPS", 100), env("OUTAGE_SECS", 10), env("OUTAGE_MODE", "503")
+PHASES = env("PHASES", "writes,cost,lag,restore,outage,put").split(",")
+SYSTEMS = ["plain", "walship", "walship-remote", "litestream", "litestream-fast"]
+os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1", WALSHIP_LOG_LEVEL="error")
 
 
 def sh(*cmd, **kw):
     return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
 
 
-def setup():
-    sh("cmake", "-S", ROOT, "-B", BUILD, "-DCMAKE_BUILD_TYPE=Release")
-    sh("cmake", "--build", BUILD, "-j", str(os.cpu_count()), "--target", "walship_bench", "walship_cli", "walship_module")
-    ls = os.path.join(TOOLS, "node_modules", "@flydotio", "litestream-linux-x64", "litestream")
-    if not os.path.exists(ls):
-        os.makedirs(TOOLS, exist_ok=True)
-        sh("npm", "install", "--silent", "--no-audit", "--no-fund", "@flydotio/litestream-linux-x64", cwd=TOOLS)
-    run = tempfile.mkdtemp(prefix="walship-bench-")
-    sh("bash", os.path.join(ROOT, "tests/support/s3server.sh"), "start", run)
-    upstream = open(os.path.join(run, "moto.endpoint")).read().strip()
-    proxy = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/support/faultproxy.py"), "--upstream", upstream,
-                              "--port-file", os.path.join(run, "proxy.port")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        if os.path.exists(os.path.join(run, "proxy.port")) and open(os.path.join(run, "proxy.port")).read().strip():
-            break
-        time.sleep(0.05)
-    port = int(open(os.path.join(run, "proxy.port")).read().strip())
-    return run, upstream, proxy, port, ls
+def log(msg):
+    print(time.strftime("%H:%M:%S ") + msg, flush=True)
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p))] if xs else float("nan")
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else float("nan")
 
 
 class Bench:
     def __init__(self):
-        self.run, self.upstream, self.proxy, self.port, self.litestream = setup()
+        log("building walship (Release) into build-bench/")
+        sh("cmake", "-S", ROOT, "-B", BUILD, "-DCMAKE_BUILD_TYPE=Release")
+        sh("cmake", "--build", BUILD, "-j", str(os.cpu_count()), "--target", "walship_bench", "walship_cli")
+        if not os.path.exists(LITESTREAM):
+            log("installing Litestream from npm into bench/.tools")
+            os.makedirs(TOOLS, exist_ok=True)
+            sh("npm", "install", "--silent", "--no-audit", "--no-fund", "@flydotio/litestream-linux-x64", cwd=TOOLS)
+        self.ls_version = sh(LITESTREAM, "version").strip()
+        self.run = tempfile.mkdtemp(prefix="walship-bench-")
+        sh("bash", os.path.join(ROOT, "tests/support/s3server.sh"), "start", self.run)
+        self.upstream = open(os.path.join(self.run, "moto.endpoint")).read().strip()
+        pf = os.path.join(self.run, "proxy.port")
+        self.proxy = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "countproxy.py"), "--upstream", self.upstream, "--port-file", pf],
+                                      stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.run, "proxy.log"), "w"))
+        for _ in range(200):
+            if os.path.exists(pf):
+                break
+            time.sleep(0.05)
+        self.port = int(open(pf).read())
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.n = 0
+        self.lock = threading.Lock()
+        log(f"moto at {self.upstream}, counting proxy at {self.endpoint}, work dir {self.run}")
 
     def close(self):
         self.proxy.terminate()
         sh("bash", os.path.join(ROOT, "tests/support/s3server.sh"), "stop", self.run)
+        shutil.rmtree(self.run, ignore_errors=True)
 
-    def reset_proxy(self):
-        urllib.request.urlopen(urllib.request.Request(self.endpoint + "/__reset", method="POST")).read()
+    def ctl(self, path):
+        return urllib.request.urlopen(self.endpoint + path).read().decode()
 
-    def requests(self):
-        lines = urllib.request.urlopen(self.endpoint + "/__stats").read().decode().splitlines()[1:]
-        counts = {"PUT": 0, "GET": 0, "LIST": 0, "DELETE": 0, "POST": 0, "HEAD": 0}
-        for line in lines:
-            method, path = line.split(" ")[0], line.split(" ")[1] if len(line.split(" ")) > 1 else ""
-            if method == "GET" and ("list-type" in path or "prefix=" in path):
-                method = "LIST"
-            counts[method] = counts.get(method, 0) + 1
-        return counts
+    def stats(self, bucket, since=0.0, until=1e12):
+        return json.loads(self.ctl(f"/__stats?bucket={bucket}&since={since}&until={until}"))
 
-    def fresh(self):
-        self.n += 1
-        d = tempfile.mkdtemp(prefix="case-", dir=self.run)
-        bucket = f"bench-{self.n}-{int(time.time() * 1000) % 100000}"
+    def records(self, bucket):
+        return json.loads(self.ctl(f"/__log?bucket={bucket}"))
+
+    def fresh(self, tag):
+        with self.lock:
+            self.n += 1
+            n = self.n
+        d = os.path.join(self.run, f"{n:03d}-{tag}")
+        os.makedirs(d)
+        bucket = f"b{n:03d}"
         urllib.request.urlopen(urllib.request.Request(f"{self.upstream}/{bucket}", method="PUT")).read()
         return d, bucket
 
-    def start_litestream(self, d, bucket, fast):
+    def url(self, bucket, direct=False):
+        return f"s3://{bucket}/db?endpoint={self.upstream if direct else self.endpoint}&region=us-east-1"
+
+    def ls_config(self, d, bucket, fast, direct=False):
         interval = "100ms" if fast else "1s"
-        cfg = os.path.join(d, "litestream.yml")
+        cfg = os.path.join(d, "litestream-direct.yml" if direct else "litestream.yml")
         with open(cfg, "w") as f:
             f.write(f"""access-key-id: bench
 secret-access-key: bench
@@ -99,164 +157,398 @@ dbs:
       - type: s3
         bucket: {bucket}
         path: db
-        endpoint: {self.endpoint}
+        endpoint: {self.upstream if direct else self.endpoint}
         region: us-east-1
         force-path-style: true
         sync-interval: {interval}
 """)
-        # Litestream wants the database to exist.
-        sh(os.path.join(BUILD, "bench", "walship-bench"), "write", "plain", f"{d}/db", "-", "1")
-        p = subprocess.Popen([self.litestream, "replicate", "-config", cfg], stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "ls.log"), "w"))
-        time.sleep(1.5)
-        return p, cfg
+        return cfg
 
-    @staticmethod
-    def proc_cpu(pid):
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    def start_litestream(self, d, bucket, fast):
+        if not os.path.exists(f"{d}/db"):
+            sh(DRIVER, "write", "plain", f"{d}/db", "-", "0")  # Litestream wants the database to exist
+        cfg = self.ls_config(d, bucket, fast)
+        self.ls_config(d, bucket, fast, direct=True)
+        p = subprocess.Popen([LITESTREAM, "replicate", "-config", cfg], stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "litestream.log"), "w"))
+        return p
 
-    @staticmethod
-    def proc_rss_kb(pid):
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-        return 0
+    def wait_first_put(self, bucket, timeout=600):
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if self.stats(bucket)["PUT"] > 0:
+                return
+            time.sleep(0.05)
 
-    def case(self, system, mode, *args, before_run=None):
-        """Runs the driver for one system; returns its JSON plus replicator and request figures."""
-        d, bucket = self.fresh()
-        url = f"s3://{bucket}/db?endpoint={self.endpoint}"
-        ls = None
-        if system.startswith("litestream"):
-            ls, cfg = self.start_litestream(d, bucket, system.endswith("fast"))
-            cpu0 = self.proc_cpu(ls.pid)
-        self.reset_proxy()
-        driver_system = {"litestream": "external", "litestream-fast": "external"}.get(system, system)
-        out = json.loads(sh(os.path.join(BUILD, "bench", "walship-bench"), mode, driver_system, f"{d}/db", url, *map(str, args)))
-        if ls:
-            time.sleep(2.5 if system == "litestream" else 0.5)  # let it ship the tail
-            out["replicator_cpu_s"] = self.proc_cpu(ls.pid) - cpu0
-            out["replicator_rss_kb"] = self.proc_rss_kb(ls.pid)
-        out["requests"] = self.requests()
-        out["dir"], out["url"] = d, url
-        if ls:
-            out["litestream_config"] = cfg
-            ls.send_signal(signal.SIGTERM)
-            ls.wait(timeout=30)
-        return out
+    def wait_quiet(self, bucket, quiet_s, timeout=120):
+        """Waits until no request to bucket for quiet_s; returns when the last one ended."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            recs = self.records(bucket)
+            last = max((r["t1"] for r in recs), default=0)
+            if time.monotonic() - last >= quiet_s:
+                return last
+            time.sleep(0.1)
+        return None
 
 
-def rotate(systems, r):
-    return systems[r % len(systems):] + systems[: r % len(systems)]
+def proc_cpu(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def med(xs):
-    return statistics.median(xs) if xs else float("nan")
+def proc_hwm_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
-def main():
-    b = Bench()
-    raw = {"writes": [], "remote": [], "lag": [], "rate": [], "idle": [], "restore": []}
-    systems = ["plain", "walship", "litestream", "litestream-fast"]
-    try:
-        for r in range(ROUNDS):
-            for s in rotate(systems, r):
-                print(f"round {r + 1}: write {WRITES} x {s}", flush=True)
-                raw["writes"].append(b.case(s, "write", WRITES))
-            print(f"round {r + 1}: write {REMOTE_WRITES} x walship-remote", flush=True)
-            raw["remote"].append(b.case("walship-remote", "write", REMOTE_WRITES))
-        for s in ["plain", "walship", "litestream", "litestream-fast"]:
-            print(f"rate {RATE_TPS} tx/s for {RATE_SECS} s: {s}", flush=True)
-            raw["rate"].append(b.case(s, "rate", RATE_TPS, RATE_SECS))
-        for s in ["walship", "litestream"]:
-            print(f"idle {IDLE_SECS} s: {s}", flush=True)
-            raw["idle"].append(b.case(s, "idle", IDLE_SECS))
-        for s in ["walship", "litestream", "litestream-fast"]:
-            print(f"lag, {LAG_SAMPLES} samples {LAG_GAP} ms apart: {s}", flush=True)
-            raw["lag"].append(b.case(s, "lag", LAG_SAMPLES, b.port, LAG_GAP))
-        raw["restore"] = restore_bench(b)
-    finally:
-        b.close()
-    report(raw)
+def driver_system(s):
+    return "external" if s.startswith("litestream") else s
 
 
-def restore_bench(b):
-    out = []
-    for s in ["walship", "litestream"]:
-        print(f"restore: {RESTORE_MB} MB + {RESTORE_TXNS} transactions: {s}", flush=True)
-        t0 = time.time()
-        r = b.case(s, "fill", RESTORE_MB, RESTORE_TXNS)
-        fill_s = time.time() - t0
-        dest = os.path.join(r["dir"], "restored.db")
-        t0 = time.time()
-        if s == "walship":
-            sh(os.path.join(BUILD, "walship"), "restore", "-o", dest, r["url"])
-        else:
-            sh(b.litestream, "restore", "-config", r["litestream_config"], "-o", dest, os.path.join(r["dir"], "db"))
-        secs = time.time() - t0
-        size = os.path.getsize(dest)
-        out.append({"system": s, "db_bytes": size, "restore_s": secs, "restore_mb_s": size / 1e6 / secs, "fill_s": fill_s, "requests": r["requests"]})
+def case(b, system, mode, args, procs=1, tag=None):
+    """One run of the driver (procs processes at once) for one system, with its replicator."""
+    d, bucket = b.fresh(tag or f"{system}-{mode}")
+    db, url = f"{d}/db", b.url(bucket)
+    ls = None
+    out = {"system": system, "mode": mode, "args": args, "procs": procs, "dir": d, "bucket": bucket}
+    if system.startswith("litestream"):
+        ls = b.start_litestream(d, bucket, system.endswith("fast"))
+        b.wait_first_put(bucket, 30)  # its first snapshot of the empty database
+        time.sleep(0.5)
+        ls_cpu0 = proc_cpu(ls.pid)
+    t_start = time.monotonic()
+    if procs == 1:
+        out.update(json.loads(sh(DRIVER, mode, driver_system(system), db, url, *map(str, args))), system=system)
+    else:
+        start_at = time.monotonic() + 1.5
+        ps = []
+        for i in range(procs):
+            lat = f"{d}/lat{i}"
+            ps.append((subprocess.Popen([DRIVER, mode, driver_system(system), db, url, *map(str, args), f"{start_at:.6f}"], stdout=subprocess.PIPE,
+                                        text=True, env=dict(os.environ, BENCH_LAT_OUT=lat)), lat))
+        res = [json.loads(p.communicate()[0]) for p, _ in ps]
+        lat = [float(x) for _, f in ps for x in open(f).read().split()]
+        out["per_process"] = res
+        out.update(txns=len(lat), seconds=max(r["seconds"] for r in res), p50_ms=pct(lat, 0.5), p90_ms=pct(lat, 0.9), p99_ms=pct(lat, 0.99),
+                   max_wal_bytes=max(r["max_wal_bytes"] for r in res), cpu_work_s=sum(r["cpu_work_s"] for r in res),
+                   cpu_s=sum(r["cpu_s"] for r in res), max_rss_kb=max(r["max_rss_kb"] for r in res), flush_ms=max(r["flush_ms"] for r in res))
+        out["tps"] = out["txns"] / out["seconds"]
+    out["driver_done"] = time.monotonic()
+    if ls:
+        # Let it ship the tail: done when the bucket has been quiet for three sync intervals.
+        last = b.wait_quiet(bucket, 3.5 if system == "litestream" else 0.6)
+        out["ship_tail_s"] = (last - out["driver_done"]) if last else None
+        out["replicator_cpu_s"] = proc_cpu(ls.pid) - ls_cpu0
+        out["replicator_hwm_kb"] = proc_hwm_kb(ls.pid)
+        ls.send_signal(signal.SIGTERM)
+        ls.wait(timeout=30)
+    out["requests"] = b.stats(bucket, t_start)
     return out
 
 
-def report(raw):
-    plain = [x for x in raw["writes"] if x["system"] == "plain"]
-    base_tps = med([x["tps"] for x in plain])
-    base_wal = med([x["max_wal_bytes"] for x in plain])
-    rows = []
-    for s in ["plain", "walship", "litestream", "litestream-fast"]:
-        xs = [x for x in raw["writes"] if x["system"] == s]
-        tps = med([x["tps"] for x in xs])
-        rows.append((s, f"{tps:,.0f}", f"{tps / base_tps:.3f}", f"{med([x['p50_ms'] for x in xs]):.3f}", f"{med([x['p99_ms'] for x in xs]):.3f}",
-                     f"{med([x['max_wal_bytes'] for x in xs]) / 1e6:.1f}", f"{med([x['max_wal_bytes'] for x in xs]) / max(base_wal, 1):.2f}"))
-    rx = raw["remote"]
-    rows.append(("walship remote", f"{med([x['tps'] for x in rx]):,.0f}", f"{med([x['tps'] for x in rx]) / base_tps:.3f}",
-                 f"{med([x['p50_ms'] for x in rx]):.3f}", f"{med([x['p99_ms'] for x in rx]):.3f}", f"{med([x['max_wal_bytes'] for x in rx]) / 1e6:.1f}", "-"))
+def in_parallel(fns):
+    res = [None] * len(fns)
+    errs = []
+
+    def go(i, f):
+        try:
+            res[i] = f()
+        except Exception as e:  # noqa: BLE001 - report and carry on with the other figures
+            errs.append(repr(e))
+            log(f"error: {e!r}")
+
+    ts = [threading.Thread(target=go, args=(i, f)) for i, f in enumerate(fns)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return [r for r in res if r is not None]
+
+
+def rotate(xs, r):
+    return xs[r % len(xs):] + xs[: r % len(xs)]
+
+
+def phase_writes(b, raw):
+    for r in range(ROUNDS):
+        for s in rotate(SYSTEMS, r):
+            remote = s == "walship-remote"
+            log(f"writes round {r + 1}/{ROUNDS}: {s}")
+            raw["writes"].append(case(b, s, "write", [REMOTE_WRITES if remote else WRITES], tag=f"{s}-w1"))
+            if not remote:
+                raw["writes_long"].append(case(b, s, "write", [LONG_WRITES], tag=f"{s}-wlong"))
+            n = (REMOTE_WRITES if remote else WRITES) // WRITERS
+            raw["writes_multi"].append(case(b, s, "write", [n], procs=WRITERS, tag=f"{s}-wmulti"))
+
+
+def phase_cost(b, raw):
+    log(f"cost: every system at once, {RATE_TPS} tx/s for {RATE_SECS} s")
+    raw["rate"] = in_parallel([lambda s=s: case(b, s, "rate", [RATE_TPS, RATE_SECS]) for s in SYSTEMS])
+    log(f"idle: every replicating system at once, {IDLE_SECS} s without writes")
+    settle = 8.0
+
+    def idle(s):
+        out = case(b, s, "idle", [IDLE_SECS + settle + 1])
+        w0 = out["driver_done"] - IDLE_SECS - 1
+        out["idle_window"] = [w0, w0 + IDLE_SECS]
+        out["idle_requests"] = b.stats(out["bucket"], w0, w0 + IDLE_SECS)
+        return out
+
+    raw["idle"] = in_parallel([lambda s=s: idle(s) for s in SYSTEMS if s != "plain"])
+
+
+def phase_lag(b, raw):
+    log(f"lag: walship, litestream, litestream-fast; idle and busy ({BUSY_TPS} tx/s), {LAG_SAMPLES} marks each, all at once")
+
+    def lag(s, busy):
+        d, bucket = b.fresh(f"{s}-lag-{'busy' if busy else 'idle'}")
+        db = f"{d}/db"
+        ls = None
+        if s.startswith("litestream"):
+            ls = b.start_litestream(d, bucket, s.endswith("fast"))
+            b.wait_first_put(bucket, 30)
+            cmd = f"rm -f {{out}}; {LITESTREAM} restore -config {d}/litestream-direct.yml -o {{out}} {db} >/dev/null 2>&1"
+        else:
+            cmd = f"rm -f {{out}}; {WALSHIP} restore -o {{out}} '{b.url(bucket, direct=True)}' >/dev/null 2>&1"
+        gap = LAG_GAP_MS if not busy else -1300  # busy: a random pause of 0 to 1,300 ms before each mark
+        out = json.loads(sh(DRIVER, "lag", driver_system(s), db, b.url(bucket), str(LAG_SAMPLES), str(gap), str(b.port), bucket,
+                            str(BUSY_TPS if busy else 0), cmd))
+        if ls:
+            ls.send_signal(signal.SIGTERM)
+            ls.wait(timeout=30)
+        out.update(system=s, busy=busy, requests=b.stats(bucket))
+        return out
+
+    raw["lag"] = in_parallel([lambda s=s, busy=busy: lag(s, busy) for busy in (False, True) for s in ["walship", "litestream", "litestream-fast"]])
+
+
+def content(path):
+    c = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    h = hashlib.sha256()
+    for table in ("t", "big"):
+        try:
+            for row in c.execute(f"select id, {'v' if table == 't' else 'length(b), substr(b, 1, 16)'} from {table} order by id"):
+                h.update(repr(row).encode())
+        except sqlite3.OperationalError:
+            pass
+    n = c.execute("select count(*) from t").fetchone()[0]
+    c.close()
+    return h.hexdigest(), n
+
+
+def phase_restore(b, raw):
+    d0 = os.path.join(b.run, "fill")
+    os.makedirs(d0, exist_ok=True)
+    log(f"restore: building a {RESTORE_MB} MB database")
+    fill = json.loads(sh(DRIVER, "fill", f"{d0}/db", str(RESTORE_MB)))
+    raw["restore_fill"] = fill
+    for s in ["walship", "litestream"]:
+        d, bucket = b.fresh(f"{s}-restore")
+        db = f"{d}/db"
+        shutil.copyfile(f"{d0}/db", db)
+        out = {"system": s, "db_bytes_initial": os.path.getsize(db), "bucket": bucket}
+        log(f"restore: {s}: first snapshot of {out['db_bytes_initial'] / 1e6:.0f} MB")
+        ls = None
+        if s == "walship":
+            r = json.loads(sh(DRIVER, "open", "walship", db, b.url(bucket)))
+            out["snapshot_s"] = (r["open_ms"] + r["flush_ms"]) / 1000
+            out["snapshot_status"] = r["status"]
+        else:
+            t0 = time.monotonic()
+            ls = b.start_litestream(d, bucket, False)
+            while time.monotonic() - t0 < 1200:
+                recs = b.records(bucket)
+                done = [x for x in recs if "snapshots/" in x["k"] and 200 <= x["s"] < 300 and
+                        (x["c"] == "POST" and "uploadId" in x.get("q", "") or x["c"] == "PUT" and "partNumber" not in x.get("q", ""))]
+                if done:
+                    out["snapshot_s"] = done[0]["t1"] - t0
+                    break
+                time.sleep(0.05)
+        out["snapshot_requests"] = b.stats(bucket)
+        out["snapshot_mb_s"] = out["db_bytes_initial"] / 1e6 / out["snapshot_s"]
+        log(f"restore: {s}: {RESTORE_TXNS} transactions")
+        w = json.loads(sh(DRIVER, "write", driver_system(s), db, b.url(bucket), str(RESTORE_TXNS)))
+        if ls:
+            b.wait_quiet(bucket, 3.5)
+            ls.send_signal(signal.SIGTERM)
+            ls.wait(timeout=30)
+        out["write"] = {k: w[k] for k in ("tps", "p99_ms", "flush_ms")}
+        dest = os.path.join(d, "restored.db")
+        log(f"restore: {s}: restoring")
+        t0 = time.monotonic()
+        if s == "walship":
+            sh(WALSHIP, "restore", "-o", dest, b.url(bucket, direct=True))
+        else:
+            sh(LITESTREAM, "restore", "-config", f"{d}/litestream-direct.yml", "-o", dest, db)
+        out["restore_s"] = time.monotonic() - t0
+        out["db_bytes"] = os.path.getsize(dest)
+        out["restore_mb_s"] = out["db_bytes"] / 1e6 / out["restore_s"]
+        out["restored_equals_local"] = content(dest) == content(db)
+        out["requests"] = b.stats(bucket)
+        raw["restore"].append(out)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def phase_outage(b, raw):
+    log(f"outage: walship at {OUTAGE_TPS} tx/s, {OUTAGE_SECS} s up, {OUTAGE_SECS} s down ({OUTAGE_MODE}), {OUTAGE_SECS} s up")
+    d, bucket = b.fresh("walship-outage")
+    db = f"{d}/db"
+    out = json.loads(sh(DRIVER, "outage", "walship", db, b.url(bucket), str(OUTAGE_TPS), str(OUTAGE_SECS), str(b.port), bucket, OUTAGE_MODE))
+    dest = os.path.join(d, "restored.db")
+    sh(WALSHIP, "restore", "-o", dest, b.url(bucket, direct=True))
+    local, restored = content(db), content(dest)
+    out.update(restored_rows=restored[1], local_rows=local[1], restored_equals_local=local == restored, requests=b.stats(bucket))
+    raw["outage"] = out
+
+
+def phase_put(b, raw):
+    d, bucket = b.fresh("put-rtt")
+    body = os.urandom(4096)
+    res = {}
+    for name, port in (("through proxy", b.port), ("direct", int(b.upstream.rsplit(":", 1)[1]))):
+        c = http.client.HTTPConnection("127.0.0.1", port)
+        xs = []
+        for i in range(300):
+            t0 = time.perf_counter()
+            c.request("PUT", f"/{bucket}/k{name[0]}{i}", body=body)
+            c.getresponse().read()
+            xs.append((time.perf_counter() - t0) * 1000)
+        xs = xs[20:]
+        res[name] = {"n": len(xs), "p50_ms": pct(xs, 0.5), "p90_ms": pct(xs, 0.9), "p99_ms": pct(xs, 0.99)}
+    raw["put_rtt"] = res
+
+
+def machine():
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "unknown CPU")
+    mem = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal")) / 1024 / 1024
+    return f"{os.cpu_count()} cores (nproc), {model}, {mem:.0f} GB RAM, {os.uname().sysname} {os.uname().release}"
+
+
+def f(x, fmt="{:.2f}"):
+    return "-" if x is None or x != x else fmt.format(x)
+
+
+def report(b, raw):
     md = [f"# walship benchmarks, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
-          f"Machine: {os.cpu_count()} cores, {cpu_model()}, {mem_gb():.0f} GB RAM. Store: moto on 127.0.0.1 behind a counting proxy. "
-          f"Medians of {ROUNDS} interleaved rounds.", "",
-          f"## Writes: {WRITES} single-row transactions (remote durability: {REMOTE_WRITES}), synchronous=NORMAL (remote: FULL)", "",
-          "| system | tx/s | vs plain | p50 ms | p99 ms | max WAL MB | WAL vs plain |", "|---|---|---|---|---|---|---|"]
-    md += ["| " + " | ".join(r) + " |" for r in rows]
-    md += ["", f"## Cost at {RATE_TPS} tx/s for {RATE_SECS} s, and idle", "",
-           "| system | CPU s per 1,000 tx (replication) | peak RSS MB | PUT | GET | LIST | DELETE/POST | requests per 1,000 tx |", "|---|---|---|---|---|---|---|---|"]
-    plain_rate = next(x for x in raw["rate"] if x["system"] == "plain")
-    for x in raw["rate"]:
-        k = x["txns"] / 1000
-        cpu = x.get("replicator_cpu_s", x["cpu_s"] - plain_rate["cpu_s"] * x["txns"] / max(plain_rate["txns"], 1))
-        rss = x.get("replicator_rss_kb", x["max_rss_kb"]) / 1024
-        req = x["requests"]
-        total = sum(req.values())
-        md.append(f"| {x['system']} | {cpu / k:.3f} | {rss:.0f} | {req['PUT']} | {req['GET']} | {req['LIST']} | {req['DELETE'] + req['POST']} | {total / k:.1f} |")
-    for x in raw["idle"]:
-        req = x["requests"]
-        md.append(f"| {x['system']} idle {IDLE_SECS} s | - | - | {req['PUT']} | {req['GET']} | {req['LIST']} | {req['DELETE'] + req['POST']} | per idle hour: {sum(req.values()) * 3600 / IDLE_SECS:.0f} |")
-    md += ["", f"## Lag: commit to the store receiving a PUT, {LAG_SAMPLES} commits {LAG_GAP} ms apart", "", "| system | p50 ms | p90 ms | p99 ms |", "|---|---|---|---|"]
-    for x in raw["lag"]:
-        md.append(f"| {x['system']} | {x['p50_ms']:.1f} | {x.get('p90_ms', float('nan')):.1f} | {x['p99_ms']:.1f} |")
-    md += ["", f"## Restore: about {RESTORE_MB} MB plus {RESTORE_TXNS} transactions since the snapshot", "", "| system | database MB | seconds | MB/s | first upload (fill + ship) s |", "|---|---|---|---|---|"]
-    for x in raw["restore"]:
-        md.append(f"| {x['system']} | {x['db_bytes'] / 1e6:.0f} | {x['restore_s']:.2f} | {x['restore_mb_s']:.0f} | {x['fill_s']:.1f} |")
-    text = "\n".join(md) + "\n"
-    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    open(os.path.join(ROOT, "bench", "results", stamp + ".md"), "w").write(text)
-    json.dump(raw, open(os.path.join(ROOT, "bench", "results", stamp + ".json"), "w"), indent=1)
-    print(text)
+          f"Machine: {machine()}. Store: moto (in memory) on 127.0.0.1 behind bench/countproxy.py. "
+          f"Litestream {b.ls_version}. Wall {raw['wall_s'] / 60:.1f} min.", ""]
+    by = lambda key, s: [x for x in raw.get(key, []) if x["system"] == s]  # noqa: E731
+    if raw.get("writes"):
+        base = {k: med([x["tps"] for x in by(k, "plain")]) for k in ("writes", "writes_long", "writes_multi")}
+        base_wal = {k: med([x["max_wal_bytes"] for x in by(k, "plain")]) for k in ("writes", "writes_long", "writes_multi")}
+        base_p = {k: (med([x["p50_ms"] for x in by(k, "plain")]), med([x["p99_ms"] for x in by(k, "plain")])) for k in base}
+        md += [f"## Writes (medians of {ROUNDS} interleaved rounds; synchronous=NORMAL, walship-remote FULL)", "",
+               f"Short: {WRITES} single-row transactions, one writer. Long: {LONG_WRITES}. {WRITERS} writers: {WRITERS} processes sharing {WRITES} "
+               f"transactions. walship-remote runs {REMOTE_WRITES} (it waits for the store each commit) and no long run. "
+               "Replication CPU: walship = driver CPU minus plain's for the same work; Litestream = its process.", "",
+               "| run | system | tx/s | vs plain | p50 ms | p99 ms | p50/p99 vs plain | max WAL MB | WAL vs plain | repl. CPU s / 1,000 tx | PUT | bytes up MB |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for key, name in (("writes", "short"), ("writes_long", "long"), ("writes_multi", f"{WRITERS} writers")):
+            plain_cpu = med([x["cpu_work_s"] / x["txns"] for x in by(key, "plain")]) * 1000
+            for s in SYSTEMS:
+                xs = by(key, s)
+                if not xs:
+                    continue
+                tps, p50, p99, wal = (med([x[k] for x in xs]) for k in ("tps", "p50_ms", "p99_ms", "max_wal_bytes"))
+                if s.startswith("litestream"):
+                    cpu = med([x["replicator_cpu_s"] / x["txns"] * 1000 for x in xs])
+                elif s == "plain":
+                    cpu = None
+                else:
+                    cpu = med([x["cpu_s"] / x["txns"] * 1000 for x in xs]) - med([x["cpu_s"] / x["txns"] * 1000 for x in by(key, "plain")])
+                req = xs[len(xs) // 2]["requests"]
+                md.append(f"| {name} | {s} | {tps:,.0f} | {tps / base[key]:.3f} | {p50:.3f} | {p99:.3f} | {p50 / base_p[key][0]:.2f} / {p99 / base_p[key][1]:.2f} | "
+                          f"{wal / 1e6:.1f} | {wal / max(base_wal[key], 1):.2f} | {f(cpu, '{:.3f}')} | {med([x['requests']['PUT'] for x in xs]):.0f} | "
+                          f"{med([x['requests']['bytes_up'] for x in xs]) / 1e6:.1f} |")
+            _ = plain_cpu
+        md.append("")
+    if raw.get("rate"):
+        plain = next((x for x in raw["rate"] if x["system"] == "plain"), None)
+        md += [f"## Cost at {RATE_TPS} tx/s for {RATE_SECS} s (all systems at once), and idle", "",
+               "Replication CPU and extra memory: walship = its writer process minus the plain SQLite writer's (CPU from getrusage, memory "
+               "from peak RSS); Litestream = its own process (/proc/PID/stat, VmHWM). Requests per hour extrapolate the measured window.", "",
+               "| system | tx | repl. CPU s / 1,000 tx | extra peak RSS MB | PUT | GET | LIST | DELETE | POST | HEAD | per 1,000 tx: requests | MB up | requests per hour (steady writes) |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for x in raw["rate"]:
+            if x["system"] == "plain":
+                continue
+            k = x["txns"] / 1000
+            if x["system"].startswith("litestream"):
+                cpu, rss = x["replicator_cpu_s"], x["replicator_hwm_kb"] / 1024
+            else:
+                cpu = x["cpu_s"] - plain["cpu_s"] * x["txns"] / plain["txns"]
+                rss = (x["max_rss_kb"] - plain["max_rss_kb"]) / 1024
+            q = x["requests"]
+            total = sum(q[c] for c in ("PUT", "GET", "LIST", "DELETE", "POST", "HEAD"))
+            md.append(f"| {x['system']} | {x['txns']} | {cpu / k:.3f} | {rss:.1f} | {q['PUT']} | {q['GET']} | {q['LIST']} | {q['DELETE']} | {q['POST']} | "
+                      f"{q['HEAD']} | {total / k:.1f} | {q['bytes_up'] / 1e6 / k:.2f} | {total * 3600 / RATE_SECS:,.0f} |")
+        md += ["", f"Idle: one commit, {8} s to settle, then {IDLE_SECS} s without writes; requests in that window, and per idle hour (x {3600 // IDLE_SECS}):", "",
+               "| system | PUT | GET | LIST | DELETE | other | per idle hour |", "|---|---|---|---|---|---|---|"]
+        for x in raw.get("idle", []):
+            q = x["idle_requests"]
+            total = sum(q[c] for c in ("PUT", "GET", "LIST", "DELETE", "POST", "HEAD"))
+            md.append(f"| {x['system']} | {q['PUT']} | {q['GET']} | {q['LIST']} | {q['DELETE']} | {q['POST'] + q['HEAD']} | {total * 3600 / IDLE_SECS:.0f} |")
+        md.append("")
+    if raw.get("lag"):
+        md += [f"## Replication lag: COMMIT returning to the mark being restorable from the bucket ({LAG_SAMPLES} marks)", "",
+               f"Idle: one mark every {LAG_GAP_MS} ms, nothing else. Busy: each mark after a random pause of 0-1,300 ms once the previous one is restorable (so marks do not lock onto the upload cycle), "
+               f"on top of {BUSY_TPS} tx/s. All six runs at once. A sample ends at the end of the PUT after which a restore (straight from "
+               "moto) contained the mark; 'ambiguous' samples had another PUT end during that restore and take the later one (upper bound).", "",
+               "| system | load | p50 ms | p90 ms | p99 ms | max ms | ambiguous | timeouts | PUT | PUT per mark |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for x in sorted(raw["lag"], key=lambda x: (x["busy"], x["system"])):
+            c = x["commit"]
+            md.append(f"| {x['system']} | {'busy' if x['busy'] else 'idle'} | {c['p50_ms']:.1f} | {c['p90_ms']:.1f} | {c['p99_ms']:.1f} | {c['max_ms']:.1f} | "
+                      f"{x['ambiguous']} | {x['timeouts']} | {x['requests']['PUT']} | {x['requests']['PUT'] / max(1, c['n']):.2f} |")
+        md.append("")
+    if raw.get("restore"):
+        md += [f"## Restore: {raw['restore_fill']['db_bytes'] / 1e6:.0f} MB database (rows of 2,000 random + 2,000 zero bytes), "
+               f"then {RESTORE_TXNS} transactions since the snapshot", "",
+               "| system | first snapshot s | snapshot MB/s | restore s | restore MB/s | restored equals local | PUT | MB up |", "|---|---|---|---|---|---|---|---|"]
+        for x in raw["restore"]:
+            md.append(f"| {x['system']} | {x['snapshot_s']:.2f} | {x['snapshot_mb_s']:.0f} | {x['restore_s']:.2f} | {x['restore_mb_s']:.0f} | "
+                      f"{x['restored_equals_local']} | {x['requests']['PUT']} | {x['requests']['bytes_up'] / 1e6:.0f} |")
+        md.append("")
+    if raw.get("outage"):
+        o = raw["outage"]
+        md += [f"## Outage: walship (local durability) at {OUTAGE_TPS} tx/s; store down ({OUTAGE_MODE}) for {OUTAGE_SECS} s", "",
+               "| phase | commits | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|"]
+        for p in ("before", "during", "after"):
+            md.append(f"| {p} | {o[p]['n']} | {o[p]['p50_ms']:.3f} | {o[p]['p99_ms']:.3f} | {o[p]['max_ms']:.3f} |")
+        md += ["", f"After the store came back: walship_flush took {o['flush_ms']:.0f} ms; restored {o['restored_rows']} rows, local {o['local_rows']}; "
+               f"restored equals local: {o['restored_equals_local']}. Errors answered during the outage: {o['requests']['errors']}.", ""]
+    if raw.get("put_rtt"):
+        md += ["## One PUT's round trip (4 KB, keep-alive, 280 PUTs)", "", "| path | p50 ms | p90 ms | p99 ms |", "|---|---|---|---|"]
+        for k, v in raw["put_rtt"].items():
+            md.append(f"| {k} | {v['p50_ms']:.2f} | {v['p90_ms']:.2f} | {v['p99_ms']:.2f} |")
+        md.append("")
+    return "\n".join(md) + "\n"
 
 
-def cpu_model():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
-
-
-def mem_gb():
-    for line in open("/proc/meminfo"):
-        if line.startswith("MemTotal"):
-            return int(line.split()[1]) / 1024 / 1024
-    return 0
+def main():
+    t0 = time.time()
+    b = Bench()
+    raw = {"writes": [], "writes_long": [], "writes_multi": [], "restore": [], "env": {k: os.environ.get(k) for k in (
+        "ROUNDS", "WRITES", "LONG_WRITES", "WRITERS", "REMOTE_WRITES", "RATE_TPS", "RATE_SECS", "IDLE_SECS", "LAG_SAMPLES", "LAG_GAP_MS",
+        "BUSY_TPS", "RESTORE_MB", "RESTORE_TXNS", "OUTAGE_TPS", "OUTAGE_SECS", "OUTAGE_MODE", "PHASES")}}
+    try:
+        for name, fn in (("writes", phase_writes), ("cost", phase_cost), ("lag", phase_lag), ("restore", phase_restore),
+                         ("outage", phase_outage), ("put", phase_put)):
+            if name in PHASES:
+                fn(b, raw)
+    finally:
+        raw["wall_s"] = time.time() - t0
+        text = report(b, raw)
+        os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        with open(os.path.join(ROOT, "bench", "results", stamp + ".md"), "w") as fh:
+            fh.write(text)
+        with open(os.path.join(ROOT, "bench", "results", stamp + ".json"), "w") as fh:
+            json.dump(raw, fh, indent=1)
+        b.close()
+        print(text)
+        log(f"wrote bench/results/{stamp}.md and .json")
 
 
 if __name__ == "__main__":
