@@ -203,6 +203,15 @@ def proc_hwm_kb(pid):
     return 0
 
 
+def stop(p):
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
 def driver_system(s):
     return "external" if s.startswith("litestream") else s
 
@@ -242,8 +251,7 @@ def case(b, system, mode, args, procs=1, tag=None):
         out["ship_tail_s"] = (last - out["driver_done"]) if last else None
         out["replicator_cpu_s"] = proc_cpu(ls.pid) - ls_cpu0
         out["replicator_hwm_kb"] = proc_hwm_kb(ls.pid)
-        ls.send_signal(signal.SIGTERM)
-        ls.wait(timeout=30)
+        stop(ls)
     out["requests"] = b.stats(bucket, t_start)
     return out
 
@@ -316,8 +324,7 @@ def phase_lag(b, raw):
         out = json.loads(sh(DRIVER, "lag", driver_system(s), db, b.url(bucket), str(LAG_SAMPLES), str(gap), str(b.port), bucket,
                             str(BUSY_TPS if busy else 0), cmd))
         if ls:
-            ls.send_signal(signal.SIGTERM)
-            ls.wait(timeout=30)
+            stop(ls)
         out.update(system=s, busy=busy, requests=b.stats(bucket))
         return out
 
@@ -372,8 +379,7 @@ def phase_restore(b, raw):
         w = json.loads(sh(DRIVER, "write", driver_system(s), db, b.url(bucket), str(RESTORE_TXNS)))
         if ls:
             b.wait_quiet(bucket, 3.5)
-            ls.send_signal(signal.SIGTERM)
-            ls.wait(timeout=30)
+            stop(ls)
         out["write"] = {k: w[k] for k in ("tps", "p99_ms", "flush_ms")}
         dest = os.path.join(d, "restored.db")
         log(f"restore: {s}: restoring")
