@@ -7,15 +7,21 @@
 #include <openssl/hmac.h>
 
 #include <algorithm>
-#include <cctype>
 #include <map>
 
 namespace walship::s3::sigv4 {
 namespace {
 
+// ASCII only: the result must not depend on the process locale.
 std::string lower(std::string s) {
-    for (auto& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+    for (auto& c : s)
+        if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
     return s;
+}
+
+bool unreserved(unsigned char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
+           c == '~';
 }
 
 // Trims and collapses every run of whitespace (including obs-fold line breaks) to one space.
@@ -54,10 +60,21 @@ std::string percent_decode(const std::string& s) {
     return out;
 }
 
-// Headers SigV4 clients leave unsigned (proxies and transports may change them).
+// Headers SigV4 clients leave unsigned: the signature itself, and headers that proxies and
+// transports may add, drop or change (hop-by-hop headers, User-Agent, tracing). Same list as botocore.
 bool unsigned_header(const std::string& lname) {
-    return lname == "authorization" || lname == "user-agent" || lname == "expect" || lname == "transfer-encoding" ||
-           lname == "x-amzn-trace-id" || lname == "connection";
+    static const char* const names[] = {"authorization", "connection", "expect", "keep-alive", "proxy-authenticate",
+                                        "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade",
+                                        "user-agent", "x-amzn-trace-id"};
+    for (const char* n : names)
+        if (lname == n) return true;
+    return false;
+}
+
+// Removes every header called lname (any case): re-signing a request replaces what signing added.
+void drop(std::vector<Header>& headers, const std::string& lname) {
+    headers.erase(std::remove_if(headers.begin(), headers.end(), [&](const Header& h) { return lower(h.name) == lname; }),
+                  headers.end());
 }
 
 // name -> values in original order, names sorted.
@@ -137,7 +154,7 @@ std::string uri_encode(const std::string& s, bool keep_slash) {
     static const char* digits = "0123456789ABCDEF";
     std::string out;
     for (unsigned char c : s) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
+        if (unreserved(c) || (keep_slash && c == '/')) {
             out += char(c);
         } else {
             out += '%';
@@ -220,7 +237,12 @@ std::string signing_key(const std::string& secret, std::time_t t, const Options&
 
 std::string signature(const std::string& key, const std::string& sts) { return to_hex(hmac_sha256(key, sts)); }
 
+// Signing again (a retry, a later clock) first removes what an earlier signing added.
 std::string sign(Request& req, const Credentials& creds, std::time_t now, const Options& opt) {
+    drop(req.headers, "authorization");
+    drop(req.headers, "x-amz-date");
+    if (opt.add_content_sha256) drop(req.headers, "x-amz-content-sha256");
+    if (!creds.session_token.empty()) drop(req.headers, "x-amz-security-token");
     if (!creds.session_token.empty() && !opt.omit_session_token) req.headers.push_back({"X-Amz-Security-Token", creds.session_token});
     req.headers.push_back({"X-Amz-Date", amz_date(now)});
     if (opt.add_content_sha256) req.headers.push_back({"x-amz-content-sha256", req.payload_hash});
