@@ -21,6 +21,13 @@ def load_env(path):
 
 load_env(Path(os.environ.get("ENV_FILE", BASE_DIR / ".env")))
 
+# A Litestream-style .env may name the database and replica DB_PATH and REPLICA_URL; walship's
+# own names win. (The credentials need nothing: walship reads LITESTREAM_ACCESS_KEY_ID and
+# LITESTREAM_SECRET_ACCESS_KEY itself when the AWS_* names are absent.)
+for walship_name, litestream_name in (("WALSHIP_DB", "DB_PATH"), ("WALSHIP_REPLICA_URL", "REPLICA_URL")):
+    if os.environ.get(litestream_name) and not os.environ.get(walship_name):
+        os.environ[walship_name] = os.environ[litestream_name]
+
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "walship-example-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
 ALLOWED_HOSTS = ["*"]
@@ -63,12 +70,15 @@ WSGI_APPLICATION = "guestbook.wsgi.application"
 
 # walship: the stock SQLite backend, with the walship extension loaded before the first
 # connection opens. The database replicates to WALSHIP_REPLICA_URL (restored from it when the
-# file is missing); WALSHIP_DB names the file.
+# file is missing); WALSHIP_DB names the file. CONN_MAX_AGE=None keeps each worker's connection
+# open: with Django's default (a new connection per request) walship would start and stop its
+# replication state on every request.
 DATABASES = {
     "default": {
         "ENGINE": "guestbook.walship_backend",
-        "NAME": os.environ.get("WALSHIP_DB", str(BASE_DIR / "data" / "db.sqlite3")),
+        "NAME": os.environ.setdefault("WALSHIP_DB", str(BASE_DIR / "data" / "db.sqlite3")),
         "OPTIONS": {"timeout": 20},
+        "CONN_MAX_AGE": None,
     }
 }
 

@@ -1,3 +1,5 @@
+import json
+
 from django import forms
 from django.db import connection
 from django.http import JsonResponse
@@ -21,7 +23,20 @@ def index(request):
             return redirect("index")
     else:
         form = NoteForm()
-    return render(request, "notes/index.html", {"form": form, "notes": Note.objects.all()[:200], "count": Note.objects.count()})
+    context = {"form": form, "notes": Note.objects.all()[:200], "count": Note.objects.count(), "walship": walship_status()}
+    return render(request, "notes/index.html", context)
+
+
+def walship_status():
+    """walship's status of the database (a dict), or None when it does not replicate."""
+    with connection.cursor() as c:
+        c.execute("pragma walship_status")
+        row = c.fetchone()
+    if not row or not row[0] or not row[0].startswith("{"):
+        return None
+    status = json.loads(row[0])
+    status["replica"] = status.get("replica", "").split("?")[0]  # without endpoint and options
+    return status
 
 
 def notes_json(request):
@@ -29,7 +44,4 @@ def notes_json(request):
 
 
 def health(request):
-    with connection.cursor() as c:
-        c.execute("pragma walship_status")
-        row = c.fetchone()
-    return JsonResponse({"ok": True, "walship": row[0] if row else None})
+    return JsonResponse({"ok": True, "walship": walship_status()})
