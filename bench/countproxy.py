@@ -152,7 +152,7 @@ class Handler(socketserver.StreamRequestHandler):
         if path == "/__puts":
             after = float(q.get("after", ["0"])[0])
             ends = [r["t1"] for r in recs if r["c"] in ("PUT", "POST") and 200 <= r["s"] < 300 and r["t1"] > after]
-            return text("%d %.6f" % (len(ends), max(ends) if ends else 0.0))
+            return text("%d %.9f" % (len(ends), max(ends) if ends else 0.0))
         if path == "/__log":
             return text(json.dumps(recs), "application/json")
         since = float(q.get("since", ["0"])[0])

@@ -32,7 +32,7 @@ Phases:
 
 Environment (defaults): ROUNDS (3), WRITES (20000), LONG_WRITES (200000), WRITERS (4),
 REMOTE_WRITES (1000), RATE_TPS (50), RATE_SECS (60), IDLE_SECS (60), LAG_SAMPLES (100),
-LAG_GAP_MS (1100), BUSY_TPS (50), RESTORE_MB (1024), RESTORE_TXNS (10000), OUTAGE_TPS (100),
+LAG_GAP_MS (1100), LAG_MAX_SECS (300), BUSY_TPS (50), RESTORE_MB (1024), RESTORE_TXNS (10000), OUTAGE_TPS (100),
 OUTAGE_SECS (10), OUTAGE_MODE (503), PHASES (writes,cost,lag,restore,outage,put).
 """
 import hashlib
@@ -66,6 +66,7 @@ ROUNDS, WRITES, LONG_WRITES, WRITERS = env("ROUNDS", 3), env("WRITES", 20000), e
 REMOTE_WRITES = env("REMOTE_WRITES", 1000)
 RATE_TPS, RATE_SECS, IDLE_SECS = env("RATE_TPS", 50), env("RATE_SECS", 60), env("IDLE_SECS", 60)
 LAG_SAMPLES, LAG_GAP_MS, BUSY_TPS = env("LAG_SAMPLES", 100), env("LAG_GAP_MS", 1100), env("BUSY_TPS", 50)
+LAG_MAX_SECS = env("LAG_MAX_SECS", 300)  # a lag run stops taking marks after this long (Litestream restores slow down as segments pile up)
 RESTORE_MB, RESTORE_TXNS = env("RESTORE_MB", 1024), env("RESTORE_TXNS", 10000)
 OUTAGE_TPS, OUTAGE_SECS, OUTAGE_MODE = env("OUTAGE_TPS", 100), env("OUTAGE_SECS", 10), env("OUTAGE_MODE", "503")
 PHASES = env("PHASES", "writes,cost,lag,restore,outage,put").split(",")
@@ -322,7 +323,7 @@ def phase_lag(b, raw):
             cmd = f"rm -f {{out}}; {WALSHIP} restore -o {{out}} '{b.url(bucket, direct=True)}' >/dev/null 2>&1"
         gap = LAG_GAP_MS if not busy else -1300  # busy: a random pause of 0 to 1,300 ms before each mark
         out = json.loads(sh(DRIVER, "lag", driver_system(s), db, b.url(bucket), str(LAG_SAMPLES), str(gap), str(b.port), bucket,
-                            str(BUSY_TPS if busy else 0), cmd))
+                            str(BUSY_TPS if busy else 0), cmd, str(LAG_MAX_SECS)))
         if ls:
             stop(ls)
         out.update(system=s, busy=busy, requests=b.stats(bucket))
@@ -502,11 +503,11 @@ def report(b, raw):
                f"Idle: one mark every {LAG_GAP_MS} ms, nothing else. Busy: each mark after a random pause of 0-1,300 ms once the previous one is restorable (so marks do not lock onto the upload cycle), "
                f"on top of {BUSY_TPS} tx/s. All six runs at once. A sample ends at the end of the PUT after which a restore (straight from "
                "moto) contained the mark; 'ambiguous' samples had another PUT end during that restore and take the later one (upper bound).", "",
-               "| system | load | p50 ms | p90 ms | p99 ms | max ms | ambiguous | timeouts | PUT | PUT per mark |", "|---|---|---|---|---|---|---|---|---|---|"]
+               "| system | load | marks | p50 ms | p90 ms | p99 ms | max ms | ambiguous | timeouts | restore p50 ms | PUT | PUT per mark |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for x in sorted(raw["lag"], key=lambda x: (x["busy"], x["system"])):
             c = x["commit"]
-            md.append(f"| {x['system']} | {'busy' if x['busy'] else 'idle'} | {c['p50_ms']:.1f} | {c['p90_ms']:.1f} | {c['p99_ms']:.1f} | {c['max_ms']:.1f} | "
-                      f"{x['ambiguous']} | {x['timeouts']} | {x['requests']['PUT']} | {x['requests']['PUT'] / max(1, c['n']):.2f} |")
+            md.append(f"| {x['system']} | {'busy' if x['busy'] else 'idle'} | {c['n']} | {c['p50_ms']:.1f} | {c['p90_ms']:.1f} | {c['p99_ms']:.1f} | {c['max_ms']:.1f} | "
+                      f"{x['ambiguous']} | {x['timeouts']} | {x['restore']['p50_ms']:.0f} | {x['requests']['PUT']} | {x['requests']['PUT'] / max(1, c['n']):.2f} |")
         md.append("")
     if raw.get("restore"):
         md += [f"## Restore: {raw['restore_fill']['db_bytes'] / 1e6:.0f} MB database (rows of 2,000 random + 2,000 zero bytes), "
@@ -537,7 +538,7 @@ def main():
     b = Bench()
     raw = {"writes": [], "writes_long": [], "writes_multi": [], "restore": [], "env": {k: os.environ.get(k) for k in (
         "ROUNDS", "WRITES", "LONG_WRITES", "WRITERS", "REMOTE_WRITES", "RATE_TPS", "RATE_SECS", "IDLE_SECS", "LAG_SAMPLES", "LAG_GAP_MS",
-        "BUSY_TPS", "RESTORE_MB", "RESTORE_TXNS", "OUTAGE_TPS", "OUTAGE_SECS", "OUTAGE_MODE", "PHASES")}}
+        "BUSY_TPS", "LAG_MAX_SECS", "RESTORE_MB", "RESTORE_TXNS", "OUTAGE_TPS", "OUTAGE_SECS", "OUTAGE_MODE", "PHASES")}}
     try:
         for name, fn in (("writes", phase_writes), ("cost", phase_cost), ("lag", phase_lag), ("restore", phase_restore),
                          ("outage", phase_outage), ("put", phase_put)):

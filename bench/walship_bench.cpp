@@ -9,7 +9,7 @@
 //   walship-bench idle   SYSTEM DB URL SECS            one commit, then SECS seconds without writes
 //   walship-bench open   SYSTEM DB URL                 open (walship: first snapshot), flush, close
 //   walship-bench fill   DB MB                         plain SQLite: build a database of about MB megabytes
-//   walship-bench lag    SYSTEM DB URL N GAP_MS PROXY BUCKET BUSY_TPS RESTORE_CMD
+//   walship-bench lag    SYSTEM DB URL N GAP_MS PROXY BUCKET BUSY_TPS RESTORE_CMD [MAX_SECS]
 //        N marked commits, one per GAP_MS at least (GAP_MS < 0: a random 0..-GAP_MS pause after each); BUSY_TPS > 0 adds a background writer. For each
 //        mark: after every successful PUT the counting proxy (127.0.0.1:PROXY) sees for BUCKET, run
 //        RESTORE_CMD (its "{out}" replaced by a temporary path; it restores straight from the store,
@@ -98,10 +98,15 @@ double cpu_seconds() {
     return double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
+// Peak RSS of this process image (VmHWM; getrusage's ru_maxrss carries the parent's peak across exec).
 long max_rss_kb() {
-    rusage ru{};
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss;
+    FILE* f = fopen("/proc/self/status", "r");
+    long kb = 0;
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0) kb = atol(line + 6);
+    if (f) fclose(f);
+    return kb;
 }
 
 long long file_size(const std::string& p) {
@@ -170,7 +175,7 @@ std::string proxy_get(int port, const std::string& target) {
 // Successful PUTs to bucket that ended after `after`, and the newest end.
 std::pair<int, double> puts_after(int port, const std::string& bucket, double after) {
     char t[64];
-    snprintf(t, sizeof t, "%.6f", after);
+    snprintf(t, sizeof t, "%.9f", after + 1e-7);  // past `after` itself, whatever the rounding
     std::string body = proxy_get(port, "/__puts?bucket=" + bucket + "&after=" + t);
     int n = 0;
     double last = 0;
@@ -306,6 +311,7 @@ int main(int argc, char** argv) {
         std::string bucket = argv[8];
         double busy_tps = atof(argv[9]);
         std::string restore_cmd = argv[10];
+        double max_secs = argc > 11 ? atof(argv[11]) : 1e9;  // stop taking marks after this long
         std::string out = path + ".lagprobe.db";
         must(sqlite3_exec(db, "create table if not exists m(id integer primary key, t real)", nullptr, nullptr, nullptr), db, "create m");
         flush_if_walship(system, db);
@@ -334,7 +340,8 @@ int main(int argc, char** argv) {
         std::vector<double> lo, restore_ms;
         int ambiguous = 0, timeouts = 0, restores = 0, misses = 0;
         auto next = Clock::now();
-        for (long i = 1; i <= n; i++) {
+        auto lag0 = Clock::now();
+        for (long i = 1; i <= n && std::chrono::duration<double>(Clock::now() - lag0).count() < max_secs; i++) {
             std::this_thread::sleep_until(next);
             auto c0 = Clock::now();
             sqlite3_bind_int64(mark, 1, i);
