@@ -5,6 +5,7 @@
 
 #include "restore.h"
 #include "retention.h"
+#include "spill.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -173,6 +174,7 @@ Shipper::~Shipper() {
     done_cv_.notify_all();
     if (thread_.joinable()) thread_.join();
     close_handles();
+    if (spill_fd_ >= 0) ::close(spill_fd_);
     if (is_shipper_) {
         side_.state()->shipper_pid = 0;
         side_.unlock(SideFile::kShipLock);
@@ -187,11 +189,16 @@ Shipper::~Shipper() {
 }
 
 void Shipper::notify() {
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        notified_ = true;
-        stats_.last_commit_ms = now_ms();
-    }
+    // On the commit path: cheap unless the shipper sleeps waiting for commits. While it is paced
+    // by sync_interval it wakes on its own timer.
+    if (notified_.exchange(true) || !idle_wait_.load()) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    cv_.notify_one();
+}
+
+void Shipper::wake() {
+    notified_ = true;
+    std::lock_guard<std::mutex> lock(mu_);
     cv_.notify_one();
 }
 
@@ -203,43 +210,83 @@ void Shipper::request_snapshot() {
     cv_.notify_one();
 }
 
+namespace {
+bool covers(uint64_t pos, const ShmHeader& h) { return uint32_t(pos >> 32) == h.salt2 && uint32_t(pos) >= h.mx_frame; }
+}  // namespace
+
 bool Shipper::unshipped(const ShmHeader* h) const {
-    uint64_t pos = side_.state()->shipped.load();
-    if (!h || side_.state()->needs_snapshot.load()) return true;
-    if (h->mx_frame == 0) return false;
-    return uint32_t(pos >> 32) != h->salt2 || uint32_t(pos) < h->mx_frame;
+    SideState* s = side_.state();
+    if (!h || s->needs_snapshot.load() || s->spill_shipped.load() < s->spill_len.load()) return true;
+    return h->mx_frame != 0 && !covers(s->shipped.load(), *h);
+}
+
+int Shipper::open_spill(std::string* error) {
+    std::lock_guard<std::mutex> lock(spill_mu_);
+    if (spill_fd_ < 0) {
+        std::string path = spill_path(cfg_.db_path);
+        spill_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (spill_fd_ < 0) *error = "cannot open " + path + ": " + strerror(errno);
+    }
+    return spill_fd_;
 }
 
 bool Shipper::allow_wal_reset(const ShmHeader& h) {
     SideState* s = side_.state();
-    if (!unshipped(&h)) {
-        s->reset_allowed = h.salt2;
+    if (h.mx_frame == 0 || covers(s->shipped.load(), h)) {
+        s->reset_allowed = h.salt2;  // everything shipped: the shipper may follow to the next WAL
+        s->holding_since_ms = 0;
+        return true;
+    }
+    // A snapshot is due anyway, or an earlier call spilled everything (a RESTART checkpoint takes
+    // the lock without resetting; the writer after it resets).
+    if (s->needs_snapshot.load() || covers(s->spilled.load(), h)) {
         s->holding_since_ms = 0;
         return true;
     }
     uint64_t wal_bytes = uint64_t(h.mx_frame) * (h.page_size + kWalFrameHeaderSize) + kWalHeaderSize;
+    // Copy the unshipped frames into the spill file and let the reset go ahead.
+    std::string err;
+    bool spilled = false;
+    if (open_spill(&err) >= 0) {
+        std::lock_guard<std::mutex> lock(spill_mu_);
+        side_.lock_wait(SideFile::kSpillLock);
+        uint64_t pos = s->shipped.load(), sp = s->spilled.load();
+        uint32_t first = uint32_t(pos >> 32) == h.salt2 ? uint32_t(pos) + 1 : uint32_t(sp >> 32) == h.salt2 ? uint32_t(sp) + 1 : 1;
+        spilled = spill_append(spill_fd_, cfg_.db_path + "-wal", s, h.mx_frame, h.salt1, h.salt2, first, cfg_.max_wal_bytes, &err);
+        side_.unlock(SideFile::kSpillLock);
+    }
+    if (spilled) {
+        s->holding_since_ms = 0;
+        wake();
+        return true;
+    }
     if (wal_bytes > cfg_.max_wal_bytes) {
         // Past the cap: let SQLite reset the WAL and start a new generation once the store is back.
         if (!s->needs_snapshot.exchange(1))
-            log_warn("WAL passed max_wal_size (" + std::to_string(wal_bytes) + " bytes) with unshipped frames; "
-                     "allowing the reset, a new snapshot will be taken");
+            log_warn("WAL passed max_wal_size (" + std::to_string(wal_bytes) + " bytes) with unshipped frames (" + err +
+                     "); allowing the reset, a new snapshot will be taken");
         return true;
     }
     uint64_t expected = 0;
-    s->holding_since_ms.compare_exchange_strong(expected, uint64_t(now_ms()));
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        notified_ = true;
-    }
-    cv_.notify_one();
+    if (s->holding_since_ms.compare_exchange_strong(expected, uint64_t(now_ms())))
+        log_warn("holding a WAL reset for unshipped frames: " + err);
+    wake();
     return false;
 }
 
 bool Shipper::allow_checkpoint(const ShmHeader& h) {
-    if (h.mx_frame == 0 || uint32_t(side_.state()->shipped.load() >> 32) == h.salt2) return true;
+    SideState* s = side_.state();
+    if (h.mx_frame == 0 || s->needs_snapshot.load()) return true;
     uint64_t wal_bytes = uint64_t(h.mx_frame) * (h.page_size + kWalFrameHeaderSize) + kWalHeaderSize;
     if (wal_bytes > cfg_.max_wal_bytes) return true;
-    notify();
+    // Until a shipper has a position in this WAL (or follows it through the spill), the database
+    // file must stay as it was, to prove that the replica continues (DESIGN.md).
+    bool established = uint32_t(s->shipped.load() >> 32) == h.salt2 || s->spill_shipped.load() < s->spill_len.load();
+    // While a reset is held (the spill is full), a checkpoint after every commit would copy one
+    // frame and sync twice: let checkpoints through only in batches.
+    bool storm = s->holding_since_ms.load() && h.mx_frame - std::min(h.mx_frame, h.n_backfill) < 1000;
+    if (established && !storm) return true;
+    wake();
     return false;
 }
 
@@ -295,6 +342,7 @@ std::string Shipper::status_json() {
     s += ",\"last_snapshot_txid\":" + std::to_string(last_snapshot_txid_);
     s += ",\"errors\":" + std::to_string(stats_.errors);
     s += ",\"needs_snapshot\":" + std::string(side_.state()->needs_snapshot.load() ? "true" : "false");
+    s += ",\"spill_bytes\":" + std::to_string(side_.state()->spill_len.load() - std::min(side_.state()->spill_len.load(), side_.state()->spill_shipped.load()));
     s += ",\"wal_reset_held_ms\":" + std::to_string(side_.state()->holding_since_ms.load() ? now - int64_t(side_.state()->holding_since_ms.load()) : 0);
     s += ",\"sqlite_version\":\"" + std::string(sqlite3_libversion()) + "\"";
     int v = sqlite3_libversion_number();
@@ -375,9 +423,12 @@ void Shipper::run() {
             // The shipper polls the wal-index (memory, no requests) for other processes' commits.
             auto wait = std::chrono::milliseconds(is_shipper_ ? 25 : 1000);
             auto now = Clock::now();
-            if (next_upload_ > now && next_upload_ - now < wait)
+            bool paced = next_upload_ > now;
+            if (paced && next_upload_ - now < wait)
                 wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_upload_ - now) + std::chrono::milliseconds(1);
-            cv_.wait_for(lock, wait);
+            idle_wait_ = !paced;
+            if (!notified_) cv_.wait_for(lock, wait);
+            idle_wait_ = false;
             if (stop_) break;
             urgent = flush_requested_ > flush_done_ || snapshot_requested_;
         }
@@ -420,6 +471,8 @@ void Shipper::ship_pass(bool urgent) {
         want_snapshot = snapshot_requested_;
     }
     // sync_interval and error backoff; the loop wakes us when it is time.
+    // A held WAL reset or spilled frames do not wait for the interval.
+    if (side->holding_since_ms.load() || side->spill_len.load() > side->spill_shipped.load()) urgent = true;
     const bool paced = Clock::now() < next_upload_ && !urgent;
     if (paced && !have_generation_) return;
     if (!have_generation_) {
@@ -436,8 +489,10 @@ void Shipper::ship_pass(bool urgent) {
         if (!paced) start_generation("the WAL was reset before it was shipped, or a remote-durable commit failed");
         return;
     }
+    if (side->spill_len.load() > spill_off_ && !ship_spill()) return;
     if (want_snapshot) {
-        if (!paced && ship_frames(h)) snapshot_in_generation("requested");
+        if (!paced && h.salt1 == salt1_ && h.salt2 == salt2_ && ship_frames(FrameSource{wal_fd_, off_t(kWalHeaderSize), 1, h.mx_frame}))
+            snapshot_in_generation("requested");
         return;
     }
     if (h.salt1 == salt1_ && h.salt2 == salt2_) last_seen_mx_ = std::max(last_seen_mx_, h.mx_frame);
@@ -458,14 +513,9 @@ void Shipper::ship_pass(bool urgent) {
     }
     if (h.salt1 != salt1_ || h.salt2 != salt2_) {
         // A new WAL. Continue only if nothing of the old one is missing: walship allowed its reset
-        // with everything shipped, or the old one never showed a committed frame.
-        bool allowed = side->reset_allowed.load() == salt2_ && side->shipped.load() == pack_position(salt2_, frame_);
-        if (allowed || (frame_ == 0 && last_seen_mx_ == 0)) {
-            salt1_ = h.salt1;
-            salt2_ = h.salt2;
-            frame_ = 0;
-            last_seen_mx_ = 0;
-            publish_position();
+        // with everything shipped or spilled, or the old one never showed a committed frame.
+        if (followed_wal_ended()) {
+            enter_wal(h.salt1, h.salt2);
         } else {
             start_generation("the WAL was reset by a writer outside walship");
             return;
@@ -484,7 +534,7 @@ void Shipper::ship_pass(bool urgent) {
         if (h.mx_frame == frame_) stats_.oldest_unshipped_ms = 0;
         else if (!stats_.oldest_unshipped_ms) stats_.oldest_unshipped_ms = now_ms();
     }
-    if (h.mx_frame > frame_ && (!paced || waiting)) ship_frames(h);
+    if (h.mx_frame > frame_ && (!paced || waiting)) ship_frames(FrameSource{wal_fd_, off_t(kWalHeaderSize), 1, h.mx_frame});
     maintain(h);
 }
 
@@ -532,13 +582,16 @@ bool Shipper::upload(const std::string& key, const std::string& object) {
     return true;
 }
 
-bool Shipper::ship_frames(const ShmHeader& h) {
-    const uint32_t end = h.mx_frame;
+bool Shipper::ship_frames(const FrameSource& src) {
+    const uint32_t end = src.end;
+    if (frame_ + 1 < src.first) return false;
     while (frame_ < end) {
         if (frame_ == 0) {
             unsigned char hdr[kWalHeaderSize];
             WalHeader wh;
-            if (!pread_all(wal_fd_, hdr, sizeof hdr, 0) || !parse_wal_header(hdr, &wh) || wh.salt1 != salt1_ || wh.salt2 != salt2_) {
+            if (src.header) memcpy(hdr, src.header, sizeof hdr);
+            else if (!pread_all(src.fd, hdr, sizeof hdr, 0)) return false;
+            if (!parse_wal_header(hdr, &wh) || wh.salt1 != salt1_ || wh.salt2 != salt2_) {
                 return false;  // header not written yet or racing a reset: next pass
             }
             if (wh.page_size != page_size_) {
@@ -561,8 +614,8 @@ bool Shipper::ship_frames(const ShmHeader& h) {
         while (f < end && bytes < cfg_.max_segment_bytes) {
             uint32_t n = std::min(chunk, end - f);
             buf.resize(size_t(n) * frame_size);
-            if (!pread_all(wal_fd_, &buf[0], buf.size(), off_t(kWalHeaderSize) + off_t(f) * off_t(frame_size))) {
-                set_error("reading " + cfg_.db_path + "-wal failed at frame " + std::to_string(f + 1));
+            if (!pread_all(src.fd, &buf[0], buf.size(), src.frame1_offset + off_t(f + 1 - src.first) * off_t(frame_size))) {
+                set_error("reading " + std::string(src.live ? cfg_.db_path + "-wal" : spill_path(cfg_.db_path)) + " failed at frame " + std::to_string(f + 1));
                 return false;
             }
             for (uint32_t i = 0; i < n && bytes < cfg_.max_segment_bytes + 1; i++) {
@@ -571,7 +624,12 @@ bool Shipper::ship_frames(const ShmHeader& h) {
                 wal_checksum(big_endian_, fr, 8, &c1, &c2);
                 wal_checksum(big_endian_, fr + kWalFrameHeaderSize, page_size_, &c1, &c2);
                 if (fh.salt1 != salt1_ || fh.salt2 != salt2_ || fh.cksum1 != c1 || fh.cksum2 != c2 || fh.pgno == 0) {
-                    start_generation("the WAL checksum chain is broken at frame " + std::to_string(f + i + 1));
+                    // Reading the WAL can race a reset that spilled these frames: they are in the
+                    // spill now. Anything else breaks the chain.
+                    ShmHeader now;
+                    if (src.live && (!read_header(&now) || now.salt1 != salt1_ || now.salt2 != salt2_ || side_.state()->spill_len.load() > spill_off_))
+                        return false;
+                    start_generation(std::string(src.live ? "the WAL" : "the spill file") + " checksum chain is broken at frame " + std::to_string(f + i + 1));
                     return false;
                 }
                 std::string page(reinterpret_cast<const char*>(fr + kWalFrameHeaderSize), page_size_);
@@ -656,6 +714,80 @@ bool Shipper::ship_frames(const ShmHeader& h) {
     return true;
 }
 
+// True when the followed WAL was reset by walship with nothing lost: everything shipped at the
+// reset, or spilled (and the spill shipped through its end), or it never held a committed frame.
+bool Shipper::followed_wal_ended() {
+    SideState* side = side_.state();
+    return (side->reset_allowed.load() == salt2_ && side->shipped.load() == pack_position(salt2_, frame_)) ||
+           (ended_frame_ > 0 && ended_frame_ == frame_) || (frame_ == 0 && last_seen_mx_ == 0);
+}
+
+void Shipper::enter_wal(uint32_t salt1, uint32_t salt2) {
+    salt1_ = salt1;
+    salt2_ = salt2;
+    frame_ = 0;
+    last_seen_mx_ = 0;
+    ended_frame_ = 0;
+    publish_position();
+}
+
+// Ships the spill file's records in order (frames of WALs reset before they were shipped), then
+// empties it. True when every record is shipped.
+bool Shipper::ship_spill() {
+    SideState* side = side_.state();
+    std::string err;
+    if (open_spill(&err) < 0) {
+        set_error(err);
+        return false;
+    }
+    const uint64_t len = side->spill_len.load();
+    while (spill_off_ < len) {
+        SpillRecord r;
+        if (!read_spill_record(spill_fd_, spill_off_, len, &r)) {
+            start_generation("the spill file is damaged at offset " + std::to_string(spill_off_));
+            return false;
+        }
+        if (r.wal.salt1 != salt1_ || r.wal.salt2 != salt2_) {
+            if (!followed_wal_ended()) {
+                start_generation("the WAL was reset by a writer outside walship");
+                return false;
+            }
+            enter_wal(r.wal.salt1, r.wal.salt2);
+        }
+        last_seen_mx_ = std::max(last_seen_mx_, r.last);
+        if (r.last > frame_) {
+            bool continues = r.first <= frame_ + 1 && (r.first <= frame_ || frame_ == 0 || (r.chain1 == cksum1_ && r.chain2 == cksum2_));
+            if (!continues) {
+                start_generation("the spill file does not continue the replica (frames " + std::to_string(r.first) + ".." +
+                                 std::to_string(r.last) + " after frame " + std::to_string(frame_) + ")");
+                return false;
+            }
+            FrameSource src{spill_fd_, off_t(r.frames_offset()), r.first, r.last, r.wal_header, false};
+            if (!ship_frames(src) || frame_ < r.last) return false;
+        }
+        ended_frame_ = r.last;
+        spill_off_ += r.size;
+    }
+    spill_consumed();
+    return true;
+}
+
+// Everything up to spill_off_ is shipped (or older than the position): publish that, and empty the
+// file when no process appended meanwhile.
+void Shipper::spill_consumed() {
+    SideState* side = side_.state();
+    side->spill_shipped = spill_off_;
+    if (spill_off_ == 0 || spill_fd_ < 0) return;
+    std::lock_guard<std::mutex> lock(spill_mu_);
+    side_.lock_wait(SideFile::kSpillLock);
+    if (side->spill_len.load() == spill_off_ && ::ftruncate(spill_fd_, 0) == 0) {
+        side->spill_len = 0;
+        side->spill_shipped = 0;
+        spill_off_ = 0;
+    }
+    side_.unlock(SideFile::kSpillLock);
+}
+
 int Shipper::flush_through(uint32_t salt2, uint32_t frame, std::string* error) {
     SideState* side = side_.state();
     uint64_t want = pack_position(salt2, frame);
@@ -663,7 +795,7 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, std::string* error) {
     while ((cur >> 32) != (want >> 32) || uint32_t(cur) < frame) {
         if (side->ship_through.compare_exchange_weak(cur, want)) break;
     }
-    notify();
+    wake();
     auto deadline = Clock::now() + std::chrono::milliseconds(cfg_.flush_timeout_ms);
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
@@ -688,7 +820,8 @@ bool Shipper::wal_has_unshipped() {
     volatile void* shm = shm0_.load();
     ShmHeader h;
     if (!shm || !read_shm_header(shm, &h)) return true;
-    return unshipped(&h);
+    SideState* s = side_.state();
+    return s->needs_snapshot.load() || (h.mx_frame != 0 && !covers(s->shipped.load(), h) && !covers(s->spilled.load(), h));
 }
 
 bool Shipper::restore_if_empty(std::string* error) {
@@ -699,6 +832,14 @@ bool Shipper::restore_if_empty(std::string* error) {
                  (::stat((cfg_.db_path + "-wal").c_str(), &wst) != 0 || wst.st_size == 0);
     bool ok = true;
     if (empty) {
+        // Whatever the spill file holds belongs to the database that is gone.
+        std::string err;
+        if (open_spill(&err) >= 0) {
+            std::lock_guard<std::mutex> lock(spill_mu_);
+            side_.lock_wait(SideFile::kSpillLock);
+            if (::ftruncate(spill_fd_, 0) == 0) side_.state()->spill_len = side_.state()->spill_shipped = 0;
+            side_.unlock(SideFile::kSpillLock);
+        }
         RestoreOptions opt;
         opt.output = cfg_.db_path;
         auto r = restore(*store_, opt);
@@ -759,6 +900,7 @@ bool Shipper::read_state(uint32_t limit, StateInfo* info, const PageFn& fn) {
         ~Release() { f(); }
     } release{[&] { m->xShmLock(db_, kShmReadLock0 + slot, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_SHARED); }};
 
+    info->spill_len = side_.state()->spill_len.load();  // no reset (so no spill) while we hold the mark
     ShmHeader h;
     if (!read_header(&h)) return false;
     if (h.salt1 != h0.salt1 || h.salt2 != h0.salt2) {  // a reset slipped in before our mark: retry
@@ -912,6 +1054,8 @@ bool Shipper::start_generation(const std::string& why) {
     adopt_position(info);
     checksum_ = sum;
     side_.state()->needs_snapshot = 0;
+    spill_off_ = std::max(spill_off_, info.spill_len);  // the snapshot holds everything spilled before it
+    spill_consumed();
     publish_position();
     {
         std::lock_guard<std::mutex> lock(mu_);
@@ -1016,6 +1160,7 @@ void Shipper::run_retention() {
 
 void Shipper::adopt_position(const StateInfo& info) {
     last_seen_mx_ = info.frame;
+    ended_frame_ = 0;
     page_size_ = info.page_size;
     salt1_ = info.shm.salt1;
     salt2_ = info.shm.salt2;
@@ -1068,17 +1213,57 @@ Shipper::Resume Shipper::try_resume() {
     oh.db_checksum = get_u64le(reinterpret_cast<const unsigned char*>(tail->data()));
     bool have_sum = (oh.flags & kFlagDbChecksum) != 0;
 
+    // Sampled before the wal-index header: every record up to here is of that WAL or an older one.
+    SideState* side = side_.state();
+    const uint64_t spill_len = side->spill_len.load();
     ShmHeader h;
     if (!read_header(&h)) return Resume::No;
     // Proof 1: the WAL still holds the replica's last frame.
     bool same_wal = oh.wal_frame > 0 && h.salt1 == oh.wal_salt1 && h.salt2 == oh.wal_salt2 && oh.wal_frame <= h.mx_frame;
     DbChecksum sum;
     StateInfo info;
+    // The same two proofs through the spill file: a record holds the replica's last frame, or
+    // starts the WAL that followed the replica's last one (whose reset walship allowed).
+    bool in_spill = false;
+    std::string err;
+    if (!same_wal && oh.wal_frame > 0 && spill_len > 0 && open_spill(&err) >= 0) {
+        SpillRecord r;
+        for (uint64_t off = 0; !in_spill && read_spill_record(spill_fd_, off, spill_len, &r); off += r.size) {
+            bool holds = r.wal.salt1 == oh.wal_salt1 && r.wal.salt2 == oh.wal_salt2 && r.first <= oh.wal_frame + 1 && oh.wal_frame <= r.last;
+            bool follows = r.first == 1 && r.wal.salt1 == oh.wal_salt1 + 1 && side->reset_allowed.load() == oh.wal_salt2;
+            if (r.wal.page_size != oh.page_size || (!holds && !follows)) continue;
+            uint32_t c1 = r.chain1, c2 = r.chain2;
+            if (holds) {
+                const size_t fsz = kWalFrameHeaderSize + r.wal.page_size;
+                std::string fr(fsz, '\0');
+                for (uint32_t f = r.first; f <= oh.wal_frame; f++) {
+                    auto* p = reinterpret_cast<const unsigned char*>(fr.data());
+                    if (!pread_all(spill_fd_, &fr[0], fsz, off_t(r.frames_offset() + uint64_t(f - r.first) * fsz))) break;
+                    wal_checksum(r.wal.big_endian_cksum(), p, 8, &c1, &c2);
+                    wal_checksum(r.wal.big_endian_cksum(), p + kWalFrameHeaderSize, r.wal.page_size, &c1, &c2);
+                }
+                if (c1 != oh.wal_cksum1 || c2 != oh.wal_cksum2) continue;
+            }
+            info.shm.salt1 = r.wal.salt1;
+            info.shm.salt2 = r.wal.salt2;
+            info.frame = holds ? oh.wal_frame : 0;
+            info.cksum1 = holds ? c1 : 0;
+            info.cksum2 = holds ? c2 : 0;
+            info.big_endian = r.wal.big_endian_cksum();
+            info.page_size = oh.page_size;
+            info.db_pages = oh.db_pages;
+            have_sum = false;
+            in_spill = true;
+            spill_off_ = off;
+        }
+    }
     auto hash = [&](uint32_t pg, const std::string& page) {
         sum.set_page(pg, page.data(), page.size());
         return true;
     };
-    if (same_wal) {
+    if (in_spill) {
+        log_debug("resume: the spill file continues the replica");
+    } else if (same_wal) {
         bool read = read_state(oh.wal_frame, &info, hash);
         if (!read && read_busy_) return Resume::Busy;
         if (read) {
@@ -1145,10 +1330,11 @@ Shipper::Resume Shipper::try_resume() {
     generation_ = g->id;
     txid_ = oh.last_txid;
     adopt_position(info);
+    if (!in_spill) spill_off_ = std::max(spill_len, info.spill_len);  // older records than the WAL followed
     checksum_ = have_sum ? sum : DbChecksum();
     publish_position();
     log_info("continuing generation " + generation_name(g->id) + " at txid " + std::to_string(txid_) + " (" +
-             (same_wal ? "the WAL continues the replica" : "the database equals the replica") + ")");
+             (in_spill ? "the spill file continues the replica" : same_wal ? "the WAL continues the replica" : "the database equals the replica") + ")");
     return Resume::Yes;
 }
 

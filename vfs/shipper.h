@@ -40,8 +40,11 @@ public:
 
     // A connection of this process released the WAL write lock: a commit may be waiting.
     void notify();
-    // Asked by any connection before a WAL reset (restart or truncate): true if every committed
-    // frame of the current WAL is in the bucket, or the WAL passed its size cap.
+    // Wakes the shipper now (a WAL reset or a remote-durable commit is waiting).
+    void wake();
+    // Asked by any connection about to reset the WAL (restart or truncate), holding the WAL's write
+    // lock and reader slots 1..4: true if every committed frame of the current WAL is in the bucket
+    // or now in the spill file (copied by this call), or the WAL passed its size cap.
     bool allow_wal_reset(const ShmHeader& h);
     // Asked before a checkpoint: true once a shipper has a position in the current WAL (or the WAL
     // is empty or past its size cap).
@@ -49,7 +52,7 @@ public:
     // Waits until everything committed before the call is in the bucket. SQLITE_OK, or an error
     // code with *error set (timeout, store failing).
     int flush(int timeout_ms, std::string* error);
-    // Committed frames not yet in the bucket (as far as the side file tells).
+    // Committed frames not yet in the bucket (as far as the side file tells), in the WAL or the spill.
     bool unshipped(const ShmHeader* h) const;
     // One JSON object with the replication state (PRAGMA walship_status).
     std::string status_json();
@@ -74,6 +77,11 @@ private:
     bool start(std::string* error);
     void run();
     void ship_pass(bool urgent);
+    bool ship_spill();
+    int open_spill(std::string* error);
+    void spill_consumed();
+    void enter_wal(uint32_t salt1, uint32_t salt2);
+    bool followed_wal_ended();
     bool open_handles();
     void close_handles();
     bool read_header(ShmHeader* h);
@@ -91,6 +99,7 @@ private:
         ShmHeader shm;
         uint32_t frame = 0, page_size = 0, db_pages = 0, cksum1 = 0, cksum2 = 0;
         bool big_endian = false;
+        uint64_t spill_len = 0;  // the spill's length then: its records are all older than this state
     };
     using PageFn = std::function<bool(uint32_t pgno, const std::string& page)>;
     bool read_state(uint32_t limit_frame, StateInfo* info, const PageFn& fn);
@@ -99,7 +108,15 @@ private:
     bool read_busy_ = false;  // the last read_state failed for locks, not because the state is gone
     void adopt_position(const StateInfo& info);
     bool write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateInfo* info, DbChecksum* sum);
-    bool ship_frames(const ShmHeader& h);
+    // Where frames first..end of the followed WAL can be read: the WAL itself or a spill record.
+    struct FrameSource {
+        int fd = -1;
+        off_t frame1_offset = 0;               // file offset of frame `first`
+        uint32_t first = 1, end = 0;
+        const unsigned char* header = nullptr;  // the WAL header; null: at offset 0 of fd
+        bool live = true;                       // the WAL (a reset may overwrite it as we read)
+    };
+    bool ship_frames(const FrameSource& src);
     bool upload(const std::string& key, const std::string& object);
     void set_error(const std::string& e);
     void publish_position();
@@ -113,7 +130,8 @@ private:
     std::mutex mu_;
     std::condition_variable cv_, done_cv_;
     bool stop_ = false;
-    bool notified_ = false;
+    std::atomic<bool> notified_{false};
+    std::atomic<bool> idle_wait_{false};  // the shipper waits for commits (not paced)
     uint64_t flush_requested_ = 0, flush_done_ = 0;
     bool snapshot_requested_ = false;
 
@@ -124,6 +142,10 @@ private:
     std::atomic<volatile void*> shm0_{nullptr};
     std::mutex restore_mu_;
     std::mutex state_mu_;
+    std::mutex spill_mu_;  // with side file lock byte 2
+    int spill_fd_ = -1;
+    uint64_t spill_off_ = 0;     // shipper: the next spill record to read
+    uint32_t ended_frame_ = 0;   // shipper: the followed WAL was spilled through this frame at its reset
     int wal_fd_ = -1;
     ino_t wal_ino_ = 0;
     bool have_generation_ = false;

@@ -11,7 +11,7 @@
 
 namespace walship {
 
-static constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '1'};
+static constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '2'};
 static constexpr size_t kSideSize = 4096;
 
 SideFile::~SideFile() {

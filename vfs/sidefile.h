@@ -1,7 +1,8 @@
 // The "<db>-walship" side file: a small memory-mapped page that every process using walship on a
 // database shares. It says how far the WAL has been shipped (so any process's VFS can hold back a
-// WAL reset that would discard unshipped frames) and carries two OFD locks: byte 0 is the ship lock
-// (one process ships at a time; the lock dies with its holder), byte 1 serialises auto-restore.
+// WAL reset that would discard unshipped frames) and carries three OFD locks: byte 0 is the ship
+// lock (one process ships at a time; the lock dies with its holder), byte 1 serialises
+// auto-restore, byte 2 serialises appending to and truncating the spill file.
 #pragma once
 
 #include <atomic>
@@ -28,6 +29,11 @@ struct SideState {
     std::atomic<uint64_t> generation;
     std::atomic<uint64_t> txid;
     std::atomic<uint64_t> last_ship_ms;
+    // The spill file (spill.h): bytes of valid records, bytes whose frames the shipper has shipped,
+    // and (salt2 << 32) | frame: frames 1..frame of that WAL are in the bucket or the spill.
+    std::atomic<uint64_t> spill_len;
+    std::atomic<uint64_t> spill_shipped;
+    std::atomic<uint64_t> spilled;
 };
 
 inline uint64_t pack_position(uint32_t salt2, uint32_t frame) { return uint64_t(salt2) << 32 | frame; }
@@ -42,7 +48,7 @@ public:
     bool open(const std::string& db_path, std::string* error);
     SideState* state() const { return state_; }
 
-    enum LockByte { kShipLock = 0, kRestoreLock = 1 };
+    enum LockByte { kShipLock = 0, kRestoreLock = 1, kSpillLock = 2 };
     bool try_lock(LockByte b);
     void lock_wait(LockByte b);
     void unlock(LockByte b);

@@ -254,9 +254,16 @@ int db_shm_lock(sqlite3_file* f, int ofst, int n, int flags) noexcept {
     try {
         Shipper* s = S(f);
         if (flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) && ofst == kShmReadLock0 + 1 && n == kShmNumReaders - 1 && F(f)->shm0) {
-            // A WAL reset (restart or truncate) asks for all reader slots but 0.
+            // A WAL reset (restart or truncate) asks for all reader slots but 0. Once it has them
+            // no one reads the WAL, so walship may copy unshipped frames aside before saying yes.
+            int rc = R(f)->pMethods->xShmLock(R(f), ofst, n, flags);
+            if (rc != SQLITE_OK) return rc;
             ShmHeader h;
-            if (read_shm_header(F(f)->shm0, &h) && !s->allow_wal_reset(h)) return SQLITE_BUSY;
+            if (read_shm_header(F(f)->shm0, &h) && !s->allow_wal_reset(h)) {
+                R(f)->pMethods->xShmLock(R(f), ofst, n, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+                return SQLITE_BUSY;
+            }
+            return SQLITE_OK;
         }
         if (flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) && ofst == kShmCkptLock && n == 1 && F(f)->shm0) {
             // A checkpoint copies the WAL into the database; until walship has established its
