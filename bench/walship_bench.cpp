@@ -184,7 +184,7 @@ std::pair<int, double> puts_after(int port, const std::string& bucket, double af
 }
 
 void flush_if_walship(const std::string& system, sqlite3* db) {
-    if (is_walship(system)) {
+    if (is_walship(system) && !getenv("BENCH_NO_FLUSH")) {  // BENCH_NO_FLUSH: for profiling with the store down
         char* err = nullptr;
         if (sqlite3_exec(db, "pragma walship_flush=600000", nullptr, nullptr, &err) != SQLITE_OK) {
             fprintf(stderr, "walship_flush: %s\n", err ? err : "?");

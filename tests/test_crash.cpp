@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 
 #include "restore.h"
 #include "support/db.h"
+#include "support/proxy.h"
 #include "support/test_server.h"
 
 using namespace walship;
@@ -162,6 +164,61 @@ TEST_CASE("crash: with durability=remote every COMMIT that returned is in the bu
     }
     printf("crash test (remote durability): %d cycles, %zu transactions committed, %lld lost\n", n, committed.size(), lost);
     CHECK(lost == 0);
+}
+
+TEST_CASE("crash with the store down: SIGKILL while WAL resets spill, the store back: the generation continues, the replica equals the local database", "[crash][spill][integration]") {
+    set_process_env();
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string url = "s3://" + new_bucket() + "/db?endpoint=" + proxy.endpoint() + "&region=us-east-1";
+    std::string dir = temp_dir();
+    std::string db = dir + "/spill.db";
+    std::mt19937 rng(11);
+    std::set<long long> committed;
+    int n = std::max(10, cycles() / 5), mismatched = 0, with_spill = 0;
+    {
+        // The database and its first generation exist before the store goes down (a missing
+        // database with an unreadable replica refuses to open).
+        Child w = spawn({writer_path(), "run", db, url, "1"});
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        kill_and_collect(w, &committed);
+        Child f = spawn({writer_path(), "flush", db, url});
+        collect(f, &committed);
+        REQUIRE(wait_exit(f.pid) == 0);
+    }
+    for (int cycle = 0; cycle < n; cycle++) {
+        Child w = spawn({writer_path(), "run", db, url, "1"});
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));  // it continues the generation
+        if (cycle % 2 == 0) proxy.fault("reset", 1000000);  // then the store goes down
+        else proxy.fault("stall", 1000000);                 // or answers nothing
+        std::this_thread::sleep_for(std::chrono::milliseconds(300 + rng() % 500));
+        kill_and_collect(w, &committed);
+        struct stat st {};
+        bool spilled = ::stat((db + "-walship-spill").c_str(), &st) == 0 && st.st_size > 0;
+        with_spill += spilled;
+        proxy.reset();
+        Child f = spawn({writer_path(), "flush", db, url});
+        collect(f, &committed);
+        REQUIRE(wait_exit(f.pid) == 0);
+        std::string out = dir + "/restored.db";
+        REQUIRE(restore_latest(url, out) == "");
+        INFO("cycle " << cycle << (spilled ? ", the spill file held frames" : ""));
+        std::string diff = compare_pages(db, out, 4096);
+        if (!diff.empty()) mismatched++;
+        CHECK(diff == "");
+    }
+    Db r(dir + "/restored.db", nullptr, SQLITE_OPEN_READONLY);
+    long long missing = 0;
+    for (long long id : committed) missing += r.integer("select count(*) = 0 from log where id = " + std::to_string(id));
+    auto store = s3::open_store(url, test::env());
+    REQUIRE(store.ok());
+    auto gens = list_generations(*store.value());
+    REQUIRE(gens.ok());
+    printf("crash test (store down, spill): %d cycles (%d killed with frames in the spill file), %zu transactions committed, %lld lost, "
+           "%d mismatched restores, %zu generation(s)\n", n, with_spill, committed.size(), missing, mismatched, gens->size());
+    CHECK(with_spill >= n / 2);
+    CHECK(missing == 0);
+    CHECK(gens->size() == 1);  // every restart proved continuity through the spill file
 }
 
 TEST_CASE("several processes: 4 writers, the shipping process killed repeatedly, everything shipped", "[multiprocess][integration]") {

@@ -4,7 +4,10 @@
 // generation restores correctly. Commit latencies are printed (figures, not assertions).
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <fstream>
 #include <chrono>
 #include <thread>
 
@@ -43,6 +46,19 @@ std::vector<double> write_rows(Db& db, int n) {
     return ms;
 }
 
+long long file_size(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 ? st.st_size : -1;
+}
+
+size_t generations(const std::string& url) {
+    auto store = s3::open_store(url, test::env());
+    REQUIRE(store.ok());
+    auto gens = list_generations(*store.value());
+    REQUIRE(gens.ok());
+    return gens->size();
+}
+
 void restore_and_compare(const std::string& url, const std::string& path) {
     auto store = s3::open_store(url, test::env());
     REQUIRE(store.ok());
@@ -78,8 +94,11 @@ TEST_CASE("store down, then failing with 500s and stalls: no error reaches the a
         CHECK(status.find("\"pending_frames\":0,") == std::string::npos);
         std::string err;
         CHECK(db.try_exec("pragma walship_flush=300", &err) != SQLITE_OK);
-        // The WAL is not reset under unshipped frames, even when asked to truncate.
-        CHECK(db.try_exec("pragma busy_timeout=200; pragma wal_checkpoint(TRUNCATE)") == SQLITE_OK);
+        // Checkpoints keep working: a TRUNCATE resets the WAL at once, its unshipped frames wait
+        // in the spill file.
+        CHECK(db.text("pragma wal_checkpoint(TRUNCATE)") == "0");
+        CHECK(file_size(path + "-wal") == 0);
+        CHECK(status_field(db, "spill_bytes") > 0);
 
         proxy.reset();  // back, but flaky: 500s, SlowDown and stalls for a while
         proxy.fault("500", 3);
@@ -92,6 +111,81 @@ TEST_CASE("store down, then failing with 500s and stalls: no error reaches the a
     }
     restore_and_compare(url, path);
     printf("outage: commit p99 %.2f ms with the store up, %.2f ms while it was down, %.2f ms while it was flaky\n", p99(before), p99(during), p99(after));
+}
+
+TEST_CASE("store down: the WAL still resets like plain SQLite's, unshipped frames wait in the spill file and ship in the same generation", "[outage][spill][integration]") {
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string url = via_proxy();
+    std::string path = temp_dir() + "/spill.db";
+    {
+        Db db(uri(path, url, "sync_interval=100"));
+        db.exec("pragma wal_autocheckpoint=50");
+        db.exec("create table t(id integer primary key, v blob)");
+        write_rows(db, 10);
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+        proxy.fault("reset", 1000000);
+        long long max_wal = 0;
+        for (int i = 0; i < 40; i++) {
+            write_rows(db, 50);
+            max_wal = std::max(max_wal, file_size(path + "-wal"));
+        }
+        std::string status = db.text("pragma walship_status");
+        INFO(status);
+        // 2,000 commits of one or two frames each: about 40 resets at 50 frames. Held resets
+        // would have grown the WAL past 8 MB.
+        CHECK(max_wal < 100 * 4120);
+        CHECK(status_field(db, "spill_bytes") > 20 * 50 * 4120);
+        CHECK(file_size(path + "-walship-spill") >= status_field(db, "spill_bytes"));
+        proxy.reset();
+        REQUIRE(db.text("pragma walship_flush=60000") == "ok");
+        CHECK(status_field(db, "spill_bytes") == 0);
+        CHECK(file_size(path + "-walship-spill") == 0);
+        CHECK(db.integer("select count(*) from t") == 2010);
+    }
+    restore_and_compare(url, path);
+    CHECK(generations(url) == 1);
+}
+
+TEST_CASE("a restart with frames waiting in the spill file continues the generation, a damaged spill file starts a new one", "[outage][spill][integration]") {
+    Proxy& proxy = Proxy::get();
+    for (bool damage : {false, true}) {
+        INFO((damage ? "damaged spill" : "intact spill"));
+        proxy.reset();
+        std::string url = via_proxy();
+        std::string path = temp_dir() + (damage ? "/spill-bad.db" : "/spill-ok.db");
+        {
+            Db db(uri(path, url, "sync_interval=100&close_timeout=200"));
+            db.exec("pragma wal_autocheckpoint=50");
+            db.exec("create table t(id integer primary key, v blob)");
+            write_rows(db, 10);
+            REQUIRE(db.text("pragma walship_flush") == "ok");
+            proxy.fault("reset", 1000000);
+            write_rows(db, 1000);
+            CHECK(status_field(db, "spill_bytes") > 0);
+        }  // closes without reaching the store: the spill file and the WAL stay
+        long long spill = file_size(path + "-walship-spill");
+        REQUIRE(spill > 64 + 4120);
+        if (damage) {
+            std::fstream f(path + "-walship-spill", std::ios::in | std::ios::out | std::ios::binary);
+            f.seekp(spill / 2);
+            char c = 0;
+            f.read(&c, 1);
+            f.seekp(spill / 2);
+            c = char(c ^ 0x20);
+            f.write(&c, 1);
+        }
+        proxy.reset();
+        {
+            Db db(uri(path, url, "sync_interval=100"));
+            write_rows(db, 10);
+            REQUIRE(db.text("pragma walship_flush=60000") == "ok");
+            CHECK(status_field(db, "spill_bytes") == 0);
+            CHECK(db.integer("select count(*) from t") == 1020);
+        }
+        restore_and_compare(url, path);
+        CHECK(generations(url) == (damage ? 2u : 1u));
+    }
 }
 
 TEST_CASE("a long outage past max_wal_size: the WAL is released, a new generation follows, restore is exact", "[outage][integration]") {

@@ -313,6 +313,7 @@ void Shipper::publish_position() {
     side->generation = generation_;
     side->txid = txid_;
     side->last_ship_ms = uint64_t(now_ms());
+    side->shipped_has_checksum = have_checksum_ ? 1 : 0;
     side->shipped = pack_position(salt2_, frame_);
 }
 
@@ -719,7 +720,7 @@ bool Shipper::ship_frames(const FrameSource& src) {
 bool Shipper::followed_wal_ended() {
     SideState* side = side_.state();
     return (side->reset_allowed.load() == salt2_ && side->shipped.load() == pack_position(salt2_, frame_)) ||
-           (ended_frame_ > 0 && ended_frame_ == frame_) || (frame_ == 0 && last_seen_mx_ == 0);
+           (ended_frame_ > 0 && ended_frame_ == frame_ && last_seen_mx_ <= ended_frame_) || (frame_ == 0 && last_seen_mx_ == 0);
 }
 
 void Shipper::enter_wal(uint32_t salt1, uint32_t salt2) {
@@ -814,6 +815,11 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, std::string* error) {
     *error = "walship: transaction not confirmed in " + store_->describe() + " within " + std::to_string(cfg_.flush_timeout_ms) + " ms";
     if (!stats_.last_error.empty()) *error += "; last error: " + stats_.last_error;
     return SQLITE_IOERR;
+}
+
+bool Shipper::wal_proves_continuity() {
+    SideState* s = side_.state();
+    return s->generation.load() != 0 && s->shipped_has_checksum.load() == 0;
 }
 
 bool Shipper::wal_has_unshipped() {
@@ -1226,11 +1232,16 @@ Shipper::Resume Shipper::try_resume() {
     // starts the WAL that followed the replica's last one (whose reset walship allowed).
     bool in_spill = false;
     std::string err;
+    log_debug("resume: the replica ends at frame " + std::to_string(oh.wal_frame) + " of WAL " + hex32(oh.wal_salt1) + "/" + hex32(oh.wal_salt2) +
+              " (reset allowed: " + hex32(uint32_t(side->reset_allowed.load())) + "); the WAL is " + hex32(h.salt1) + "/" + hex32(h.salt2) + " with " + std::to_string(h.mx_frame) + " frames; spill " + std::to_string(spill_len) + " bytes");
     if (!same_wal && oh.wal_frame > 0 && spill_len > 0 && open_spill(&err) >= 0) {
         SpillRecord r;
         for (uint64_t off = 0; !in_spill && read_spill_record(spill_fd_, off, spill_len, &r); off += r.size) {
+            log_debug("resume: spill record " + hex32(r.wal.salt1) + "/" + hex32(r.wal.salt2) + " frames " + std::to_string(r.first) + ".." + std::to_string(r.last));
             bool holds = r.wal.salt1 == oh.wal_salt1 && r.wal.salt2 == oh.wal_salt2 && r.first <= oh.wal_frame + 1 && oh.wal_frame <= r.last;
-            bool follows = r.first == 1 && r.wal.salt1 == oh.wal_salt1 + 1 && side->reset_allowed.load() == oh.wal_salt2;
+            bool follows = r.first == 1 && ((r.wal.salt1 == oh.wal_salt1 + 1 && side->reset_allowed.load() == oh.wal_salt2) ||
+                                            (side->shipped.load() == pack_position(r.wal.salt2, 0) && side->generation.load() == g->id &&
+                                             side->txid.load() == oh.last_txid));
             if (r.wal.page_size != oh.page_size || (!holds && !follows)) continue;
             uint32_t c1 = r.chain1, c2 = r.chain2;
             if (holds) {
@@ -1274,6 +1285,10 @@ Shipper::Resume Shipper::try_resume() {
                 // checksum restarts at the next snapshot.
                 log_debug("resume: WAL chain matches, database checksum not comparable");
                 have_sum = false;
+            } else if (!have_sum && info.shm.mx_frame == info.frame) {
+                // The replica's last frame ends the WAL, so the state just read is exactly the
+                // replica's: its checksum is known again (it was not, after a resume through the spill).
+                have_sum = true;
             }
         } else {
             // The checkpoint already copied later frames: the WAL chain alone is the proof.
@@ -1285,11 +1300,15 @@ Shipper::Resume Shipper::try_resume() {
             info.db_pages = oh.db_pages;
             have_sum = false;
         }
-    } else if (oh.wal_frame > 0 && side_.state()->reset_allowed.load() == oh.wal_salt2 && h.salt1 == oh.wal_salt1 + 1 &&
-               side_.state()->needs_snapshot.load() == 0) {
+    } else if (side->needs_snapshot.load() == 0 &&
+               ((oh.wal_frame > 0 && side->reset_allowed.load() == oh.wal_salt2 && h.salt1 == oh.wal_salt1 + 1) ||
+                (h.salt2 != oh.wal_salt2 && side->shipped.load() == pack_position(h.salt2, 0) && side->generation.load() == g->id &&
+                 side->txid.load() == oh.last_txid))) {
         // Proof 3: walship allowed the reset of the replica's last WAL (so all of it was shipped)
-        // and the current WAL directly follows it (a reset adds one to salt-1): continue at its
-        // first frame. The database checksum restarts at the next snapshot.
+        // and the current WAL directly follows it (a reset adds one to salt-1), or the last
+        // shipper had shipped everything before the current WAL and moved on to it (the side file
+        // says so, at the replica's last transaction): continue at its first frame. The database
+        // checksum restarts at the next snapshot.
         info.shm = h;
         info.frame = 0;
         info.page_size = oh.page_size;

@@ -63,6 +63,9 @@ public:
     int flush_through(uint32_t salt2, uint32_t frame, std::string* error);
     // True when the WAL holds committed frames that are not in the bucket (for xTruncate).
     bool wal_has_unshipped();
+    // True when the replica's last object carries no database checksum, so only the WAL can prove
+    // on the next open that the replica continues (keep it at close).
+    bool wal_proves_continuity();
     // Auto-restore: if the database file is still missing or empty (and has no WAL), restores it
     // from the replica. False with *error set when the replica cannot be read.
     bool restore_if_empty(std::string* error);

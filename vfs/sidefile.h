@@ -34,6 +34,7 @@ struct SideState {
     std::atomic<uint64_t> spill_len;
     std::atomic<uint64_t> spill_shipped;
     std::atomic<uint64_t> spilled;
+    std::atomic<uint64_t> shipped_has_checksum;  // 1: the last object shipped carries the database checksum
 };
 
 inline uint64_t pack_position(uint32_t salt2, uint32_t frame) { return uint64_t(salt2) << 32 | frame; }

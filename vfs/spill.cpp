@@ -49,7 +49,8 @@ bool copy_range(int in, off_t in_off, int out, off_t out_off, uint64_t len) {
         if (n <= 0) break;
         len -= uint64_t(n);
     }
-    std::vector<char> buf(1 << 20);
+    if (len == 0) return true;
+    std::vector<char> buf(1 << 20);  // copy_file_range is not available here
     while (len > 0) {
         size_t n = size_t(std::min<uint64_t>(len, buf.size()));
         if (!pread_full(in, buf.data(), n, in_off) || !pwrite_full(out, buf.data(), n, out_off)) return false;

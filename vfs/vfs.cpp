@@ -201,7 +201,11 @@ int db_fcntl(sqlite3_file* f, int op, void* arg) noexcept {
             // SQLite is about to delete the WAL at close: ship what is left first, and keep the WAL
             // if that does not finish in time (the next open ships it).
             ShmHeader h;
-            if (read_shm_header(F(f)->shm0, &h) && S(f)->unshipped(&h)) {
+            if (S(f)->wal_proves_continuity()) {
+                // Without a database checksum in the replica's last object, the next open proves
+                // continuity from the WAL's checksum chain: keep the WAL.
+                *v = 1;
+            } else if (read_shm_header(F(f)->shm0, &h) && S(f)->unshipped(&h)) {
                 std::string err;
                 // The close's checkpoint is done: let the shipper read the database again.
                 if (F(f)->exclusive) {
@@ -259,7 +263,8 @@ int db_shm_lock(sqlite3_file* f, int ofst, int n, int flags) noexcept {
             int rc = R(f)->pMethods->xShmLock(R(f), ofst, n, flags);
             if (rc != SQLITE_OK) return rc;
             ShmHeader h;
-            if (read_shm_header(F(f)->shm0, &h) && !s->allow_wal_reset(h)) {
+            bool ok = !read_shm_header(F(f)->shm0, &h) || s->allow_wal_reset(h);
+            if (!ok) {
                 R(f)->pMethods->xShmLock(R(f), ofst, n, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
                 return SQLITE_BUSY;
             }
