@@ -230,7 +230,7 @@ int Shipper::open_spill(std::string* error) {
     return spill_fd_;
 }
 
-bool Shipper::allow_wal_reset(const ShmHeader& h) {
+bool Shipper::allow_wal_reset(const ShmHeader& h, const ShmRegion& region) {
     SideState* s = side_.state();
     if (h.mx_frame == 0 || covers(s->shipped.load(), h)) {
         s->reset_allowed = h.salt2;  // everything shipped: the shipper may follow to the next WAL
@@ -252,7 +252,7 @@ bool Shipper::allow_wal_reset(const ShmHeader& h) {
         side_.lock_wait(SideFile::kSpillLock);
         uint64_t pos = s->shipped.load(), sp = s->spilled.load();
         uint32_t first = uint32_t(pos >> 32) == h.salt2 ? uint32_t(pos) + 1 : uint32_t(sp >> 32) == h.salt2 ? uint32_t(sp) + 1 : 1;
-        spilled = spill_append(spill_fd_, cfg_.db_path + "-wal", s, h.mx_frame, h.salt1, h.salt2, first, cfg_.max_wal_bytes, &err);
+        spilled = spill_append(spill_fd_, cfg_.db_path + "-wal", region, s, h, first, cfg_.max_wal_bytes, &err);
         side_.unlock(SideFile::kSpillLock);
     }
     if (spilled) {
@@ -492,7 +492,7 @@ void Shipper::ship_pass(bool urgent) {
     }
     if (side->spill_len.load() > spill_off_ && !ship_spill()) return;
     if (want_snapshot) {
-        if (!paced && h.salt1 == salt1_ && h.salt2 == salt2_ && ship_frames(FrameSource{wal_fd_, off_t(kWalHeaderSize), 1, h.mx_frame}))
+        if (!paced && h.salt1 == salt1_ && h.salt2 == salt2_ && ship_frames(h))
             snapshot_in_generation("requested");
         return;
     }
@@ -535,7 +535,7 @@ void Shipper::ship_pass(bool urgent) {
         if (h.mx_frame == frame_) stats_.oldest_unshipped_ms = 0;
         else if (!stats_.oldest_unshipped_ms) stats_.oldest_unshipped_ms = now_ms();
     }
-    if (h.mx_frame > frame_ && (!paced || waiting)) ship_frames(FrameSource{wal_fd_, off_t(kWalHeaderSize), 1, h.mx_frame});
+    if (h.mx_frame > frame_ && (!paced || waiting)) ship_frames(h);
     maintain(h);
 }
 
@@ -583,16 +583,13 @@ bool Shipper::upload(const std::string& key, const std::string& object) {
     return true;
 }
 
-bool Shipper::ship_frames(const FrameSource& src) {
-    const uint32_t end = src.end;
-    if (frame_ + 1 < src.first) return false;
+bool Shipper::ship_frames(const ShmHeader& h) {
+    const uint32_t end = h.mx_frame;
     while (frame_ < end) {
         if (frame_ == 0) {
             unsigned char hdr[kWalHeaderSize];
             WalHeader wh;
-            if (src.header) memcpy(hdr, src.header, sizeof hdr);
-            else if (!pread_all(src.fd, hdr, sizeof hdr, 0)) return false;
-            if (!parse_wal_header(hdr, &wh) || wh.salt1 != salt1_ || wh.salt2 != salt2_) {
+            if (!pread_all(wal_fd_, hdr, sizeof hdr, 0) || !parse_wal_header(hdr, &wh) || wh.salt1 != salt1_ || wh.salt2 != salt2_) {
                 return false;  // header not written yet or racing a reset: next pass
             }
             if (wh.page_size != page_size_) {
@@ -615,8 +612,8 @@ bool Shipper::ship_frames(const FrameSource& src) {
         while (f < end && bytes < cfg_.max_segment_bytes) {
             uint32_t n = std::min(chunk, end - f);
             buf.resize(size_t(n) * frame_size);
-            if (!pread_all(src.fd, &buf[0], buf.size(), src.frame1_offset + off_t(f + 1 - src.first) * off_t(frame_size))) {
-                set_error("reading " + std::string(src.live ? cfg_.db_path + "-wal" : spill_path(cfg_.db_path)) + " failed at frame " + std::to_string(f + 1));
+            if (!pread_all(wal_fd_, &buf[0], buf.size(), off_t(kWalHeaderSize) + off_t(f) * off_t(frame_size))) {
+                set_error("reading " + cfg_.db_path + "-wal failed at frame " + std::to_string(f + 1));
                 return false;
             }
             for (uint32_t i = 0; i < n && bytes < cfg_.max_segment_bytes + 1; i++) {
@@ -628,9 +625,9 @@ bool Shipper::ship_frames(const FrameSource& src) {
                     // Reading the WAL can race a reset that spilled these frames: they are in the
                     // spill now. Anything else breaks the chain.
                     ShmHeader now;
-                    if (src.live && (!read_header(&now) || now.salt1 != salt1_ || now.salt2 != salt2_ || side_.state()->spill_len.load() > spill_off_))
+                    if (!read_header(&now) || now.salt1 != salt1_ || now.salt2 != salt2_ || side_.state()->spill_len.load() > spill_off_)
                         return false;
-                    start_generation(std::string(src.live ? "the WAL" : "the spill file") + " checksum chain is broken at frame " + std::to_string(f + i + 1));
+                    start_generation("the WAL checksum chain is broken at frame " + std::to_string(f + i + 1));
                     return false;
                 }
                 std::string page(reinterpret_cast<const char*>(fr + kWalFrameHeaderSize), page_size_);
@@ -732,8 +729,8 @@ void Shipper::enter_wal(uint32_t salt1, uint32_t salt2) {
     publish_position();
 }
 
-// Ships the spill file's records in order (frames of WALs reset before they were shipped), then
-// empties it. True when every record is shipped.
+// Ships the spill file's records in order, each as one transaction and several to a segment,
+// then empties the file. True when every record is shipped.
 bool Shipper::ship_spill() {
     SideState* side = side_.state();
     std::string err;
@@ -743,31 +740,91 @@ bool Shipper::ship_spill() {
     }
     const uint64_t len = side->spill_len.load();
     while (spill_off_ < len) {
-        SpillRecord r;
-        if (!read_spill_record(spill_fd_, spill_off_, len, &r)) {
-            start_generation("the spill file is damaged at offset " + std::to_string(spill_off_));
-            return false;
-        }
-        if (r.wal.salt1 != salt1_ || r.wal.salt2 != salt2_) {
-            if (!followed_wal_ended()) {
-                start_generation("the WAL was reset by a writer outside walship");
+        // One segment: records while they fit, with the position after the last one.
+        std::vector<Txn> txns;
+        uint64_t bytes = 0, off = spill_off_;
+        uint32_t s1 = salt1_, s2 = salt2_, frame = frame_, c1 = cksum1_, c2 = cksum2_, ended = ended_frame_, seen = last_seen_mx_;
+        bool big_endian = big_endian_;
+        while (off < len && bytes < cfg_.max_segment_bytes) {
+            SpillRecord r;
+            std::vector<std::pair<uint32_t, std::string>> pages;
+            if (!read_spill_record(spill_fd_, off, len, &r) || !read_spill_pages(spill_fd_, r, &pages)) {
+                start_generation("the spill file is damaged at offset " + std::to_string(off));
                 return false;
             }
-            enter_wal(r.wal.salt1, r.wal.salt2);
+            if (r.salt1 != s1 || r.salt2 != s2) {
+                // The record starts a later WAL: the one followed must have ended cleanly.
+                bool clean = (side->reset_allowed.load() == s2 && side->shipped.load() == pack_position(s2, frame)) ||
+                             (ended > 0 && ended == frame && seen <= ended) || (frame == 0 && seen == 0);
+                if (!clean || r.first != 1) {
+                    start_generation("the WAL was reset by a writer outside walship");
+                    return false;
+                }
+                s1 = r.salt1, s2 = r.salt2, frame = 0, ended = 0, seen = 0;
+            }
+            seen = std::max(seen, r.last);
+            if (r.last > frame) {
+                // Frames up to `frame` may be in the record too (the shipper read them from the WAL
+                // before the reset): its pages are their last versions, so applying them again is
+                // harmless. A gap is not.
+                bool continues = r.first <= frame + 1 && (r.first <= frame || frame == 0 || (r.chain_in1 == c1 && r.chain_in2 == c2));
+                if (!continues || r.page_size != page_size_) {
+                    start_generation("the spill file does not continue the replica (frames " + std::to_string(r.first) + ".." +
+                                     std::to_string(r.last) + " after frame " + std::to_string(frame) + ")");
+                    return false;
+                }
+                Txn t;
+                t.txid = txid_ + txns.size() + 1;
+                t.ts_ms = ts_by_txid_.emplace(t.txid, uint64_t(now_ms())).first->second;
+                t.db_pages = r.db_pages;
+                for (auto& [pg, data] : pages) t.pages[pg] = std::move(data);
+                bytes += t.pages.size() * (page_size_ + 4);
+                txns.push_back(std::move(t));
+                frame = r.last, c1 = r.chain_out1, c2 = r.chain_out2, big_endian = r.big_endian;
+            }
+            ended = r.last;
+            off += r.size;
         }
-        last_seen_mx_ = std::max(last_seen_mx_, r.last);
-        if (r.last > frame_) {
-            bool continues = r.first <= frame_ + 1 && (r.first <= frame_ || frame_ == 0 || (r.chain1 == cksum1_ && r.chain2 == cksum2_));
-            if (!continues) {
-                start_generation("the spill file does not continue the replica (frames " + std::to_string(r.first) + ".." +
-                                 std::to_string(r.last) + " after frame " + std::to_string(frame_) + ")");
+        if (!txns.empty()) {
+            DbChecksum saved = checksum_;
+            for (Txn& t : txns) {
+                if (have_checksum_) {
+                    for (auto& [pgno, data] : t.pages) checksum_.set_page(pgno, data.data(), data.size());
+                    checksum_.truncate(t.db_pages);
+                }
+                t.has_checksum = have_checksum_;
+                t.db_checksum = checksum_.value();
+            }
+            ObjectHeader oh;
+            oh.flags = have_checksum_ ? kFlagDbChecksum : 0;
+            oh.page_size = page_size_;
+            oh.generation = generation_;
+            oh.first_txid = txns.front().txid;
+            oh.last_txid = txns.back().txid;
+            oh.first_ts_ms = txns.front().ts_ms;
+            oh.last_ts_ms = txns.back().ts_ms;
+            oh.db_pages = txns.back().db_pages;
+            oh.txn_count = uint32_t(txns.size());
+            oh.wal_salt1 = s1;
+            oh.wal_salt2 = s2;
+            oh.wal_frame = frame;
+            oh.wal_cksum1 = c1;
+            oh.wal_cksum2 = c2;
+            if (!upload_segment(oh, encode_segment_body(txns), txns.back().db_checksum)) {
+                checksum_ = saved;
                 return false;
             }
-            FrameSource src{spill_fd_, off_t(r.frames_offset()), r.first, r.last, r.wal_header, false};
-            if (!ship_frames(src) || frame_ < r.last) return false;
+            txid_ = oh.last_txid;
+            for (auto it = ts_by_txid_.begin(); it != ts_by_txid_.end() && it->first <= txid_;) it = ts_by_txid_.erase(it);
+            db_pages_ = oh.db_pages;
+            std::lock_guard<std::mutex> lock(mu_);
+            stats_.txns_shipped += txns.size();
         }
-        ended_frame_ = r.last;
-        spill_off_ += r.size;
+        salt1_ = s1, salt2_ = s2, frame_ = frame, cksum1_ = c1, cksum2_ = c2, big_endian_ = big_endian;
+        ended_frame_ = ended, last_seen_mx_ = seen;
+        prev_commit_valid_ = false;
+        spill_off_ = off;
+        publish_position();
     }
     spill_consumed();
     return true;
@@ -1237,30 +1294,26 @@ Shipper::Resume Shipper::try_resume() {
     if (!same_wal && oh.wal_frame > 0 && spill_len > 0 && open_spill(&err) >= 0) {
         SpillRecord r;
         for (uint64_t off = 0; !in_spill && read_spill_record(spill_fd_, off, spill_len, &r); off += r.size) {
-            log_debug("resume: spill record " + hex32(r.wal.salt1) + "/" + hex32(r.wal.salt2) + " frames " + std::to_string(r.first) + ".." + std::to_string(r.last));
-            bool holds = r.wal.salt1 == oh.wal_salt1 && r.wal.salt2 == oh.wal_salt2 && r.first <= oh.wal_frame + 1 && oh.wal_frame <= r.last;
-            bool follows = r.first == 1 && ((r.wal.salt1 == oh.wal_salt1 + 1 && side->reset_allowed.load() == oh.wal_salt2) ||
-                                            (side->shipped.load() == pack_position(r.wal.salt2, 0) && side->generation.load() == g->id &&
+            log_debug("resume: spill record " + hex32(r.salt1) + "/" + hex32(r.salt2) + " frames " + std::to_string(r.first) + ".." +
+                      std::to_string(r.last));
+            if (r.page_size != oh.page_size) continue;
+            bool same = r.salt1 == oh.wal_salt1 && r.salt2 == oh.wal_salt2;
+            // The replica's last frame just before the record (same checksum chain), or inside it
+            // (the record repeats frames the shipper had shipped from the WAL), or at its end.
+            bool before = same && r.first == oh.wal_frame + 1 && r.chain_in1 == oh.wal_cksum1 && r.chain_in2 == oh.wal_cksum2;
+            bool inside = same && r.first <= oh.wal_frame && oh.wal_frame < r.last;
+            bool at_end = same && r.last == oh.wal_frame && r.chain_out1 == oh.wal_cksum1 && r.chain_out2 == oh.wal_cksum2;
+            bool follows = r.first == 1 && ((r.salt1 == oh.wal_salt1 + 1 && side->reset_allowed.load() == oh.wal_salt2) ||
+                                            (side->shipped.load() == pack_position(r.salt2, 0) && side->generation.load() == g->id &&
                                              side->txid.load() == oh.last_txid));
-            if (r.wal.page_size != oh.page_size || (!holds && !follows)) continue;
-            uint32_t c1 = r.chain1, c2 = r.chain2;
-            if (holds) {
-                const size_t fsz = kWalFrameHeaderSize + r.wal.page_size;
-                std::string fr(fsz, '\0');
-                for (uint32_t f = r.first; f <= oh.wal_frame; f++) {
-                    auto* p = reinterpret_cast<const unsigned char*>(fr.data());
-                    if (!pread_all(spill_fd_, &fr[0], fsz, off_t(r.frames_offset() + uint64_t(f - r.first) * fsz))) break;
-                    wal_checksum(r.wal.big_endian_cksum(), p, 8, &c1, &c2);
-                    wal_checksum(r.wal.big_endian_cksum(), p + kWalFrameHeaderSize, r.wal.page_size, &c1, &c2);
-                }
-                if (c1 != oh.wal_cksum1 || c2 != oh.wal_cksum2) continue;
-            }
-            info.shm.salt1 = r.wal.salt1;
-            info.shm.salt2 = r.wal.salt2;
-            info.frame = holds ? oh.wal_frame : 0;
-            info.cksum1 = holds ? c1 : 0;
-            info.cksum2 = holds ? c2 : 0;
-            info.big_endian = r.wal.big_endian_cksum();
+            if (!before && !inside && !at_end && !follows) continue;
+            bool in_record = before || inside || at_end;
+            info.shm.salt1 = r.salt1;
+            info.shm.salt2 = r.salt2;
+            info.frame = in_record ? oh.wal_frame : 0;
+            info.cksum1 = in_record ? oh.wal_cksum1 : 0;
+            info.cksum2 = in_record ? oh.wal_cksum2 : 0;
+            info.big_endian = r.big_endian;
             info.page_size = oh.page_size;
             info.db_pages = oh.db_pages;
             have_sum = false;

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "format.h"
 #include "sidefile.h"
+#include "spill.h"
 #include "wal.h"
 #include "walship/s3/store.h"
 
@@ -45,7 +46,7 @@ public:
     // Asked by any connection about to reset the WAL (restart or truncate), holding the WAL's write
     // lock and reader slots 1..4: true if every committed frame of the current WAL is in the bucket
     // or now in the spill file (copied by this call), or the WAL passed its size cap.
-    bool allow_wal_reset(const ShmHeader& h);
+    bool allow_wal_reset(const ShmHeader& h, const ShmRegion& region);
     // Asked before a checkpoint: true once a shipper has a position in the current WAL (or the WAL
     // is empty or past its size cap).
     bool allow_checkpoint(const ShmHeader& h);
@@ -111,15 +112,7 @@ private:
     bool read_busy_ = false;  // the last read_state failed for locks, not because the state is gone
     void adopt_position(const StateInfo& info);
     bool write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateInfo* info, DbChecksum* sum);
-    // Where frames first..end of the followed WAL can be read: the WAL itself or a spill record.
-    struct FrameSource {
-        int fd = -1;
-        off_t frame1_offset = 0;               // file offset of frame `first`
-        uint32_t first = 1, end = 0;
-        const unsigned char* header = nullptr;  // the WAL header; null: at offset 0 of fd
-        bool live = true;                       // the WAL (a reset may overwrite it as we read)
-    };
-    bool ship_frames(const FrameSource& src);
+    bool ship_frames(const ShmHeader& h);
     bool upload(const std::string& key, const std::string& object);
     void set_error(const std::string& e);
     void publish_position();

@@ -6,13 +6,16 @@
 
 #include <cerrno>
 #include <cstring>
-#include <vector>
+#include <map>
 
 namespace walship {
 
 namespace {
 
-constexpr char kSpillMagic[8] = {'W', 'S', 'H', 'P', 'S', 'P', 'L', '1'};
+constexpr char kSpillMagic[8] = {'W', 'S', 'H', 'P', 'S', 'P', 'L', '2'};
+// wal-index layout (wal.c): a 136-byte header, then the page number of each frame; 4062 in the
+// first 32 KiB region, 4096 in each later one (each region ends with its hash table).
+constexpr uint32_t kShmHeaderBytes = 136, kFirstRegionFrames = 4096 - kShmHeaderBytes / 4, kRegionFrames = 4096;
 
 void put_be(unsigned char* p, uint32_t v) {
     p[0] = uint8_t(v >> 24), p[1] = uint8_t(v >> 16), p[2] = uint8_t(v >> 8), p[3] = uint8_t(v);
@@ -41,30 +44,32 @@ bool pwrite_full(int fd, const void* buf, size_t len, off_t off) {
     return true;
 }
 
-// Copies len bytes between files, in the kernel when it can.
-bool copy_range(int in, off_t in_off, int out, off_t out_off, uint64_t len) {
-    while (len > 0) {
-        ssize_t n = ::copy_file_range(in, &in_off, out, &out_off, len, 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        len -= uint64_t(n);
-    }
-    if (len == 0) return true;
-    std::vector<char> buf(1 << 20);  // copy_file_range is not available here
-    while (len > 0) {
-        size_t n = size_t(std::min<uint64_t>(len, buf.size()));
-        if (!pread_full(in, buf.data(), n, in_off) || !pwrite_full(out, buf.data(), n, out_off)) return false;
-        in_off += off_t(n), out_off += off_t(n), len -= n;
-    }
-    return true;
+// SQLite's WAL checksum over the whole body (zero-padded to 8 bytes).
+void body_checksum(const std::string& body, uint32_t* s1, uint32_t* s2) {
+    *s1 = *s2 = 0;
+    size_t whole = body.size() & ~size_t(7);
+    wal_checksum(false, reinterpret_cast<const unsigned char*>(body.data()), whole, s1, s2);
+    unsigned char tail[8] = {};
+    memcpy(tail, body.data() + whole, body.size() - whole);
+    wal_checksum(false, tail, 8, s1, s2);
+}
+
+// The page number of WAL frame `frame` (1-based) from the wal-index, or 0.
+uint32_t frame_page(const ShmRegion& region, uint32_t frame) {
+    int r = frame <= kFirstRegionFrames ? 0 : int((frame - kFirstRegionFrames - 1) / kRegionFrames) + 1;
+    const volatile void* base = region(r);
+    if (!base) return 0;
+    const volatile uint32_t* pgno = static_cast<const volatile uint32_t*>(base);
+    if (r == 0) return pgno[kShmHeaderBytes / 4 + frame - 1];
+    return pgno[frame - kFirstRegionFrames - uint32_t(r - 1) * kRegionFrames - 1];
 }
 
 }  // namespace
 
 std::string spill_path(const std::string& db_path) { return db_path + "-walship-spill"; }
 
-bool spill_append(int spill_fd, const std::string& wal_path, SideState* side, uint32_t mx_frame, uint32_t salt1,
-                  uint32_t salt2, uint32_t first, uint64_t cap, std::string* error) {
+bool spill_append(int spill_fd, const std::string& wal_path, const ShmRegion& region, SideState* side, const ShmHeader& h,
+                  uint32_t first, uint64_t cap, std::string* error) {
     int wal = ::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC);
     if (wal < 0) {
         *error = "cannot open " + wal_path + ": " + strerror(errno);
@@ -74,54 +79,113 @@ bool spill_append(int spill_fd, const std::string& wal_path, SideState* side, ui
         int fd;
         ~Closer() { ::close(fd); }
     } closer{wal};
-    unsigned char head[kSpillRecordHeader] = {};
+    unsigned char wh_bytes[kWalHeaderSize];
     WalHeader wh;
-    if (!pread_full(wal, head + 32, kWalHeaderSize, 0) || !parse_wal_header(head + 32, &wh) || wh.salt1 != salt1 || wh.salt2 != salt2) {
+    if (!pread_full(wal, wh_bytes, sizeof wh_bytes, 0) || !parse_wal_header(wh_bytes, &wh) || wh.salt1 != h.salt1 || wh.salt2 != h.salt2) {
         *error = "the header of " + wal_path + " does not match the wal-index";
         return false;
     }
     const uint64_t fsz = kWalFrameHeaderSize + uint64_t(wh.page_size);
-    const uint32_t count = mx_frame - first + 1;
-    const uint64_t at = side->spill_len.load(), size = kSpillRecordHeader + count * fsz;
+    auto frame_off = [&](uint32_t f) { return off_t(kWalHeaderSize + (f - 1) * fsz); };
+    // The last frame of each page, then the commit at mx_frame: its size and checksum chain.
+    std::map<uint32_t, uint32_t> latest;
+    for (uint32_t f = first; f <= h.mx_frame; f++) {
+        uint32_t pg = frame_page(region, f);
+        if (pg == 0) {
+            *error = "the wal-index has no page for frame " + std::to_string(f);
+            return false;
+        }
+        latest[pg] = f;
+    }
+    unsigned char last_hdr[kWalFrameHeaderSize], chain_in[8];
+    if (!pread_full(wal, last_hdr, sizeof last_hdr, frame_off(h.mx_frame)) ||
+        !pread_full(wal, chain_in, 8, first == 1 ? off_t(24) : frame_off(first - 1) + 16)) {
+        *error = "cannot read " + wal_path + ": " + strerror(errno);
+        return false;
+    }
+    WalFrameHeader commit = parse_frame_header(last_hdr);
+    if (commit.commit_size == 0 || commit.salt1 != h.salt1 || commit.salt2 != h.salt2 || commit.pgno != frame_page(region, h.mx_frame)) {
+        *error = "frame " + std::to_string(h.mx_frame) + " of " + wal_path + " is not the commit the wal-index shows";
+        return false;
+    }
+    std::string body;
+    uint32_t count = 0;
+    for (auto [pg, f] : latest) {
+        if (pg > commit.commit_size) continue;  // cut off by the commit (the database shrank)
+        size_t at = body.size();
+        body.resize(at + 4 + wh.page_size);
+        put_be(reinterpret_cast<unsigned char*>(&body[at]), pg);
+        if (!pread_full(wal, &body[at + 4], wh.page_size, frame_off(f) + off_t(kWalFrameHeaderSize))) {
+            *error = "cannot read " + wal_path + ": " + strerror(errno);
+            return false;
+        }
+        count++;
+    }
+    const uint64_t at = side->spill_len.load(), size = kSpillRecordHeader + body.size();
     if (at + size > cap) {
         *error = "the spill would pass max_wal_size (" + std::to_string(at + size) + " bytes)";
         return false;
     }
-    // The chain before `first`: the WAL header's checksum, or that of frame first-1.
-    unsigned char chain[8];
-    if (!pread_full(wal, chain, 8, first == 1 ? 24 : off_t(kWalHeaderSize + (first - 2) * fsz + 16))) {
-        *error = "cannot read " + wal_path + ": " + strerror(errno);
-        return false;
-    }
+    uint32_t s1, s2;
+    body_checksum(body, &s1, &s2);
+    unsigned char head[kSpillRecordHeader] = {};
     memcpy(head, kSpillMagic, 8);
     put_be(head + 8, wh.page_size);
     put_be(head + 12, first);
-    put_be(head + 16, count);
-    memcpy(head + 20, chain, 8);
-    if (!pwrite_full(spill_fd, head, sizeof head, off_t(at)) ||
-        !copy_range(wal, off_t(kWalHeaderSize + (first - 1) * fsz), spill_fd, off_t(at + kSpillRecordHeader), count * fsz)) {
+    put_be(head + 16, h.mx_frame);
+    memcpy(head + 20, chain_in, 8);
+    memcpy(head + 28, last_hdr + 16, 8);
+    put_be(head + 36, commit.commit_size);
+    put_be(head + 40, count);
+    put_be(head + 44, s1);
+    put_be(head + 48, s2);
+    put_be(head + 52, h.salt1);
+    put_be(head + 56, h.salt2);
+    put_be(head + 60, wh.big_endian_cksum() ? 1 : 0);
+    if (!pwrite_full(spill_fd, head, sizeof head, off_t(at)) || !pwrite_full(spill_fd, body.data(), body.size(), off_t(at + sizeof head))) {
         *error = "cannot write the spill file: " + std::string(strerror(errno));
         return false;
     }
     side->spill_len = at + size;
-    side->spilled = pack_position(salt2, mx_frame);
+    side->spilled = pack_position(h.salt2, h.mx_frame);
     return true;
 }
 
 bool read_spill_record(int fd, uint64_t offset, uint64_t end, SpillRecord* r) {
     unsigned char head[kSpillRecordHeader];
     if (offset + sizeof head > end || !pread_full(fd, head, sizeof head, off_t(offset))) return false;
-    if (memcmp(head, kSpillMagic, 8) != 0 || !parse_wal_header(head + 32, &r->wal)) return false;
-    uint32_t page_size = get_be(head + 8), count = get_be(head + 16);
+    if (memcmp(head, kSpillMagic, 8) != 0) return false;
+    r->page_size = get_be(head + 8);
     r->first = get_be(head + 12);
-    if (page_size != r->wal.page_size || r->first == 0 || count == 0 || uint64_t(r->first) + count - 1 > UINT32_MAX) return false;
-    r->last = r->first + count - 1;
-    r->chain1 = get_be(head + 20);
-    r->chain2 = get_be(head + 24);
-    memcpy(r->wal_header, head + 32, kWalHeaderSize);
+    r->last = get_be(head + 16);
+    r->chain_in1 = get_be(head + 20), r->chain_in2 = get_be(head + 24);
+    r->chain_out1 = get_be(head + 28), r->chain_out2 = get_be(head + 32);
+    r->db_pages = get_be(head + 36);
+    r->count = get_be(head + 40);
+    r->sum1 = get_be(head + 44), r->sum2 = get_be(head + 48);
+    r->salt1 = get_be(head + 52), r->salt2 = get_be(head + 56);
+    r->big_endian = (get_be(head + 60) & 1) != 0;
+    bool ps_ok = r->page_size >= 512 && r->page_size <= 65536 && (r->page_size & (r->page_size - 1)) == 0;
+    if (!ps_ok || r->first == 0 || r->last < r->first || r->count == 0 || r->db_pages == 0) return false;
     r->offset = offset;
-    r->size = kSpillRecordHeader + uint64_t(count) * (kWalFrameHeaderSize + page_size);
+    r->size = kSpillRecordHeader + uint64_t(r->count) * (4 + r->page_size);
     return offset + r->size <= end;
+}
+
+bool read_spill_pages(int fd, const SpillRecord& r, std::vector<std::pair<uint32_t, std::string>>* pages) {
+    std::string body(size_t(r.size - kSpillRecordHeader), '\0');
+    if (!pread_full(fd, &body[0], body.size(), off_t(r.offset + kSpillRecordHeader))) return false;
+    uint32_t s1, s2;
+    body_checksum(body, &s1, &s2);
+    if (s1 != r.sum1 || s2 != r.sum2) return false;
+    pages->clear();
+    const size_t step = 4 + r.page_size;
+    for (size_t at = 0; at < body.size(); at += step) {
+        uint32_t pg = get_be(reinterpret_cast<const unsigned char*>(&body[at]));
+        if (pg == 0 || pg > r.db_pages) return false;
+        pages->emplace_back(pg, body.substr(at + 4, r.page_size));
+    }
+    return true;
 }
 
 }  // namespace walship

@@ -1,18 +1,26 @@
-// The "<db>-walship-spill" file: frames of a WAL that SQLite wanted to reset before the shipper had
-// them in the bucket. The connection that resets the WAL copies the unshipped frames here first
-// (it holds the WAL write lock and reader slots 1..4, so the WAL cannot change meanwhile), and the
-// reset goes ahead at once; the shipper ships records in order before it reads the live WAL. So the
-// WAL restarts as often as with plain SQLite, and the application never waits for the bucket.
+// The "<db>-walship-spill" file: what a WAL held when SQLite reset it before the shipper had it in
+// the bucket. The connection resetting the WAL (it holds the WAL write lock and reader slots
+// 1..4, so nothing changes meanwhile) appends one record and the reset goes ahead at once; the
+// shipper ships records in order before it reads the live WAL again. So the WAL restarts as often
+// as with plain SQLite, and the application never waits for the bucket.
 //
-// A record is a 64-byte header and then frames copied byte for byte from the WAL:
-//   0  "WSHPSPL1"          8  page size            12 first frame number (1-based)
-//   16 number of frames    20 checksum chain before the first frame (two u32)
-//   28 reserved (0)        32 the 32-byte header of the WAL the frames come from
-// (integers big-endian, like the WAL). The side file's spill_len says how many bytes are valid.
+// A record holds the last version of every page written by frames first..last of one WAL, found
+// through the wal-index (no scan of the WAL), so it costs one page per distinct page, not one per
+// frame. It ships as one transaction: point-in-time restore can land before or after it, not
+// inside. Layout (integers big-endian, like the WAL):
+//   0  "WSHPSPL2"            8  page size             12 first frame   16 last frame
+//   20 chain before first (two u32: the WAL checksum chain, as in frame first-1's header)
+//   28 chain at last (two u32)  36 database size in pages after frame `last` (a commit)
+//   40 number of pages n     44 checksum of the pages (two u32, SQLite's WAL checksum, LE)
+//   52 salt-1   56 salt-2    60 flags (1: the WAL checksums big-endian)
+//   64 n x (page number u32, page)
+// The side file's spill_len says how many bytes are valid.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "sidefile.h"
 #include "wal.h"
@@ -23,22 +31,26 @@ constexpr size_t kSpillRecordHeader = 64;
 
 struct SpillRecord {
     uint64_t offset = 0, size = 0;  // of the whole record in the spill file
-    unsigned char wal_header[kWalHeaderSize] = {};
-    WalHeader wal;                  // parsed wal_header
-    uint32_t first = 0, last = 0;   // WAL frame numbers, inclusive
-    uint32_t chain1 = 0, chain2 = 0;  // the WAL checksum chain just before frame `first`
-    uint64_t frames_offset() const { return offset + kSpillRecordHeader; }
+    uint32_t page_size = 0, first = 0, last = 0, db_pages = 0, count = 0;
+    uint32_t chain_in1 = 0, chain_in2 = 0, chain_out1 = 0, chain_out2 = 0;
+    uint32_t sum1 = 0, sum2 = 0, salt1 = 0, salt2 = 0;
+    bool big_endian = false;
 };
 
 std::string spill_path(const std::string& db_path);
 
-// Appends frames first..h.mx_frame of the WAL `wal_path` as one record at side->spill_len, unless
-// the spill would then exceed `cap` bytes. The caller holds the spill lock and the WAL cannot
-// change. False with *error set on failure (nothing counts as spilled then).
-bool spill_append(int spill_fd, const std::string& wal_path, SideState* side, uint32_t mx_frame, uint32_t salt1,
-                  uint32_t salt2, uint32_t first, uint64_t cap, std::string* error);
+// The wal-index region `i` (32 KiB each), or null.
+using ShmRegion = std::function<const volatile void*(int)>;
+
+// Appends a record for frames first..h.mx_frame of the WAL `wal_path` at side->spill_len, unless
+// the spill would then exceed `cap` bytes. The caller holds the spill lock and the WAL's write
+// lock and reader slots 1..4. False with *error set on failure (nothing counts as spilled then).
+bool spill_append(int spill_fd, const std::string& wal_path, const ShmRegion& region, SideState* side, const ShmHeader& h,
+                  uint32_t first, uint64_t cap, std::string* error);
 
 // Reads and checks the record header at `offset`; false when no whole valid record ends by `end`.
 bool read_spill_record(int fd, uint64_t offset, uint64_t end, SpillRecord* r);
+// Reads the record's pages and verifies their checksum.
+bool read_spill_pages(int fd, const SpillRecord& r, std::vector<std::pair<uint32_t, std::string>>* pages);
 
 }  // namespace walship

@@ -263,7 +263,11 @@ int db_shm_lock(sqlite3_file* f, int ofst, int n, int flags) noexcept {
             int rc = R(f)->pMethods->xShmLock(R(f), ofst, n, flags);
             if (rc != SQLITE_OK) return rc;
             ShmHeader h;
-            bool ok = !read_shm_header(F(f)->shm0, &h) || s->allow_wal_reset(h);
+            auto region = [f](int i) -> const volatile void* {
+                void volatile* p = nullptr;
+                return R(f)->pMethods->xShmMap(R(f), i, 32768, 0, &p) == SQLITE_OK ? p : nullptr;
+            };
+            bool ok = !read_shm_header(F(f)->shm0, &h) || s->allow_wal_reset(h, region);
             if (!ok) {
                 R(f)->pMethods->xShmLock(R(f), ofst, n, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
                 return SQLITE_BUSY;
