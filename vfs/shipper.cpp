@@ -172,6 +172,10 @@ Shipper::~Shipper() {
     }
     cv_.notify_all();
     done_cv_.notify_all();
+    if (side_.state()) {
+        side_.state()->wake.fetch_add(1);
+        futex_wake(&side_.state()->wake);
+    }
     if (thread_.joinable()) thread_.join();
     close_handles();
     if (spill_fd_ >= 0) ::close(spill_fd_);
@@ -189,17 +193,28 @@ Shipper::~Shipper() {
 }
 
 void Shipper::notify() {
-    // On the commit path: cheap unless the shipper sleeps waiting for commits. While it is paced
-    // by sync_interval it wakes on its own timer.
-    if (notified_.exchange(true) || !idle_wait_.load()) return;
-    std::lock_guard<std::mutex> lock(mu_);
-    cv_.notify_one();
+    // On the commit path: cheap unless a shipper sleeps waiting for commits (this process's thread,
+    // or the shipping process's). While it is paced by sync_interval it wakes on its own timer.
+    if (!notified_.exchange(true) && idle_wait_.load()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        cv_.notify_one();
+    }
+    SideState* s = side_.state();
+    if (s->shipper_idle.load()) {
+        s->wake.fetch_add(1);
+        futex_wake(&s->wake);
+    }
 }
 
 void Shipper::wake() {
     notified_ = true;
-    std::lock_guard<std::mutex> lock(mu_);
-    cv_.notify_one();
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        cv_.notify_one();
+    }
+    SideState* s = side_.state();
+    s->wake.fetch_add(1);
+    futex_wake(&s->wake);
 }
 
 void Shipper::request_snapshot() {
@@ -207,7 +222,7 @@ void Shipper::request_snapshot() {
         std::lock_guard<std::mutex> lock(mu_);
         snapshot_requested_ = true;
     }
-    cv_.notify_one();
+    wake();
 }
 
 namespace {
@@ -293,7 +308,9 @@ bool Shipper::allow_checkpoint(const ShmHeader& h) {
 int Shipper::flush(int timeout_ms, std::string* error) {
     std::unique_lock<std::mutex> lock(mu_);
     uint64_t ticket = ++flush_requested_;
-    cv_.notify_one();
+    lock.unlock();
+    wake();
+    lock.lock();
     bool done = done_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return flush_done_ >= ticket || stop_; });
     if (done && flush_done_ >= ticket) return SQLITE_OK;
     *error = "walship: flush timed out after " + std::to_string(timeout_ms) + " ms";
@@ -315,6 +332,8 @@ void Shipper::publish_position() {
     side->last_ship_ms = uint64_t(now_ms());
     side->shipped_has_checksum = have_checksum_ ? 1 : 0;
     side->shipped = pack_position(salt2_, frame_);
+    side->shipped_seq.fetch_add(1);
+    if (side->shipped_waiters.load()) futex_wake(&side->shipped_seq);
 }
 
 std::string Shipper::status_json() {
@@ -428,7 +447,18 @@ void Shipper::run() {
             if (paced && next_upload_ - now < wait)
                 wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_upload_ - now) + std::chrono::milliseconds(1);
             idle_wait_ = !paced;
-            if (!notified_) cv_.wait_for(lock, wait);
+            if (is_shipper_) {
+                // On the side file's futex, so that other processes' commits wake us too.
+                SideState* side = side_.state();
+                side->shipper_idle = paced ? 0 : 1;
+                uint32_t seen = side->wake.load();
+                lock.unlock();
+                if (!notified_) futex_wait(&side->wake, seen, int(wait.count()));
+                lock.lock();
+                side->shipper_idle = 0;
+            } else if (!notified_) {
+                cv_.wait_for(lock, wait);
+            }
             idle_wait_ = false;
             if (stop_) break;
             urgent = flush_requested_ > flush_done_ || snapshot_requested_;
@@ -855,13 +885,19 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, std::string* error) {
     }
     wake();
     auto deadline = Clock::now() + std::chrono::milliseconds(cfg_.flush_timeout_ms);
-    std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
+        uint32_t seq = side->shipped_seq.load();
         uint64_t pos = side->shipped.load();
         if (uint32_t(pos >> 32) == salt2 && uint32_t(pos) >= frame && !side->needs_snapshot.load()) return SQLITE_OK;
-        if (Clock::now() >= deadline || stop_) break;
-        done_cv_.wait_for(lock, std::chrono::milliseconds(2));
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (Clock::now() >= deadline || stop_) break;
+        }
+        side->shipped_waiters.fetch_add(1);
+        futex_wait(&side->shipped_seq, seq, 10);  // the shipping process may be another one
+        side->shipped_waiters.fetch_sub(1);
     }
+    std::lock_guard<std::mutex> lock(mu_);
     // The commit will fail and roll back: stop asking for its frames (they will be overwritten).
     // An upload of them may still land, so the replica's history can no longer be trusted to
     // match the database: the next pass starts a new generation from a snapshot, and until then

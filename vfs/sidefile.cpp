@@ -2,16 +2,19 @@
 #include "sidefile.h"
 
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <new>
 
 namespace walship {
 
-static constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '2'};
+static constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '3'};
 static constexpr size_t kSideSize = 4096;
 
 SideFile::~SideFile() {
@@ -62,6 +65,16 @@ static bool ofd_lock(int fd, int byte, short type, bool wait) {
         if (errno == EINTR) continue;
         return false;
     }
+}
+
+// Shared (not FUTEX_PRIVATE) futexes: the words live in a MAP_SHARED file mapping.
+void futex_wait(std::atomic<uint32_t>* word, uint32_t seen, int timeout_ms) {
+    struct timespec ts {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, seen, &ts, nullptr, 0);
+}
+
+void futex_wake(std::atomic<uint32_t>* word) {
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
 bool SideFile::try_lock(LockByte b) { return ofd_lock(fd_, b, F_WRLCK, false); }

@@ -35,7 +35,18 @@ struct SideState {
     std::atomic<uint64_t> spill_shipped;
     std::atomic<uint64_t> spilled;
     std::atomic<uint64_t> shipped_has_checksum;  // 1: the last object shipped carries the database checksum
+    // Futex words (shared between processes): `wake` is bumped to wake the shipping process's
+    // thread (it sets shipper_idle while it waits for commits); `shipped_seq` is bumped whenever
+    // `shipped` moves, for remote-durable commits waiting in any process (shipped_waiters > 0).
+    std::atomic<uint32_t> wake;
+    std::atomic<uint32_t> shipper_idle;
+    std::atomic<uint32_t> shipped_seq;
+    std::atomic<uint32_t> shipped_waiters;
 };
+
+// Waits until *word != seen, a wake, or timeout_ms; wakes every waiter on *word (any process).
+void futex_wait(std::atomic<uint32_t>* word, uint32_t seen, int timeout_ms);
+void futex_wake(std::atomic<uint32_t>* word);
 
 inline uint64_t pack_position(uint32_t salt2, uint32_t frame) { return uint64_t(salt2) << 32 | frame; }
 
