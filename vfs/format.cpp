@@ -112,19 +112,34 @@ std::string sha256_raw(const void* data, size_t len) {
 }
 
 uint64_t page_hash(uint32_t pgno, const void* data, size_t len) {
-    struct Ctx {
-        EVP_MD_CTX* c = EVP_MD_CTX_new();
-        ~Ctx() { EVP_MD_CTX_free(c); }
+    // FORMAT.md, "Database checksum": four lanes over the page's 32-byte blocks (a tail is
+    // zero-padded; SQLite's page sizes have none), folded, then mixed with the page number.
+    constexpr uint64_t K1 = 0x9E3779B185EBCA87ull, K2 = 0xC2B2AE3D27D4EB4Full, K3 = 0x165667B19E3779F9ull;
+    auto rotl = [](uint64_t x, int r) { return (x << r) | (x >> (64 - r)); };
+    const unsigned char* p = static_cast<const unsigned char*>(data);
+    uint64_t a[4] = {K1, K2, K3, K1 ^ K2};
+    auto block = [&](const unsigned char* b) {
+        for (int j = 0; j < 4; j++) {
+            uint64_t v;
+            memcpy(&v, b + 8 * j, 8);  // little-endian hosts only (as the rest of walship)
+            a[j] = rotl(a[j] + v * K2, 31) * K1;
+        }
     };
-    thread_local Ctx ctx;
-    unsigned char be[4] = {uint8_t(pgno >> 24), uint8_t(pgno >> 16), uint8_t(pgno >> 8), uint8_t(pgno)};
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    EVP_DigestInit_ex(ctx.c, EVP_sha256(), nullptr);
-    EVP_DigestUpdate(ctx.c, be, 4);
-    EVP_DigestUpdate(ctx.c, data, len);
-    EVP_DigestFinal_ex(ctx.c, md, &mdlen);
-    return get_u64le(md);
+    size_t whole = len & ~size_t(31);
+    for (size_t i = 0; i < whole; i += 32) block(p + i);
+    if (whole < len) {
+        unsigned char tail[32] = {};
+        memcpy(tail, p + whole, len - whole);
+        block(tail);
+    }
+    uint64_t h = rotl(a[0], 1) + rotl(a[1], 7) + rotl(a[2], 12) + rotl(a[3], 18);
+    h ^= uint64_t(pgno) << 32 | uint64_t(uint32_t(len));
+    h ^= h >> 33;
+    h *= K2;
+    h ^= h >> 29;
+    h *= K3;
+    h ^= h >> 32;
+    return h;
 }
 
 void DbChecksum::set_page(uint32_t pgno, const void* data, size_t len) {
@@ -174,7 +189,8 @@ std::string decode_header(const unsigned char* in, size_t len, ObjectHeader* h) 
     if (memcmp(in, kMagic, 8) != 0) return "not a walship object (bad magic)";
     h->kind = ObjectKind(in[8]);
     h->version = in[9];
-    if (h->version != 1) return "unsupported walship object version " + std::to_string(h->version);
+    if (h->version != kFormatVersion)
+        return "unsupported walship object version " + std::to_string(h->version) + " (this build reads version " + std::to_string(kFormatVersion) + ")";
     if (h->kind != ObjectKind::Snapshot && h->kind != ObjectKind::Segment) return "unknown object kind";
     h->flags = uint16_t(in[10] | in[11] << 8);
     h->page_size = get_u32le(in + 12);

@@ -11,6 +11,7 @@
 namespace walship {
 
 constexpr char kMagic[8] = {'W', 'A', 'L', 'S', 'H', 'I', 'P', '1'};
+constexpr uint8_t kFormatVersion = 2;  // 2: the fast page hash (1: SHA-256 page hash, development builds)
 constexpr size_t kHeaderSize = 112;
 constexpr size_t kTrailerSize = 40;  // u64 database checksum, then SHA-256 of everything before it
 
@@ -19,7 +20,7 @@ enum : uint16_t { kFlagDbChecksum = 1 };
 
 struct ObjectHeader {
     ObjectKind kind = ObjectKind::Segment;
-    uint8_t version = 1;
+    uint8_t version = kFormatVersion;
     uint16_t flags = 0;
     uint32_t page_size = 0;
     uint64_t generation = 0;

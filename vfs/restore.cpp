@@ -14,7 +14,10 @@
 #include <cstring>
 #include <deque>
 #include <future>
+#include <condition_variable>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "format.h"
 
@@ -37,11 +40,76 @@ s3::Error corrupt(const std::string& key, const std::string& what) {
     return make_error(ErrorKind::Corrupt, "restore: " + key + ": " + what);
 }
 
+// Writes runs of pages on a second thread while the caller decompresses and hashes the next ones.
+class AsyncWriter {
+public:
+    explicit AsyncWriter(int fd) : fd_(fd) {}
+    ~AsyncWriter() { finish(); }
+    // Queues a run (waits while 4 are queued); false once a write has failed.
+    bool write(std::string data, off_t at) {
+        std::unique_lock<std::mutex> lock(mu_);
+        if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+        cv_.wait(lock, [&] { return queue_.size() < 4 || !error_.empty(); });
+        if (!error_.empty()) return false;
+        queue_.push_back({std::move(data), at});
+        cv_.notify_all();
+        return true;
+    }
+    // Waits until everything queued is written: "" or the error.
+    std::string finish() {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            done_ = true;
+        }
+        cv_.notify_all();
+        if (thread_.joinable()) thread_.join();
+        return error_;
+    }
+
+private:
+    void run() {
+        std::unique_lock<std::mutex> lock(mu_);
+        for (;;) {
+            cv_.wait(lock, [&] { return !queue_.empty() || done_; });
+            if (queue_.empty()) return;
+            auto [data, at] = std::move(queue_.front());
+            queue_.pop_front();
+            cv_.notify_all();
+            lock.unlock();
+            std::string err;
+            for (size_t off = 0; off < data.size() && err.empty();) {
+                ssize_t n = pwrite(fd_, data.data() + off, data.size() - off, at + off_t(off));
+                if (n < 0 && errno == EINTR) continue;
+                if (n <= 0) err = std::string("restore: write failed: ") + strerror(errno);
+                else off += size_t(n);
+            }
+            // Start writing back to disk now, so the final fsync has little left to do.
+            written_ += data.size();
+            if (err.empty() && written_ >= (32u << 20)) {
+                sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+                written_ = 0;
+            }
+            lock.lock();
+            if (!err.empty() && error_.empty()) error_ = err;
+            cv_.notify_all();
+        }
+    }
+
+    int fd_;
+    size_t written_ = 0;  // writer thread only
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<std::pair<std::string, off_t>> queue_;
+    bool done_ = false;
+    std::string error_;
+    std::thread thread_;
+};
+
 // Receives a snapshot object in chunks: verifies its header and trailer, decompresses pages
 // into the output file, and hashes them for the database checksum.
 class SnapshotApplier {
 public:
-    SnapshotApplier(int fd, const std::string& key, DbChecksum* sum) : fd_(fd), key_(key), sum_(sum) {
+    SnapshotApplier(int fd, const std::string& key, DbChecksum* sum) : writer_(fd), key_(key), sum_(sum) {
         md_ = EVP_MD_CTX_new();
         EVP_DigestInit_ex(md_, EVP_sha256(), nullptr);
         dctx_ = ZSTD_createDCtx();
@@ -59,6 +127,9 @@ public:
         return ok;
     }
     s3::Error finish(ObjectHeader* out) {
+        if (error_.ok() && !pending_.empty()) flush_pages();
+        std::string werr = writer_.finish();  // the snapshot is on disk before any segment applies
+        if (error_.ok() && !werr.empty()) error_ = make_error(ErrorKind::Io, werr);
         if (!error_.ok()) return error_;
         if (!have_header_ || held_.size() != kTrailerSize) return corrupt(key_, "object is truncated");
         EVP_DigestUpdate(md_, held_.data(), 8);
@@ -73,6 +144,8 @@ public:
         return {};
     }
     const s3::Error& error() const { return error_; }
+    // Waits for the writes queued so far (before the file is closed on any path).
+    void drain() { writer_.finish(); }
 
 private:
     bool consume(const char* p, size_t n) {
@@ -119,22 +192,28 @@ private:
                 }
                 page_no_++;
                 sum_->set_page(page_no_, page_.data(), page_.size());
-                if (pwrite(fd_, page_.data(), page_.size(), off_t(page_no_ - 1) * h_.page_size) != ssize_t(page_.size())) {
-                    error_ = make_error(ErrorKind::Io, std::string("restore: write failed: ") + strerror(errno));
-                    return false;
-                }
+                pending_ += page_;  // pages arrive in order: written in 1 MiB runs
                 page_.clear();
+                if (pending_.size() >= (1u << 20) && !flush_pages()) return false;
             }
         }
         return true;
     }
 
-    int fd_;
+    bool flush_pages() {
+        off_t at = off_t(page_no_) * h_.page_size - off_t(pending_.size());
+        bool ok = writer_.write(std::move(pending_), at);
+        pending_ = std::string();
+        if (!ok) error_ = make_error(ErrorKind::Io, writer_.finish());
+        return ok;
+    }
+
+    AsyncWriter writer_;
     std::string key_;
     DbChecksum* sum_;
     EVP_MD_CTX* md_;
     ZSTD_DCtx* dctx_;
-    std::string held_, hdr_, out_, page_;
+    std::string held_, hdr_, out_, page_, pending_;
     ObjectHeader h_;
     bool have_header_ = false, stream_done_ = false;
     uint32_t page_no_ = 0;
@@ -279,6 +358,7 @@ static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptio
         info.bytes += n;
         return snap.feed(p, n);
     });
+    snap.drain();
     if (!snap.error().ok()) return fail(snap.error());
     if (!st.ok()) return fail(st);
     ObjectHeader sh;

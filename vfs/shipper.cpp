@@ -545,7 +545,7 @@ void Shipper::ship_pass(bool urgent) {
     if (h.salt1 != salt1_ || h.salt2 != salt2_) {
         // A new WAL. Continue only if nothing of the old one is missing: walship allowed its reset
         // with everything shipped or spilled, or the old one never showed a committed frame.
-        if (followed_wal_ended()) {
+        if (wal_ended_cleanly(salt2_, frame_, ended_frame_, last_seen_mx_)) {
             enter_wal(h.salt1, h.salt2);
         } else {
             start_generation("the WAL was reset by a writer outside walship");
@@ -696,45 +696,16 @@ bool Shipper::ship_frames(const ShmHeader& h) {
             }
             return false;
         }
-        DbChecksum saved = checksum_;
-        for (Txn& t : txns) {
-            if (have_checksum_) {
-                for (auto& [pgno, data] : t.pages) checksum_.set_page(pgno, data.data(), data.size());
-                checksum_.truncate(t.db_pages);
-            }
-            t.has_checksum = have_checksum_;
-            t.db_checksum = checksum_.value();
-        }
-        ObjectHeader oh;
-        oh.flags = have_checksum_ ? kFlagDbChecksum : 0;
-        oh.page_size = page_size_;
-        oh.generation = generation_;
-        oh.first_txid = txns.front().txid;
-        oh.last_txid = txns.back().txid;
-        oh.first_ts_ms = txns.front().ts_ms;
-        oh.last_ts_ms = txns.back().ts_ms;
-        oh.db_pages = txns.back().db_pages;
-        oh.txn_count = uint32_t(txns.size());
-        oh.wal_salt1 = salt1_;
-        oh.wal_salt2 = salt2_;
-        oh.wal_frame = seg_end;
-        oh.wal_cksum1 = e1;
-        oh.wal_cksum2 = e2;
-        if (!upload_segment(oh, encode_segment_body(txns), txns.back().db_checksum)) {
-            checksum_ = saved;
+        if (!ship_txns(txns, salt1_, salt2_, seg_end, e1, e2)) {
             prev_commit_valid_ = false;
             return false;
         }
-        txid_ = oh.last_txid;
-        for (auto it = ts_by_txid_.begin(); it != ts_by_txid_.end() && it->first <= txid_;) it = ts_by_txid_.erase(it);
         frame_ = seg_end;
         cksum1_ = e1;
         cksum2_ = e2;
-        db_pages_ = oh.db_pages;
         prev_commit_valid_ = true;
         publish_position();
         std::lock_guard<std::mutex> lock(mu_);
-        stats_.txns_shipped += txns.size();
         stats_.pending_frames = end - frame_;
         stats_.pending_bytes = uint64_t(end - frame_) * frame_size;
         if (frame_ >= end) stats_.oldest_unshipped_ms = 0;
@@ -742,12 +713,52 @@ bool Shipper::ship_frames(const ShmHeader& h) {
     return true;
 }
 
-// True when the followed WAL was reset by walship with nothing lost: everything shipped at the
-// reset, or spilled (and the spill shipped through its end), or it never held a committed frame.
-bool Shipper::followed_wal_ended() {
+// True when the WAL with this salt-2, followed up to `frame`, was reset by walship with nothing
+// lost: everything shipped at the reset, or spilled (`ended`: a spill record ended at that frame,
+// and no larger mxFrame was ever seen), or it never held a committed frame.
+bool Shipper::wal_ended_cleanly(uint32_t salt2, uint32_t frame, uint32_t ended, uint32_t seen) const {
     SideState* side = side_.state();
-    return (side->reset_allowed.load() == salt2_ && side->shipped.load() == pack_position(salt2_, frame_)) ||
-           (ended_frame_ > 0 && ended_frame_ == frame_ && last_seen_mx_ <= ended_frame_) || (frame_ == 0 && last_seen_mx_ == 0);
+    return (side->reset_allowed.load() == salt2 && side->shipped.load() == pack_position(salt2, frame)) ||
+           (ended > 0 && ended == frame && seen <= ended) || (frame == 0 && seen == 0);
+}
+
+// Uploads transactions as one segment that ends at WAL position (salt1, salt2, frame, c1, c2),
+// with the database checksum carried along; on success they count as shipped.
+bool Shipper::ship_txns(std::vector<Txn>& txns, uint32_t salt1, uint32_t salt2, uint32_t frame, uint32_t c1, uint32_t c2) {
+    DbChecksum saved = checksum_;
+    for (Txn& t : txns) {
+        if (have_checksum_) {
+            for (auto& [pgno, data] : t.pages) checksum_.set_page(pgno, data.data(), data.size());
+            checksum_.truncate(t.db_pages);
+        }
+        t.has_checksum = have_checksum_;
+        t.db_checksum = checksum_.value();
+    }
+    ObjectHeader oh;
+    oh.flags = have_checksum_ ? kFlagDbChecksum : 0;
+    oh.page_size = page_size_;
+    oh.generation = generation_;
+    oh.first_txid = txns.front().txid;
+    oh.last_txid = txns.back().txid;
+    oh.first_ts_ms = txns.front().ts_ms;
+    oh.last_ts_ms = txns.back().ts_ms;
+    oh.db_pages = txns.back().db_pages;
+    oh.txn_count = uint32_t(txns.size());
+    oh.wal_salt1 = salt1;
+    oh.wal_salt2 = salt2;
+    oh.wal_frame = frame;
+    oh.wal_cksum1 = c1;
+    oh.wal_cksum2 = c2;
+    if (!upload_segment(oh, encode_segment_body(txns), txns.back().db_checksum)) {
+        checksum_ = saved;
+        return false;
+    }
+    txid_ = oh.last_txid;
+    for (auto it = ts_by_txid_.begin(); it != ts_by_txid_.end() && it->first <= txid_;) it = ts_by_txid_.erase(it);
+    db_pages_ = oh.db_pages;
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.txns_shipped += txns.size();
+    return true;
 }
 
 void Shipper::enter_wal(uint32_t salt1, uint32_t salt2) {
@@ -784,9 +795,7 @@ bool Shipper::ship_spill() {
             }
             if (r.salt1 != s1 || r.salt2 != s2) {
                 // The record starts a later WAL: the one followed must have ended cleanly.
-                bool clean = (side->reset_allowed.load() == s2 && side->shipped.load() == pack_position(s2, frame)) ||
-                             (ended > 0 && ended == frame && seen <= ended) || (frame == 0 && seen == 0);
-                if (!clean || r.first != 1) {
+                if (!wal_ended_cleanly(s2, frame, ended, seen) || r.first != 1) {
                     start_generation("the WAL was reset by a writer outside walship");
                     return false;
                 }
@@ -815,41 +824,7 @@ bool Shipper::ship_spill() {
             ended = r.last;
             off += r.size;
         }
-        if (!txns.empty()) {
-            DbChecksum saved = checksum_;
-            for (Txn& t : txns) {
-                if (have_checksum_) {
-                    for (auto& [pgno, data] : t.pages) checksum_.set_page(pgno, data.data(), data.size());
-                    checksum_.truncate(t.db_pages);
-                }
-                t.has_checksum = have_checksum_;
-                t.db_checksum = checksum_.value();
-            }
-            ObjectHeader oh;
-            oh.flags = have_checksum_ ? kFlagDbChecksum : 0;
-            oh.page_size = page_size_;
-            oh.generation = generation_;
-            oh.first_txid = txns.front().txid;
-            oh.last_txid = txns.back().txid;
-            oh.first_ts_ms = txns.front().ts_ms;
-            oh.last_ts_ms = txns.back().ts_ms;
-            oh.db_pages = txns.back().db_pages;
-            oh.txn_count = uint32_t(txns.size());
-            oh.wal_salt1 = s1;
-            oh.wal_salt2 = s2;
-            oh.wal_frame = frame;
-            oh.wal_cksum1 = c1;
-            oh.wal_cksum2 = c2;
-            if (!upload_segment(oh, encode_segment_body(txns), txns.back().db_checksum)) {
-                checksum_ = saved;
-                return false;
-            }
-            txid_ = oh.last_txid;
-            for (auto it = ts_by_txid_.begin(); it != ts_by_txid_.end() && it->first <= txid_;) it = ts_by_txid_.erase(it);
-            db_pages_ = oh.db_pages;
-            std::lock_guard<std::mutex> lock(mu_);
-            stats_.txns_shipped += txns.size();
-        }
+        if (!txns.empty() && !ship_txns(txns, s1, s2, frame, c1, c2)) return false;
         salt1_ = s1, salt2_ = s2, frame_ = frame, cksum1_ = c1, cksum2_ = c2, big_endian_ = big_endian;
         ended_frame_ = ended, last_seen_mx_ = seen;
         prev_commit_valid_ = false;

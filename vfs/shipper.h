@@ -85,7 +85,8 @@ private:
     int open_spill(std::string* error);
     void spill_consumed();
     void enter_wal(uint32_t salt1, uint32_t salt2);
-    bool followed_wal_ended();
+    bool wal_ended_cleanly(uint32_t salt2, uint32_t frame, uint32_t ended, uint32_t seen) const;
+    bool ship_txns(std::vector<Txn>& txns, uint32_t salt1, uint32_t salt2, uint32_t frame, uint32_t c1, uint32_t c2);
     bool open_handles();
     void close_handles();
     bool read_header(ShmHeader* h);
