@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The bad day: stop the app, delete the database (and its -wal, -shm and -walship files), start
-# again: walship restores the database from the replica before the first connection opens, and
+# The bad day: stop the app, delete the database (and its -wal, -shm, -walship and -walship-spill
+# files), start again: walship restores the database from the replica before the first connection opens, and
 # every note is back. Prints the note count before and after.
 #
 # While run.sh is running, this acts on that stack (the notes you wrote in the browser come back):

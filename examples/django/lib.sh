@@ -130,4 +130,4 @@ post_note() {  # AUTHOR BODY
 }
 
 # The database and its companion files (-wal, -shm, and walship's -walship side file).
-delete_database() { rm -f "$WALSHIP_DB" "$WALSHIP_DB-wal" "$WALSHIP_DB-shm" "$WALSHIP_DB-walship" "$WALSHIP_DB-journal"; }
+delete_database() { rm -f "$WALSHIP_DB" "$WALSHIP_DB-wal" "$WALSHIP_DB-shm" "$WALSHIP_DB-walship" "$WALSHIP_DB-walship-spill" "$WALSHIP_DB-journal"; }

@@ -3,7 +3,7 @@
 # local S3 server (moto) with durability=remote (a POST that returned success is in the bucket).
 # Round 1: 30 notes POSTed through Caddy, three at a time (several workers write), then every app
 # process (gunicorn master, workers, Caddy) is killed with SIGKILL and the database files (db,
-# -wal, -shm, -walship) are deleted. The stack starts again; walship restores the database, and
+# -wal, -shm, -walship, -walship-spill) are deleted. The stack starts again; walship restores the database, and
 # every note whose POST succeeded must be listed through Caddy. Round 2 does it again on the
 # restored database (10 more notes), so replication continues after a restore.
 #   django_e2e.sh BUILD_DIR

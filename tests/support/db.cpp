@@ -86,7 +86,7 @@ bool file_exists(const std::string& path) {
 }
 
 void remove_db_files(const std::string& path) {
-    for (const char* suffix : {"", "-wal", "-shm", "-walship", "-journal"}) ::unlink((path + suffix).c_str());
+    for (const char* suffix : {"", "-wal", "-shm", "-walship", "-walship-spill", "-journal"}) ::unlink((path + suffix).c_str());
 }
 
 std::string url_encode(const std::string& s) {
