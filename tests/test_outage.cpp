@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
@@ -149,6 +150,35 @@ TEST_CASE("store down: the WAL still resets like plain SQLite's, unshipped frame
         CHECK(status_field(db, "spill_bytes") == 0);
         CHECK(file_size(path + "-walship-spill") == 0);
         CHECK(db.integer("select count(*) from t") == 2010 - 670 + 100);
+    }
+    restore_and_compare(url, path);
+    CHECK(generations(url) == 1);
+}
+
+TEST_CASE("the spill file cannot be written (as on a full disk): WAL resets are held instead, the app sees no error, nothing is lost", "[outage][spill][integration]") {
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string url = via_proxy();
+    std::string path = temp_dir() + "/nospill.db";
+    {
+        Db db(uri(path, url, "sync_interval=100"));
+        db.exec("pragma wal_autocheckpoint=50");
+        db.exec("create table t(id integer primary key, v blob)");
+        write_rows(db, 10);
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+        REQUIRE(::mkdir((path + "-walship-spill").c_str(), 0755) == 0);  // open(O_RDWR) fails: EISDIR
+        proxy.fault("reset", 1000000);
+        write_rows(db, 500);
+        CHECK(db.text("pragma wal_checkpoint(TRUNCATE)") == "1");  // busy: the reset is held
+        CHECK(file_size(path + "-wal") > 100 * 4120);
+        CHECK(status_field(db, "wal_reset_held_ms") > 0);
+        CHECK(db.text("pragma walship_status").find("\"needs_snapshot\":false") != std::string::npos);
+        ::rmdir((path + "-walship-spill").c_str());
+        proxy.reset();
+        REQUIRE(db.text("pragma walship_flush=60000") == "ok");
+        CHECK(db.text("pragma wal_checkpoint(TRUNCATE)") == "0");
+        CHECK(file_size(path + "-wal") == 0);
+        CHECK(db.integer("select count(*) from t") == 510);
     }
     restore_and_compare(url, path);
     CHECK(generations(url) == 1);

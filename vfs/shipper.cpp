@@ -258,29 +258,33 @@ bool Shipper::allow_wal_reset(const ShmHeader& h, const ShmRegion& region) {
         s->holding_since_ms = 0;
         return true;
     }
+    // What is kept locally for the bucket: this WAL and the spill not yet shipped. Past
+    // max_wal_size, let SQLite reset the WAL and start a new generation once the store is back.
     uint64_t wal_bytes = uint64_t(h.mx_frame) * (h.page_size + kWalFrameHeaderSize) + kWalHeaderSize;
-    // Copy the unshipped frames into the spill file and let the reset go ahead.
+    uint64_t held = wal_bytes + s->spill_len.load() - std::min(s->spill_len.load(), s->spill_shipped.load());
+    if (held > cfg_.max_wal_bytes) {
+        if (!s->needs_snapshot.exchange(1))
+            log_warn("unshipped WAL and spill passed max_wal_size (" + std::to_string(held) +
+                     " bytes); allowing the WAL reset, a new snapshot will be taken");
+        s->holding_since_ms = 0;
+        return true;
+    }
+    // Copy the unshipped frames' pages into the spill file and let the reset go ahead.
     std::string err;
-    bool spilled = false;
     if (open_spill(&err) >= 0) {
         std::lock_guard<std::mutex> lock(spill_mu_);
         side_.lock_wait(SideFile::kSpillLock);
         uint64_t pos = s->shipped.load(), sp = s->spilled.load();
-        uint32_t first = uint32_t(pos >> 32) == h.salt2 ? uint32_t(pos) + 1 : uint32_t(sp >> 32) == h.salt2 ? uint32_t(sp) + 1 : 1;
-        spilled = spill_append(spill_fd_, cfg_.db_path + "-wal", region, s, h, first, cfg_.max_wal_bytes, &err);
+        uint32_t first = 1;
+        if (uint32_t(pos >> 32) == h.salt2) first = std::max(first, uint32_t(pos) + 1);
+        if (uint32_t(sp >> 32) == h.salt2) first = std::max(first, uint32_t(sp) + 1);
+        bool spilled = spill_append(spill_fd_, cfg_.db_path + "-wal", region, s, h, first, cfg_.max_wal_bytes, &err);
         side_.unlock(SideFile::kSpillLock);
-    }
-    if (spilled) {
-        s->holding_since_ms = 0;
-        wake();
-        return true;
-    }
-    if (wal_bytes > cfg_.max_wal_bytes) {
-        // Past the cap: let SQLite reset the WAL and start a new generation once the store is back.
-        if (!s->needs_snapshot.exchange(1))
-            log_warn("WAL passed max_wal_size (" + std::to_string(wal_bytes) + " bytes) with unshipped frames (" + err +
-                     "); allowing the reset, a new snapshot will be taken");
-        return true;
+        if (spilled) {
+            s->holding_since_ms = 0;
+            wake();
+            return true;
+        }
     }
     uint64_t expected = 0;
     if (s->holding_since_ms.compare_exchange_strong(expected, uint64_t(now_ms())))
@@ -292,6 +296,10 @@ bool Shipper::allow_wal_reset(const ShmHeader& h, const ShmRegion& region) {
 bool Shipper::allow_checkpoint(const ShmHeader& h) {
     SideState* s = side_.state();
     if (h.mx_frame == 0 || s->needs_snapshot.load()) return true;
+    if (covers(s->shipped.load(), h)) {
+        s->holding_since_ms = 0;  // caught up: the reset after this checkpoint will go ahead
+        return true;
+    }
     uint64_t wal_bytes = uint64_t(h.mx_frame) * (h.page_size + kWalFrameHeaderSize) + kWalHeaderSize;
     if (wal_bytes > cfg_.max_wal_bytes) return true;
     // Until a shipper has a position in this WAL (or follows it through the spill), the database
@@ -327,10 +335,12 @@ void Shipper::set_error(const std::string& e) {
 
 void Shipper::publish_position() {
     SideState* side = side_.state();
+    side->state_checksum_ok = 0;  // a crash in between leaves no false proof
     side->generation = generation_;
     side->txid = txid_;
+    side->state_checksum = checksum_.value();
+    side->state_checksum_ok = have_checksum_ ? 1 : 0;
     side->last_ship_ms = uint64_t(now_ms());
-    side->shipped_has_checksum = have_checksum_ ? 1 : 0;
     side->shipped = pack_position(salt2_, frame_);
     side->shipped_seq.fetch_add(1);
     if (side->shipped_waiters.load()) futex_wake(&side->shipped_seq);
@@ -566,7 +576,27 @@ void Shipper::ship_pass(bool urgent) {
         else if (!stats_.oldest_unshipped_ms) stats_.oldest_unshipped_ms = now_ms();
     }
     if (h.mx_frame > frame_ && (!paced || waiting)) ship_frames(h);
+    if (!have_checksum_ && frame_ == h.mx_frame && h.salt2 == salt2_) recover_checksum();
     maintain(h);
+}
+
+// After a resume that could not carry the database checksum along (through the spill file, or
+// proof 3), compute it from the local state once caught up: later objects carry it again, and the
+// side file keeps it for the next start.
+void Shipper::recover_checksum() {
+    if (now_ms() < next_checksum_try_ms_) return;
+    next_checksum_try_ms_ = now_ms() + 10000;  // it reads the whole database: not on every pass
+    DbChecksum sum;
+    StateInfo info;
+    auto hash = [&](uint32_t pg, const std::string& page) {
+        sum.set_page(pg, page.data(), page.size());
+        return true;
+    };
+    if (!read_state(frame_, &info, hash) || info.frame != frame_ || info.shm.salt2 != salt2_) return;
+    checksum_ = sum;
+    have_checksum_ = true;
+    publish_position();
+    log_debug("database checksum recomputed at txid " + std::to_string(txid_));
 }
 
 // Scheduled work of the shipping process: snapshots (only when something was written since the
@@ -887,7 +917,7 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, std::string* error) {
 
 bool Shipper::wal_proves_continuity() {
     SideState* s = side_.state();
-    return s->generation.load() != 0 && s->shipped_has_checksum.load() == 0;
+    return s->generation.load() != 0 && s->state_checksum_ok.load() == 0;
 }
 
 bool Shipper::wal_has_unshipped() {
@@ -906,12 +936,15 @@ bool Shipper::restore_if_empty(std::string* error) {
                  (::stat((cfg_.db_path + "-wal").c_str(), &wst) != 0 || wst.st_size == 0);
     bool ok = true;
     if (empty) {
-        // Whatever the spill file holds belongs to the database that is gone.
-        std::string err;
-        if (open_spill(&err) >= 0) {
+        // Whatever a spill file holds belongs to the database that is gone.
+        {
             std::lock_guard<std::mutex> lock(spill_mu_);
             side_.lock_wait(SideFile::kSpillLock);
-            if (::ftruncate(spill_fd_, 0) == 0) side_.state()->spill_len = side_.state()->spill_shipped = 0;
+            int fd = ::open(spill_path(cfg_.db_path).c_str(), O_RDWR | O_CLOEXEC);
+            if (fd >= 0) {
+                if (::ftruncate(fd, 0) == 0) side_.state()->spill_len = side_.state()->spill_shipped = 0;
+                ::close(fd);
+            }
             side_.unlock(SideFile::kSpillLock);
         }
         RestoreOptions opt;
@@ -1382,7 +1415,12 @@ Shipper::Resume Shipper::try_resume() {
         same_wal = true;
     } else {
         // Proof 2: the local state before the current WAL's frames (the database file), or the
-        // whole local state, equals the replica's last state.
+        // whole local state, equals the replica's last state. Its checksum comes from the object,
+        // or from the side file when the last shipper computed it at that same transaction.
+        if (!have_sum && side->state_checksum_ok.load() && side->generation.load() == g->id && side->txid.load() == oh.last_txid) {
+            oh.db_checksum = side->state_checksum.load();
+            have_sum = true;
+        }
         if (!have_sum) return Resume::No;
         bool read0 = read_state(0, &info, hash);
         if (!read0 && read_busy_) return Resume::Busy;

@@ -95,6 +95,7 @@ private:
     bool upload_segment(ObjectHeader oh, std::string body, uint64_t db_checksum);
     void run_retention();
     void maintain(const ShmHeader& h);
+    void recover_checksum();
     enum class Resume { Yes, No, Busy, Error };
     Resume try_resume();
 
@@ -163,6 +164,7 @@ private:
     std::string prev_page_;
     std::map<uint64_t, uint64_t> ts_by_txid_;  // commit times of transactions read but not yet shipped
     int64_t last_snapshot_ms_ = 0;
+    int64_t next_checksum_try_ms_ = 0;
     uint64_t last_snapshot_txid_ = 0;
     std::chrono::steady_clock::time_point next_retention_{};
     // Compaction: recent segments per level, with their (uncompressed) bodies.

@@ -34,7 +34,11 @@ struct SideState {
     std::atomic<uint64_t> spill_len;
     std::atomic<uint64_t> spill_shipped;
     std::atomic<uint64_t> spilled;
-    std::atomic<uint64_t> shipped_has_checksum;  // 1: the last object shipped carries the database checksum
+    // The database checksum of the state at `txid` (when state_checksum_ok is 1): it proves, on the
+    // next start, that a database equals the replica even when the replica's last object carries
+    // no checksum (after a resume through the spill file).
+    std::atomic<uint64_t> state_checksum;
+    std::atomic<uint64_t> state_checksum_ok;
     // Futex words (shared between processes): `wake` is bumped to wake the shipping process's
     // thread (it sets shipper_idle while it waits for commits); `shipped_seq` is bumped whenever
     // `shipped` moves, for remote-durable commits waiting in any process (shipped_waiters > 0).
