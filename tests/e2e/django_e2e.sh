@@ -30,7 +30,11 @@ trap cleanup EXIT
 start_store "$RUN"
 [ "$STORE_KIND" = moto ] || { echo "moto is needed for this test (python3 -m moto.server)"; exit 1; }
 start_app "$RUN"
-workers=$(pgrep -c -P "$(cat "$RUN/gunicorn.pid")" || true)
+for _ in $(seq 1 100); do  # the master forks its workers one by one: wait for all four
+  workers=$(pgrep -c -P "$(cat "$RUN/gunicorn.pid")" || true)
+  [ "$workers" = 4 ] && break
+  sleep 0.1
+done
 echo "gunicorn: $workers workers behind Caddy on port $CADDY_PORT; replica ${WALSHIP_REPLICA_URL%%\?*}"
 [ "$workers" = 4 ]
 
