@@ -155,6 +155,32 @@ TEST_CASE("store down: the WAL still resets like plain SQLite's, unshipped frame
     CHECK(generations(url) == 1);
 }
 
+TEST_CASE("a spill record of a WAL past the wal-index's first 32 KiB region (over 4,062 frames) restores exactly", "[outage][spill][integration]") {
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string url = via_proxy();
+    std::string path = temp_dir() + "/bigspill.db";
+    {
+        Db db(uri(path, url, "sync_interval=100"));
+        db.exec("pragma wal_autocheckpoint=0");
+        db.exec("create table t(id integer primary key, v blob)");
+        write_rows(db, 10);
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+        proxy.fault("reset", 1000000);
+        db.exec("create index tv on t(v)");
+        write_rows(db, 6000);  // several frames per commit (table and index): well past 8,158 frames
+        db.exec("update t set v = randomblob(300) where id % 7 = 0");
+        CHECK(file_size(path + "-wal") > 8200LL * 4120);
+        CHECK(db.text("pragma wal_checkpoint(TRUNCATE)") == "0");
+        CHECK(status_field(db, "spill_bytes") > 0);
+        proxy.reset();
+        REQUIRE(db.text("pragma walship_flush=60000") == "ok");
+        CHECK(db.integer("select count(*) from t") == 6010);
+    }
+    restore_and_compare(url, path);
+    CHECK(generations(url) == 1);
+}
+
 TEST_CASE("the spill file cannot be written (as on a full disk): WAL resets are held instead, the app sees no error, nothing is lost", "[outage][spill][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();
