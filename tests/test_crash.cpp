@@ -154,7 +154,10 @@ TEST_CASE("crash: with durability=remote every COMMIT that returned is in the bu
         std::this_thread::sleep_for(std::chrono::milliseconds(50 + rng() % 300));
         kill_and_collect(w, &committed);
         std::string out = dir + "/restored.db";
-        REQUIRE(restore_latest(url, out) == "");
+        std::string err = restore_latest(url, out);
+        // Killed before its first snapshot was written: then no COMMIT can have returned either.
+        if (!err.empty() && committed.empty() && err.find("no generations") != std::string::npos) continue;
+        REQUIRE(err == "");
         Db r(out, nullptr, SQLITE_OPEN_READONLY);
         long long cycle_lost = 0;
         for (long long id : committed) cycle_lost += r.integer("select count(*) = 0 from log where id = " + std::to_string(id));

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <thread>
 
+#include "fileio.h"
 #include "format.h"
 
 namespace walship {
@@ -77,12 +78,7 @@ private:
             cv_.notify_all();
             lock.unlock();
             std::string err;
-            for (size_t off = 0; off < data.size() && err.empty();) {
-                ssize_t n = pwrite(fd_, data.data() + off, data.size() - off, at + off_t(off));
-                if (n < 0 && errno == EINTR) continue;
-                if (n <= 0) err = std::string("restore: write failed: ") + strerror(errno);
-                else off += size_t(n);
-            }
+            if (!pwrite_all(fd_, data.data(), data.size(), at)) err = std::string("restore: write failed: ") + strerror(errno);
             // Start writing back to disk now, so the final fsync has little left to do.
             written_ += data.size();
             if (err.empty() && written_ >= (32u << 20)) {

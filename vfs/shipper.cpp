@@ -4,6 +4,7 @@
 #include "shipper.h"
 
 #include "restore.h"
+#include "fileio.h"
 #include "retention.h"
 #include "spill.h"
 
@@ -36,19 +37,6 @@ std::map<std::string, std::weak_ptr<Shipper>>& registry() {
 std::map<std::string, std::string>& location_owner() {  // canonical replica URL -> db path
     static std::map<std::string, std::string> r;
     return r;
-}
-
-bool pread_all(int fd, void* buf, size_t len, off_t off) {
-    char* p = static_cast<char*>(buf);
-    while (len > 0) {
-        ssize_t n = ::pread(fd, p, len, off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        p += n;
-        len -= size_t(n);
-        off += n;
-    }
-    return true;
 }
 
 std::string json_escape(const std::string& s) {

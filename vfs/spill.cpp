@@ -8,6 +8,8 @@
 #include <cstring>
 #include <map>
 
+#include "fileio.h"
+
 namespace walship {
 
 namespace {
@@ -21,28 +23,6 @@ void put_be(unsigned char* p, uint32_t v) {
     p[0] = uint8_t(v >> 24), p[1] = uint8_t(v >> 16), p[2] = uint8_t(v >> 8), p[3] = uint8_t(v);
 }
 uint32_t get_be(const unsigned char* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; }
-
-bool pread_full(int fd, void* buf, size_t len, off_t off) {
-    char* p = static_cast<char*>(buf);
-    while (len > 0) {
-        ssize_t n = ::pread(fd, p, len, off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        p += n, len -= size_t(n), off += n;
-    }
-    return true;
-}
-
-bool pwrite_full(int fd, const void* buf, size_t len, off_t off) {
-    const char* p = static_cast<const char*>(buf);
-    while (len > 0) {
-        ssize_t n = ::pwrite(fd, p, len, off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        p += n, len -= size_t(n), off += n;
-    }
-    return true;
-}
 
 // SQLite's WAL checksum over the whole body (zero-padded to 8 bytes).
 void body_checksum(const std::string& body, uint32_t* s1, uint32_t* s2) {
@@ -81,7 +61,7 @@ bool spill_append(int spill_fd, const std::string& wal_path, const ShmRegion& re
     } closer{wal};
     unsigned char wh_bytes[kWalHeaderSize];
     WalHeader wh;
-    if (!pread_full(wal, wh_bytes, sizeof wh_bytes, 0) || !parse_wal_header(wh_bytes, &wh) || wh.salt1 != h.salt1 || wh.salt2 != h.salt2) {
+    if (!pread_all(wal, wh_bytes, sizeof wh_bytes, 0) || !parse_wal_header(wh_bytes, &wh) || wh.salt1 != h.salt1 || wh.salt2 != h.salt2) {
         *error = "the header of " + wal_path + " does not match the wal-index";
         return false;
     }
@@ -98,8 +78,8 @@ bool spill_append(int spill_fd, const std::string& wal_path, const ShmRegion& re
         latest[pg] = f;
     }
     unsigned char last_hdr[kWalFrameHeaderSize], chain_in[8];
-    if (!pread_full(wal, last_hdr, sizeof last_hdr, frame_off(h.mx_frame)) ||
-        !pread_full(wal, chain_in, 8, first == 1 ? off_t(24) : frame_off(first - 1) + 16)) {
+    if (!pread_all(wal, last_hdr, sizeof last_hdr, frame_off(h.mx_frame)) ||
+        !pread_all(wal, chain_in, 8, first == 1 ? off_t(24) : frame_off(first - 1) + 16)) {
         *error = "cannot read " + wal_path + ": " + strerror(errno);
         return false;
     }
@@ -115,7 +95,7 @@ bool spill_append(int spill_fd, const std::string& wal_path, const ShmRegion& re
         size_t at = body.size();
         body.resize(at + 4 + wh.page_size);
         put_be(reinterpret_cast<unsigned char*>(&body[at]), pg);
-        if (!pread_full(wal, &body[at + 4], wh.page_size, frame_off(f) + off_t(kWalFrameHeaderSize))) {
+        if (!pread_all(wal, &body[at + 4], wh.page_size, frame_off(f) + off_t(kWalFrameHeaderSize))) {
             *error = "cannot read " + wal_path + ": " + strerror(errno);
             return false;
         }
@@ -142,7 +122,7 @@ bool spill_append(int spill_fd, const std::string& wal_path, const ShmRegion& re
     put_be(head + 52, h.salt1);
     put_be(head + 56, h.salt2);
     put_be(head + 60, wh.big_endian_cksum() ? 1 : 0);
-    if (!pwrite_full(spill_fd, head, sizeof head, off_t(at)) || !pwrite_full(spill_fd, body.data(), body.size(), off_t(at + sizeof head))) {
+    if (!pwrite_all(spill_fd, head, sizeof head, off_t(at)) || !pwrite_all(spill_fd, body.data(), body.size(), off_t(at + sizeof head))) {
         *error = "cannot write the spill file: " + std::string(strerror(errno));
         return false;
     }
@@ -153,7 +133,7 @@ bool spill_append(int spill_fd, const std::string& wal_path, const ShmRegion& re
 
 bool read_spill_record(int fd, uint64_t offset, uint64_t end, SpillRecord* r) {
     unsigned char head[kSpillRecordHeader];
-    if (offset + sizeof head > end || !pread_full(fd, head, sizeof head, off_t(offset))) return false;
+    if (offset + sizeof head > end || !pread_all(fd, head, sizeof head, off_t(offset))) return false;
     if (memcmp(head, kSpillMagic, 8) != 0) return false;
     r->page_size = get_be(head + 8);
     r->first = get_be(head + 12);
@@ -174,7 +154,7 @@ bool read_spill_record(int fd, uint64_t offset, uint64_t end, SpillRecord* r) {
 
 bool read_spill_pages(int fd, const SpillRecord& r, std::vector<std::pair<uint32_t, std::string>>* pages) {
     std::string body(size_t(r.size - kSpillRecordHeader), '\0');
-    if (!pread_full(fd, &body[0], body.size(), off_t(r.offset + kSpillRecordHeader))) return false;
+    if (!pread_all(fd, &body[0], body.size(), off_t(r.offset + kSpillRecordHeader))) return false;
     uint32_t s1, s2;
     body_checksum(body, &s1, &s2);
     if (s1 != r.sum1 || s2 != r.sum2) return false;
