@@ -119,10 +119,10 @@ bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, st
         return false;
     }
     v = setting(uri_db, "durability");
-    if (v == "local" || v.empty()) cfg->durability_remote = false;
-    else if (v == "remote") cfg->durability_remote = true;
-    else {
-        *error = "walship: invalid durability '" + v + "' (expected local or remote)";
+    cfg->durability_remote = v == "remote" || v == "remote-strict";
+    cfg->durability_strict = v == "remote-strict";
+    if (!cfg->durability_remote && v != "local" && !v.empty()) {
+        *error = "walship: invalid durability '" + v + "' (expected local, remote or remote-strict)";
         return false;
     }
     return true;

@@ -12,7 +12,8 @@ struct Config {
     std::string replica_url;      // empty: this database does not replicate
     int sync_interval_ms = 1000;  // at most one upload per interval under steady writes
     bool restore_auto = true;     // restore=auto|off
-    bool durability_remote = false;        // durability=local|remote
+    bool durability_remote = false;        // durability=remote or remote-strict
+    bool durability_strict = false;        // durability=remote-strict: wait before the commit is visible
     int flush_timeout_ms = 30000;          // walship_flush and remote-durability commits
     int close_timeout_ms = 10000;          // how long the last close waits for shipping
     int zstd_level = 3;

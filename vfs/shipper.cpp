@@ -359,6 +359,7 @@ std::string Shipper::status_json() {
     s += ",\"compactions\":" + std::to_string(stats_.compactions);
     s += ",\"last_snapshot_txid\":" + std::to_string(last_snapshot_txid_);
     s += ",\"errors\":" + std::to_string(stats_.errors);
+    s += ",\"unconfirmed_commits\":" + std::to_string(stats_.unconfirmed_commits);
     s += ",\"needs_snapshot\":" + std::string(side_.state()->needs_snapshot.load() ? "true" : "false");
     s += ",\"spill_bytes\":" + std::to_string(side_.state()->spill_len.load() - std::min(side_.state()->spill_len.load(), side_.state()->spill_shipped.load()));
     s += ",\"wal_reset_held_ms\":" + std::to_string(side_.state()->holding_since_ms.load() ? now - int64_t(side_.state()->holding_since_ms.load()) : 0);
@@ -869,7 +870,7 @@ void Shipper::spill_consumed() {
     side_.unlock(SideFile::kSpillLock);
 }
 
-int Shipper::flush_through(uint32_t salt2, uint32_t frame, std::string* error) {
+int Shipper::flush_through(uint32_t salt2, uint32_t frame, bool visible, std::string* error) {
     SideState* side = side_.state();
     uint64_t want = pack_position(salt2, frame);
     uint64_t cur = side->ship_through.load();
@@ -891,14 +892,23 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, std::string* error) {
         side->shipped_waiters.fetch_sub(1);
     }
     std::lock_guard<std::mutex> lock(mu_);
-    // The commit will fail and roll back: stop asking for its frames (they will be overwritten).
-    // An upload of them may still land, so the replica's history can no longer be trusted to
-    // match the database: the next pass starts a new generation from a snapshot, and until then
-    // nothing counts as shipped (later commits wait for that snapshot).
+    // Stop asking for these frames before the interval.
     uint64_t mine = want;
     side->ship_through.compare_exchange_strong(mine, side->shipped.load());
+    if (visible) {
+        // Committed locally: it stays in the WAL (or the spill) and ships when the store answers.
+        stats_.unconfirmed_commits++;
+        *error = "walship: transaction committed locally but not confirmed in " + store_->describe() + " within " +
+                 std::to_string(cfg_.flush_timeout_ms) + " ms; it ships once the store answers";
+        if (!stats_.last_error.empty()) *error += "; last error: " + stats_.last_error;
+        return SQLITE_IOERR;
+    }
+    // Strict: the commit will fail and roll back (its frames will be overwritten). An upload of
+    // them may still land, so the replica's history can no longer be trusted to match the
+    // database: the next pass starts a new generation from a snapshot, and until then nothing
+    // counts as shipped (later commits wait for that snapshot).
     side->needs_snapshot = 1;
-    *error = "walship: transaction not confirmed in " + store_->describe() + " within " + std::to_string(cfg_.flush_timeout_ms) + " ms";
+    *error = "walship: transaction not confirmed in " + store_->describe() + " within " + std::to_string(cfg_.flush_timeout_ms) + " ms (rolled back)";
     if (!stats_.last_error.empty()) *error += "; last error: " + stats_.last_error;
     return SQLITE_IOERR;
 }

@@ -59,9 +59,11 @@ public:
     std::string status_json();
     // Asks for a new snapshot (and generation) on the next pass.
     void request_snapshot();
-    // Remote durability: waits until frames up to `frame` of the WAL with this salt2 (written, not yet
-    // visible) are in the bucket. SQLITE_OK or an error with *error set.
-    int flush_through(uint32_t salt2, uint32_t frame, std::string* error);
+    // Remote durability: waits until frames up to `frame` of the WAL with this salt2 are in the
+    // bucket. `visible`: the commit is already visible (durability=remote, after the write lock is
+    // released); else it is written but not visible yet and fails if this does (remote-strict).
+    // SQLITE_OK or an error with *error set.
+    int flush_through(uint32_t salt2, uint32_t frame, bool visible, std::string* error);
     // True when the WAL holds committed frames that are not in the bucket (for xTruncate).
     bool wal_has_unshipped();
     // True when the replica's last object carries no database checksum, so only the WAL can prove
@@ -184,6 +186,7 @@ private:
     // Status, read by other threads under mu_.
     struct Stats {
         uint64_t uploads = 0, upload_bytes = 0, txns_shipped = 0, snapshots = 0, errors = 0, compactions = 0;
+        uint64_t unconfirmed_commits = 0;  // durability=remote commits that timed out (committed locally)
         uint64_t pending_frames = 0, pending_bytes = 0, pending_txns_est = 0;
         int64_t last_ship_ms = 0, oldest_unshipped_ms = 0, last_commit_ms = 0;
         std::string last_error;

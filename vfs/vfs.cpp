@@ -14,8 +14,10 @@
 **     in the bucket, so nothing unshipped is ever overwritten;
 **   - keeps the -wal file at close while frames are unshipped (SQLITE_FCNTL_PERSIST_WAL);
 **   - answers PRAGMA walship_status, walship_flush and walship_snapshot.
-** Remote durability (durability=remote) makes the commit's WAL sync wait until the transaction
-** is in the bucket. No C++ exception crosses into SQLite: every callback catches.
+** Remote durability: durability=remote makes COMMIT wait, after the write lock is released
+** (SQLITE_FCNTL_COMMIT_PHASETWO), until the transaction is in the bucket, so concurrent commits
+** share uploads; durability=remote-strict waits in the commit's WAL sync, before the transaction
+** is visible. No C++ exception crosses into SQLite: every callback catches.
 */
 #ifdef WALSHIP_STATIC
 #include <sqlite3.h>
@@ -52,10 +54,12 @@ struct File {
     Kind kind;
     std::shared_ptr<Shipper>* shipper;  // MainDb: owned; Wal: borrowed from the MainDb file
     volatile void* shm0;                // MainDb: wal-index region 0 as mapped for this connection
+    File* db;                           // Wal: the main database file of the same connection
     uint32_t page_size;                 // Wal: from the WAL header written through this file
-    uint32_t last_commit_frame;         // Wal: highest commit frame written through this file
-    uint32_t salt2;                     // Wal: salt-2 of the WAL header written through this file
+    uint32_t last_commit_frame;         // MainDb: this connection's last commit frame not yet confirmed
+    uint32_t salt2;                     // MainDb: salt-2 of the WAL that frame is in
     bool reread_page1;                  // MainDb: a rollback-mode commit happened; see db_write
+    bool remote, strict;                // MainDb: this connection's durability (remote, remote-strict)
     bool exclusive;                     // MainDb: holds the exclusive lock and Shipper::begin_exclusive
 };
 
@@ -186,14 +190,29 @@ int db_pragma(sqlite3_file* f, void* arg) {
         return pragma_result(arg, SQLITE_ERROR, "walship: a replicated database must stay in WAL mode (journal_mode=" + value + " refused)");
     if (name == "locking_mode" && value == "exclusive")
         return pragma_result(arg, SQLITE_ERROR, "walship: locking_mode=EXCLUSIVE is not supported on a replicated database");
-    if (name == "synchronous" && s->config().durability_remote && !value.empty() && value != "full" && value != "2" && value != "extra" && value != "3")
-        return pragma_result(arg, SQLITE_ERROR, "walship: durability=remote needs synchronous=FULL (the commit waits in the WAL sync)");
+    if (name == "synchronous" && F(f)->strict && !value.empty() && value != "full" && value != "2" && value != "extra" && value != "3")
+        return pragma_result(arg, SQLITE_ERROR, "walship: durability=remote-strict needs synchronous=FULL (the commit waits in the WAL sync)");
     return R(f)->pMethods->xFileControl(R(f), SQLITE_FCNTL_PRAGMA, arg);
 }
 
 int db_fcntl(sqlite3_file* f, int op, void* arg) noexcept {
     try {
         if (op == SQLITE_FCNTL_PRAGMA) return db_pragma(f, arg);
+        if (op == SQLITE_FCNTL_COMMIT_PHASETWO && F(f)->last_commit_frame && F(f)->remote && !F(f)->strict) {
+            // durability=remote: the transaction is committed and the write lock released, so
+            // other connections' commits join the same upload while this one waits (group commit).
+            // This connection still holds its WAL read lock, so no checkpoint can copy its frames
+            // and no reset can move them while it waits. A timeout cannot undo the commit: COMMIT
+            // reports it, and the transaction ships later.
+            uint32_t frame = F(f)->last_commit_frame;
+            F(f)->last_commit_frame = 0;
+            std::string err;
+            if (S(f)->flush_through(F(f)->salt2, frame, true, &err) != SQLITE_OK) {
+                log_error("remote-durable commit not confirmed: " + err);
+                return SQLITE_IOERR;
+            }
+            return x_fcntl(f, op, arg);
+        }
         if (op == SQLITE_FCNTL_PERSIST_WAL) {
             int* v = static_cast<int*>(arg);
             int rc = R(f)->pMethods->xFileControl(R(f), op, arg);
@@ -281,7 +300,10 @@ int db_shm_lock(sqlite3_file* f, int ofst, int n, int flags) noexcept {
             if (read_shm_header(F(f)->shm0, &h) && !s->allow_checkpoint(h)) return SQLITE_BUSY;
         }
         int rc = R(f)->pMethods->xShmLock(R(f), ofst, n, flags);
-        if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE) && ofst == kShmWriteLock && n == 1) s->notify();
+        if (ofst == kShmWriteLock && n == 1) {
+            if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE)) s->notify();
+            else if (rc == SQLITE_OK) F(f)->last_commit_frame = 0;  // a write transaction begins
+        }
         return rc;
     } catch (...) {
         return SQLITE_IOERR_NOMEM;
@@ -305,8 +327,8 @@ int wal_write(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noex
         }
         uint64_t fsz = kWalFrameHeaderSize + uint64_t(p->page_size);
         if (p->page_size && (uint64_t(off) - kWalHeaderSize) % fsz == 0) {
-            p->last_commit_frame = uint32_t((uint64_t(off) - kWalHeaderSize) / fsz) + 1;
-            p->salt2 = get_u32be(b + 12);
+            p->db->last_commit_frame = uint32_t((uint64_t(off) - kWalHeaderSize) / fsz) + 1;
+            p->db->salt2 = get_u32be(b + 12);
         }
     }
     return rc;
@@ -315,17 +337,19 @@ int wal_write(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noex
 int wal_sync(sqlite3_file* f, int flags) noexcept {
     int rc = R(f)->pMethods->xSync(R(f), flags);
     Shipper* s = S(f);
-    if (rc != SQLITE_OK || !s || !s->config().durability_remote || !F(f)->last_commit_frame) return rc;
+    File* db = F(f)->db;
+    if (rc != SQLITE_OK || !s || !db->strict || !db->last_commit_frame) return rc;
     try {
-        // Remote durability: the commit becomes visible only after this sync returns, so waiting
-        // here means COMMIT returns once the transaction is in the bucket, and failing here
-        // rolls it back (it never becomes visible locally).
+        // durability=remote-strict: the commit becomes visible only after this sync returns, so
+        // waiting here means COMMIT returns once the transaction is in the bucket, and failing
+        // here rolls it back (it never becomes visible locally).
         std::string err;
-        if (s->flush_through(F(f)->salt2, F(f)->last_commit_frame, &err) != SQLITE_OK) {
+        uint32_t frame = db->last_commit_frame;
+        db->last_commit_frame = 0;
+        if (s->flush_through(db->salt2, frame, false, &err) != SQLITE_OK) {
             log_error("remote-durable commit failed: " + err);
             return SQLITE_IOERR_FSYNC;
         }
-        F(f)->last_commit_frame = 0;
     } catch (...) {
         return SQLITE_IOERR_FSYNC;
     }
@@ -374,12 +398,15 @@ int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
                 }
                 shipper = std::make_unique<std::shared_ptr<Shipper>>(std::move(s));
                 p->kind = Kind::MainDb;
+                p->remote = cfg.durability_remote;  // per connection, like synchronous
+                p->strict = cfg.durability_strict;
             }
         } else if ((flags & SQLITE_OPEN_WAL) && name) {
             sqlite3_file* db = sqlite3_database_file_object(name);
             if (db && db->pMethods == &db_methods && F(db)->shipper) {
                 p->kind = Kind::Wal;
                 p->shipper = F(db)->shipper;
+                p->db = F(db);
             }
         }
     } catch (...) {
