@@ -446,7 +446,7 @@ def report(b, raw):
         base = {k: med([x["tps"] for x in by(k, "plain")]) for k in ("writes", "writes_long", "writes_multi")}
         base_wal = {k: med([x["max_wal_bytes"] for x in by(k, "plain")]) for k in ("writes", "writes_long", "writes_multi")}
         base_p = {k: (med([x["p50_ms"] for x in by(k, "plain")]), med([x["p99_ms"] for x in by(k, "plain")])) for k in base}
-        md += [f"## Writes (medians of {ROUNDS} interleaved rounds; synchronous=NORMAL, walship-remote FULL)", "",
+        md += [f"## Writes (medians of {ROUNDS} interleaved rounds; synchronous=NORMAL)", "",
                f"Short: {WRITES} single-row transactions, one writer. Long: {LONG_WRITES}. {WRITERS} writers: {WRITERS} processes sharing {WRITES} "
                f"transactions. walship-remote runs {REMOTE_WRITES} (it waits for the store each commit) and no long run. "
                "Replication CPU: walship = driver CPU minus plain's for the same work; Litestream = its process.", "",
