@@ -119,9 +119,10 @@ bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, st
         return false;
     }
     v = setting(uri_db, "durability");
-    cfg->durability_remote = v == "remote" || v == "remote-strict";
-    cfg->durability_strict = v == "remote-strict";
-    if (!cfg->durability_remote && v != "local" && !v.empty()) {
+    if (v == "local" || v.empty()) cfg->durability = Durability::Local;
+    else if (v == "remote") cfg->durability = Durability::Remote;
+    else if (v == "remote-strict") cfg->durability = Durability::RemoteStrict;
+    else {
         *error = "walship: invalid durability '" + v + "' (expected local, remote or remote-strict)";
         return false;
     }

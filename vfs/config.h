@@ -7,13 +7,15 @@
 
 namespace walship {
 
+// durability=local|remote|remote-strict (see docs/DESIGN.md, "Pacing and durability").
+enum class Durability { Local, Remote, RemoteStrict };
+
 struct Config {
     std::string db_path;          // absolute path of the database file
     std::string replica_url;      // empty: this database does not replicate
     int sync_interval_ms = 1000;  // at most one upload per interval under steady writes
     bool restore_auto = true;     // restore=auto|off
-    bool durability_remote = false;        // durability=remote or remote-strict
-    bool durability_strict = false;        // durability=remote-strict: wait before the commit is visible
+    Durability durability = Durability::Local;
     int flush_timeout_ms = 30000;          // walship_flush and remote-durability commits
     int close_timeout_ms = 10000;          // how long the last close waits for shipping
     int zstd_level = 3;

@@ -52,14 +52,14 @@ struct File {
     sqlite3_file base;
     sqlite3_file* real;  // the underlying VFS's file, allocated right after this struct
     Kind kind;
-    std::shared_ptr<Shipper>* shipper;  // MainDb: owned; Wal: borrowed from the MainDb file
+    std::shared_ptr<Shipper>* shipper;  // MainDb: owned (a Wal file uses its db's)
     volatile void* shm0;                // MainDb: wal-index region 0 as mapped for this connection
     File* db;                           // Wal: the main database file of the same connection
     uint32_t page_size;                 // Wal: from the WAL header written through this file
     uint32_t last_commit_frame;         // MainDb: this connection's last commit frame not yet confirmed
     uint32_t salt2;                     // MainDb: salt-2 of the WAL that frame is in
     bool reread_page1;                  // MainDb: a rollback-mode commit happened; see db_write
-    bool remote, strict;                // MainDb: this connection's durability (remote, remote-strict)
+    Durability durability;              // MainDb: this connection's, like synchronous
     bool exclusive;                     // MainDb: holds the exclusive lock and Shipper::begin_exclusive
 };
 
@@ -69,7 +69,10 @@ sqlite3_io_methods pass_methods, db_methods, wal_methods;
 
 File* F(sqlite3_file* f) { return reinterpret_cast<File*>(f); }
 sqlite3_file* R(sqlite3_file* f) { return F(f)->real; }
-Shipper* S(sqlite3_file* f) { return F(f)->shipper ? F(f)->shipper->get() : nullptr; }
+Shipper* S(sqlite3_file* f) {
+    File* p = F(f)->kind == Kind::Wal ? F(f)->db : F(f);
+    return p && p->shipper ? p->shipper->get() : nullptr;
+}
 
 #define GUARD(expr)                 \
     try {                           \
@@ -190,7 +193,7 @@ int db_pragma(sqlite3_file* f, void* arg) {
         return pragma_result(arg, SQLITE_ERROR, "walship: a replicated database must stay in WAL mode (journal_mode=" + value + " refused)");
     if (name == "locking_mode" && value == "exclusive")
         return pragma_result(arg, SQLITE_ERROR, "walship: locking_mode=EXCLUSIVE is not supported on a replicated database");
-    if (name == "synchronous" && F(f)->strict && !value.empty() && value != "full" && value != "2" && value != "extra" && value != "3")
+    if (name == "synchronous" && F(f)->durability == Durability::RemoteStrict && !value.empty() && value != "full" && value != "2" && value != "extra" && value != "3")
         return pragma_result(arg, SQLITE_ERROR, "walship: durability=remote-strict needs synchronous=FULL (the commit waits in the WAL sync)");
     return R(f)->pMethods->xFileControl(R(f), SQLITE_FCNTL_PRAGMA, arg);
 }
@@ -198,7 +201,7 @@ int db_pragma(sqlite3_file* f, void* arg) {
 int db_fcntl(sqlite3_file* f, int op, void* arg) noexcept {
     try {
         if (op == SQLITE_FCNTL_PRAGMA) return db_pragma(f, arg);
-        if (op == SQLITE_FCNTL_COMMIT_PHASETWO && F(f)->last_commit_frame && F(f)->remote && !F(f)->strict) {
+        if (op == SQLITE_FCNTL_COMMIT_PHASETWO && F(f)->last_commit_frame && F(f)->durability == Durability::Remote) {
             // durability=remote: the transaction is committed and the write lock released, so
             // other connections' commits join the same upload while this one waits (group commit).
             // This connection still holds its WAL read lock, so no checkpoint can copy its frames
@@ -338,7 +341,7 @@ int wal_sync(sqlite3_file* f, int flags) noexcept {
     int rc = R(f)->pMethods->xSync(R(f), flags);
     Shipper* s = S(f);
     File* db = F(f)->db;
-    if (rc != SQLITE_OK || !s || !db->strict || !db->last_commit_frame) return rc;
+    if (rc != SQLITE_OK || !s || db->durability != Durability::RemoteStrict || !db->last_commit_frame) return rc;
     try {
         // durability=remote-strict: the commit becomes visible only after this sync returns, so
         // waiting here means COMMIT returns once the transaction is in the bucket, and failing
@@ -398,14 +401,12 @@ int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
                 }
                 shipper = std::make_unique<std::shared_ptr<Shipper>>(std::move(s));
                 p->kind = Kind::MainDb;
-                p->remote = cfg.durability_remote;  // per connection, like synchronous
-                p->strict = cfg.durability_strict;
+                p->durability = cfg.durability;
             }
         } else if ((flags & SQLITE_OPEN_WAL) && name) {
             sqlite3_file* db = sqlite3_database_file_object(name);
             if (db && db->pMethods == &db_methods && F(db)->shipper) {
                 p->kind = Kind::Wal;
-                p->shipper = F(db)->shipper;
                 p->db = F(db);
             }
         }
@@ -414,7 +415,7 @@ int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
     }
     int rc = base_vfs->xOpen(base_vfs, name, p->real, flags, out_flags);
     if (rc != SQLITE_OK || !p->real->pMethods) {
-        if (p->kind == Kind::Wal) p->shipper = nullptr;
+        if (p->kind == Kind::Wal) p->db = nullptr;
         return rc;
     }
     if (p->kind == Kind::MainDb) p->shipper = shipper.release();
@@ -423,7 +424,7 @@ int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
 }
 
 int w_close(sqlite3_file* f) noexcept {
-    F(f)->shipper = nullptr;  // borrowed
+    F(f)->db = nullptr;
     return R(f)->pMethods->xClose(R(f));
 }
 
