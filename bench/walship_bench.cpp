@@ -4,7 +4,8 @@
 //
 //   walship-bench write  SYSTEM DB URL N [START_AT]     N single-row INSERT transactions, as fast as
 //                                                      possible (START_AT: steady-clock second to begin,
-//                                                      so several writer processes start together)
+//                                                      so several writer processes start together);
+//                                                      walship: timing starts once the first snapshot is up
 //   walship-bench rate   SYSTEM DB URL TPS SECS        a steady rate of transactions
 //   walship-bench idle   SYSTEM DB URL SECS            one commit, then SECS seconds without writes
 //   walship-bench open   SYSTEM DB URL                 open (walship: first snapshot), flush, close
@@ -280,6 +281,9 @@ int main(int argc, char** argv) {
     if (mode == "write") {
         long n = atol(argv[5]);
         double start_at = atof(arg(6, "0").c_str());
+        // As the Litestream runs do (run.py waits for its first snapshot), start timing once the
+        // replica has its first snapshot: the burst measures steady replication, not start-up.
+        flush_if_walship(system, db);
         while (now_s() < start_at) std::this_thread::sleep_for(std::chrono::microseconds(200));
         cpu_start = cpu_seconds();
         t0 = Clock::now();

@@ -283,18 +283,23 @@ int cmd_snapshots(std::vector<std::string> args) {
         return kFail;
     }
     auto objs = parse_listing(listing->objects);
+    // A snapshot in parts: its size is the sum of its objects.
+    std::map<std::tuple<uint64_t, uint64_t, uint64_t>, uint64_t> part_bytes;
+    for (auto& o : objs)
+        if (o.k.part) part_bytes[{o.k.gen, o.k.first, o.k.ts_ms}] += o.size;
     if (a.json) printf("[");
     else printf("%-16s  %10s  %-24s  %12s\n", "generation", "txid", "time", "bytes");
     bool first = true;
     for (auto& o : objs) {
-        if (!o.k.snapshot) continue;
+        if (!o.k.snapshot || o.k.part) continue;
+        uint64_t size = o.size + part_bytes[{o.k.gen, o.k.first, o.k.ts_ms}];
         if (a.json) {
             printf("%s{\"generation\":\"%s\",\"txid\":%llu,\"time\":\"%s\",\"bytes\":%llu,\"key\":\"%s\"}", first ? "" : ",",
                    generation_name(o.k.gen).c_str(), (unsigned long long)o.k.first, iso_time(int64_t(o.k.ts_ms)).c_str(),
-                   (unsigned long long)o.size, o.key.c_str());
+                   (unsigned long long)size, o.key.c_str());
         } else {
             printf("%-16s  %10llu  %-24s  %12llu\n", generation_name(o.k.gen).c_str(), (unsigned long long)o.k.first,
-                   iso_time(int64_t(o.k.ts_ms)).c_str(), (unsigned long long)o.size);
+                   iso_time(int64_t(o.k.ts_ms)).c_str(), (unsigned long long)size);
         }
         first = false;
     }
@@ -319,7 +324,7 @@ int cmd_status(std::vector<std::string> args) {
     for (auto& o : objs) {
         bytes += o.size;
         if (o.k.gen != gen) continue;
-        (o.k.snapshot ? snapshots : segments)++;
+        if (!o.k.part) (o.k.snapshot ? snapshots : segments)++;
         if (o.k.last >= last_txid) last_txid = o.k.last, last_ts = std::max(last_ts, o.k.ts_ms);
     }
     // Local side: the side file next to the database says how far shipping got, and who ships.

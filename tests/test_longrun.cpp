@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 #include <thread>
@@ -124,6 +125,11 @@ TEST_CASE("compaction: after 10,000 small transactions the latest state restores
         CHECK(status_field(db, "txid") >= 9999);  // the first may already be in the snapshot
     }
     auto store = store_for(url);
+    // The merged-away segments are deleted (after their merged object is up, by the time the
+    // connection closes): the bucket holds what a restore needs, not 10,000 objects.
+    auto listing = store->list("generations/");
+    REQUIRE(listing.ok());
+    CHECK(listing->objects.size() <= 37);
     RestoreOptions opt;
     opt.output = temp_dir() + "/latest.db";
     auto before = store->counts();
@@ -139,4 +145,37 @@ TEST_CASE("compaction: after 10,000 small transactions the latest state restores
     CHECK(lists <= 2);
     Db db(opt.output, nullptr, SQLITE_OPEN_READONLY);
     CHECK(db.integer("select count(*) from t") == 10000);
+}
+
+TEST_CASE("retention keeps a snapshot's parts with it and removes parts whose snapshot never completed", "[longrun]") {
+    const uint64_t b = 1700000000000;  // the generation's creation time (ms)
+    uint64_t gen = (b << 16) | 7;
+    std::vector<s3::ObjectInfo> objs;
+    auto add = [&](const std::string& key) {
+        s3::ObjectInfo o;
+        o.key = key;
+        o.size = 100;
+        objs.push_back(o);
+    };
+    add(snapshot_part_key(gen, 0, b + 1000, 1));  // snapshot at txid 0 in three objects
+    add(snapshot_part_key(gen, 0, b + 1000, 2));
+    add(snapshot_key(gen, 0, b + 1000));
+    add(segment_key(gen, 1, 5, b + 2000));
+    add(snapshot_part_key(gen, 5, b + 3000, 1));  // an attempt at txid 5 that never completed
+    add(segment_key(gen, 6, 9, b + 4000));
+    add(snapshot_part_key(gen, 9, b + 5000, 1));  // the snapshot at txid 9, complete
+    add(snapshot_key(gen, 9, b + 5000));
+    add(snapshot_part_key(gen, 9, b + 6000, 1));  // an attempt in progress: nothing newer exists
+    auto listing = parse_listing(objs);
+    CHECK(listing.size() == objs.size());
+    // Window from before everything: only the superseded unfinished attempt goes.
+    auto drop = plan_retention(listing, int64_t(b), gen);
+    CHECK(drop == std::vector<std::string>{snapshot_part_key(gen, 5, b + 3000, 1)});
+    // Window from after the second snapshot: the first one goes whole, with its parts; the second
+    // keeps its part.
+    drop = plan_retention(listing, int64_t(b + 5500), gen);
+    std::vector<std::string> want = {snapshot_part_key(gen, 0, b + 1000, 1), snapshot_part_key(gen, 0, b + 1000, 2), snapshot_key(gen, 0, b + 1000),
+                                     segment_key(gen, 1, 5, b + 2000), snapshot_part_key(gen, 5, b + 3000, 1), segment_key(gen, 6, 9, b + 4000)};
+    std::sort(want.begin(), want.end());
+    CHECK(drop == want);
 }

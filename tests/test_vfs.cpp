@@ -292,6 +292,7 @@ TEST_CASE("invalid settings fail the open", "[vfs]") {
     std::string err;
     CHECK(Db::open_rc(uri(dir + "/x.db", url, "sync_interval=abc"), &err) != SQLITE_OK);
     CHECK(Db::open_rc(uri(dir + "/x.db", url, "restore=maybe"), &err) != SQLITE_OK);
+    CHECK(Db::open_rc(uri(dir + "/x.db", url, "snapshot_part_size=1000"), &err) != SQLITE_OK);  // below 64 KiB
     CHECK(Db::open_rc(uri(dir + "/x.db", "ftp://nowhere/x"), &err) != SQLITE_OK);
 }
 
@@ -340,6 +341,71 @@ TEST_CASE("corrupted objects are detected and never produce a database file", "[
         REQUIRE(store->put(o.key, original.value()).ok());
     }
     REQUIRE(restore_to(url, dir + "/good.db") == "");
+}
+
+TEST_CASE("a snapshot in parts restores page by page, and a missing, damaged or misplaced part is refused", "[vfs][integration]") {
+    for (int page_size : {4096, 1024}) {
+        for (std::string url : {"file://" + temp_dir() + "/r", new_s3_url()}) {
+            INFO(url << " page size " << page_size);
+            std::string dir = temp_dir();
+            std::string path = dir + "/parts.db";
+            {
+                // An existing database of ~2 MB, replicated for the first time: its first snapshot
+                // is in parts of 64 KiB of pages.
+                Db plain(path, "unix");
+                plain.exec("pragma page_size=" + std::to_string(page_size));
+                plain.exec("pragma journal_mode=wal");
+                plain.exec("create table t(id integer primary key, v blob)");
+                plain.exec("insert into t(v) select randomblob(1500) || zeroblob(500) from " + series(1000));
+            }
+            {
+                Db db(uri(path, url, "snapshot_part_size=65536"));
+                db.exec("insert into t(v) values(randomblob(100))");
+                REQUIRE(db.text("pragma walship_flush") == "ok");
+            }
+            auto store = store_for(url);
+            auto listing = store->list("generations/");
+            REQUIRE(listing.ok());
+            std::vector<std::string> parts;
+            for (auto& o : listing->objects)
+                if (o.key.size() > 5 && o.key.compare(o.key.size() - 5, 5, ".part") == 0) parts.push_back(o.key);
+            uint64_t db_bytes = uint64_t(Db(path, "unix", SQLITE_OPEN_READONLY).integer("pragma page_count")) * page_size;
+            CHECK(parts.size() == (db_bytes + 65535) / 65536 - 1);
+            REQUIRE(parts.size() >= 10);
+            std::string out = dir + "/restored.db";
+            RestoreInfo info;
+            REQUIRE(restore_to(url, out, &info) == "");
+            CHECK(info.checksum_verified);
+            CHECK(info.objects >= parts.size() + 1);
+            CHECK(compare_pages(path, out, page_size) == "");
+
+            // A missing part, a damaged one, or one part's object under another's key: refused,
+            // and no database file appears.
+            auto a = store->get(parts[3]), b = store->get(parts[4]);
+            REQUIRE(a.ok());
+            REQUIRE(b.ok());
+            auto attempt = [&](const std::string& what) {
+                INFO(what);
+                std::string bad_out = dir + "/bad.db";
+                std::string err = restore_to(url, bad_out);
+                INFO(err);
+                CHECK(err.find(parts[3].substr(parts[3].rfind('/') + 1)) != std::string::npos);  // names the object
+                CHECK_FALSE(file_exists(bad_out));
+                return err;
+            };
+            REQUIRE(store->remove(parts[3]).ok());
+            CHECK(attempt("missing").find("parts, the replica holds") != std::string::npos);
+            std::string damaged = a.value();
+            damaged[damaged.size() / 2] ^= 0x5a;
+            REQUIRE(store->put(parts[3], damaged).ok());
+            CHECK(attempt("damaged").find("corrupted") != std::string::npos);
+            REQUIRE(store->put(parts[3], b.value()).ok());
+            CHECK(attempt("misplaced").find("continue") != std::string::npos);
+            REQUIRE(store->put(parts[3], a.value()).ok());
+            REQUIRE(restore_to(url, dir + "/again.db") == "");
+            CHECK(compare_pages(path, dir + "/again.db", page_size) == "");
+        }
+    }
 }
 
 TEST_CASE("a replica with no data is reported as such", "[vfs][integration]") {

@@ -75,6 +75,7 @@ bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, st
         {"flush_timeout", 1, 3600000, &cfg->flush_timeout_ms},
         {"close_timeout", 0, 3600000, &cfg->close_timeout_ms},
         {"zstd_level", -5, 19, &cfg->zstd_level},
+        {"snapshot_part_size", 65536, 1 << 30, &cfg->snapshot_part_bytes},
     };
     for (auto& s : ints) {
         std::string v = setting(uri_db, s.name);

@@ -19,6 +19,7 @@ struct Config {
     int flush_timeout_ms = 30000;          // walship_flush and remote-durability commits
     int close_timeout_ms = 10000;          // how long the last close waits for shipping
     int zstd_level = 3;
+    int snapshot_part_bytes = 64 << 20;  // snapshots of larger databases are split into objects of this many bytes of pages
     uint64_t max_wal_bytes = 1ull << 30;   // WAL size cap while holding resets (see DESIGN.md)
     uint64_t max_segment_bytes = 16u << 20;  // raw page bytes per segment object
     int64_t snapshot_interval_ms = 24 * 3600 * 1000LL;  // a new snapshot after this long (if written to)

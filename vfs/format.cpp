@@ -5,6 +5,7 @@
 #include <openssl/sha.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <random>
@@ -56,6 +57,9 @@ std::string generation_prefix(uint64_t gen) { return "generations/" + hex16(gen)
 std::string snapshot_key(uint64_t gen, uint64_t txid, uint64_t ts_ms) {
     return generation_prefix(gen) + "snapshots/" + hex16(txid) + "-" + hex16(ts_ms) + ".snap";
 }
+std::string snapshot_part_key(uint64_t gen, uint64_t txid, uint64_t ts_ms, uint32_t part) {
+    return generation_prefix(gen) + "snapshots/" + hex16(txid) + "-" + hex16(ts_ms) + "-" + hex16(part) + ".part";
+}
 std::string segment_key(uint64_t gen, uint64_t first, uint64_t last, uint64_t ts_ms) {
     return generation_prefix(gen) + "segments/" + hex16(first) + "-" + hex16(last) + "-" + hex16(ts_ms) + ".seg";
 }
@@ -93,6 +97,14 @@ std::optional<ParsedKey> parse_key(const std::string& key) {
         out.snapshot = true;
         out.first = out.last = v[0];
         out.ts_ms = v[1];
+        return out;
+    }
+    if (rest.compare(0, 10, "snapshots/") == 0 && ends(".part")) {
+        if (!parse_hex_list(rest.substr(10, rest.size() - 15), &v) || v.size() != 3 || v[2] == 0 || v[2] > UINT32_MAX) return std::nullopt;
+        out.snapshot = true;
+        out.first = out.last = v[0];
+        out.ts_ms = v[1];
+        out.part = uint32_t(v[2]);
         return out;
     }
     if (rest.compare(0, 9, "segments/") == 0 && ends(".seg")) {
@@ -150,6 +162,16 @@ void DbChecksum::set_page(uint32_t pgno, const void* data, size_t len) {
     sum_ += hashes_[pgno - 1];
 }
 
+void DbChecksum::merge(const DbChecksum& o, uint32_t first, uint32_t last) {
+    if (first == 0 || last < first || o.hashes_.size() < last) return;
+    if (hashes_.size() < last) hashes_.resize(last, 0);
+    for (uint32_t pg = first; pg <= last; pg++) {
+        sum_ -= hashes_[pg - 1];
+        hashes_[pg - 1] = o.hashes_[pg - 1];
+        sum_ += hashes_[pg - 1];
+    }
+}
+
 void DbChecksum::truncate(uint32_t db_pages) {
     while (hashes_.size() > db_pages) {
         sum_ -= hashes_.back();
@@ -171,7 +193,8 @@ void encode_header(const ObjectHeader& h, unsigned char out[kHeaderSize]) {
     put_u64le(s, h.last_ts_ms);
     put_u32le(s, h.db_pages);
     put_u32le(s, h.txn_count);
-    put_u64le(s, 0);  // reserved (the database checksum lives in the trailer)
+    put_u32le(s, h.first_page);
+    put_u32le(s, h.part_count);
     put_u64le(s, h.body_len);
     put_u32le(s, h.wal_salt1);
     put_u32le(s, h.wal_salt2);
@@ -201,6 +224,8 @@ std::string decode_header(const unsigned char* in, size_t len, ObjectHeader* h) 
     h->last_ts_ms = get_u64le(in + 48);
     h->db_pages = get_u32le(in + 56);
     h->txn_count = get_u32le(in + 60);
+    h->first_page = std::max<uint32_t>(1, get_u32le(in + 64));  // 0 in objects written before parts
+    h->part_count = std::max<uint32_t>(1, get_u32le(in + 68));
     h->body_len = get_u64le(in + 72);
     h->wal_salt1 = get_u32le(in + 80);
     h->wal_salt2 = get_u32le(in + 84);
@@ -209,7 +234,11 @@ std::string decode_header(const unsigned char* in, size_t len, ObjectHeader* h) 
     h->wal_cksum2 = get_u32le(in + 96);
     if (!valid_page_size(h->page_size)) return "bad page size " + std::to_string(h->page_size);
     if (h->first_txid > h->last_txid) return "bad transaction range";
-    if (h->kind == ObjectKind::Snapshot && h->body_len != uint64_t(h->db_pages) * h->page_size)
+    // A snapshot's object holds whole pages from first_page on, the last one (part_count 1: the
+    // only one) through db_pages.
+    if (h->kind == ObjectKind::Snapshot &&
+        (h->body_len % h->page_size != 0 || h->first_page - 1 + h->body_len / h->page_size > h->db_pages ||
+         (h->part_count == 1 && (h->first_page != 1 || h->body_len != uint64_t(h->db_pages) * h->page_size))))
         return "snapshot body length does not match its page count";
     return "";
 }

@@ -30,6 +30,9 @@ struct ObjectHeader {
     uint32_t txn_count = 0;
     uint64_t db_checksum = 0;   // after last_txid (stored in the trailer), valid when flags & kFlagDbChecksum
     uint64_t body_len = 0;      // uncompressed body length
+    // Snapshots in parts: this object's pages start at first_page; the snapshot has part_count
+    // objects (the last one is the .snap key, the others .part keys). 1 and 1 for a whole one.
+    uint32_t first_page = 1, part_count = 1;
     uint32_t wal_salt1 = 0, wal_salt2 = 0, wal_frame = 0, wal_cksum1 = 0, wal_cksum2 = 0;
 };
 
@@ -54,10 +57,13 @@ std::string generation_prefix(uint64_t gen);                 // "generations/<ge
 // restore choose objects from a listing alone.
 std::string snapshot_key(uint64_t gen, uint64_t txid, uint64_t ts_ms);  // ".../snapshots/<txid>-<ts>.snap"
 std::string segment_key(uint64_t gen, uint64_t first, uint64_t last, uint64_t ts_ms);  // ".../segments/<first>-<last>-<ts>.seg"
+// Part p (1-based, before the last) of a snapshot in parts: ".../snapshots/<txid>-<ts>-<p>.part".
+std::string snapshot_part_key(uint64_t gen, uint64_t txid, uint64_t ts_ms, uint32_t part);
 
 struct ParsedKey {
     uint64_t gen = 0;
     bool snapshot = false;
+    uint32_t part = 0;             // a snapshot's part (1..count-1) other than its .snap object
     uint64_t first = 0, last = 0;  // snapshot: both its txid
     uint64_t ts_ms = 0;            // commit time of `last`
 };
@@ -72,6 +78,7 @@ public:
     void reset() { hashes_.clear(); sum_ = 0; }
     void set_page(uint32_t pgno, const void* data, size_t len);
     void truncate(uint32_t db_pages);  // drop pages beyond the new size
+    void merge(const DbChecksum& o, uint32_t first, uint32_t last);  // take o's hashes of pages first..last
     uint64_t value() const { return sum_; }
     uint32_t pages() const { return uint32_t(hashes_.size()); }
 

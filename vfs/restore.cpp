@@ -10,6 +10,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -17,6 +18,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <new>
 #include <thread>
 
 #include "fileio.h"
@@ -32,6 +34,7 @@ namespace {
 struct Plan {
     uint64_t generation = 0;
     std::string snapshot_key;
+    std::vector<std::string> part_keys;  // the snapshot's other parts, in order (FORMAT.md)
     uint64_t snapshot_txid = 0;
     std::vector<std::string> segment_keys;
     uint64_t last_txid = 0;  // last txid available in the chain
@@ -42,19 +45,44 @@ s3::Error corrupt(const std::string& key, const std::string& what) {
 }
 
 // Writes runs of pages on a second thread while the caller decompresses and hashes the next ones.
+// Runs live in a few buffers aligned for O_DIRECT: a restore writes the file once and never reads
+// it back, so copying every page into the page cache only costs CPU (most of a restore's, on a
+// small machine) that the download and decompression need. Runs that are not block-aligned, and
+// file systems without O_DIRECT, go through the page cache with early writeback.
 class AsyncWriter {
 public:
-    explicit AsyncWriter(int fd) : fd_(fd) {}
-    ~AsyncWriter() { finish(); }
-    // Queues a run (waits while 4 are queued); false once a write has failed.
-    bool write(std::string data, off_t at) {
+    static constexpr size_t kRun = 1u << 20;  // a multiple of every SQLite page size
+    AsyncWriter(int fd, const std::string& path) : fd_(fd) {
+        direct_fd_ = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
+        for (size_t i = 0; i < kBuffers; i++) {
+            void* b = nullptr;
+            if (posix_memalign(&b, kAlign, kRun) != 0) throw std::bad_alloc();
+            all_.push_back(static_cast<char*>(b));
+            free_.push_back(static_cast<char*>(b));
+        }
+    }
+    ~AsyncWriter() {
+        finish();
+        for (char* b : all_) ::free(b);
+        if (direct_fd_ >= 0) ::close(direct_fd_);
+    }
+    // A free buffer of kRun bytes (waits while all are queued); nullptr once a write has failed.
+    char* buffer() {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return !free_.empty() || !error_.empty(); });
+        if (!error_.empty()) return nullptr;
+        char* b = free_.back();
+        free_.pop_back();
+        return b;
+    }
+    // Queues len bytes of a buffer from buffer() for offset `at`; it returns to the pool once
+    // written. False once a write has failed.
+    bool write(char* buf, size_t len, off_t at) {
         std::unique_lock<std::mutex> lock(mu_);
         if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
-        cv_.wait(lock, [&] { return queue_.size() < 4 || !error_.empty(); });
-        if (!error_.empty()) return false;
-        queue_.push_back({std::move(data), at});
+        queue_.push_back({buf, len, at});
         cv_.notify_all();
-        return true;
+        return error_.empty();
     }
     // Waits until everything queued is written: "" or the error.
     std::string finish() {
@@ -68,44 +96,65 @@ public:
     }
 
 private:
+    static constexpr size_t kBuffers = 6, kAlign = 4096;
+    struct Run {
+        char* buf;
+        size_t len;
+        off_t at;
+    };
+
     void run() {
         std::unique_lock<std::mutex> lock(mu_);
         for (;;) {
             cv_.wait(lock, [&] { return !queue_.empty() || done_; });
             if (queue_.empty()) return;
-            auto [data, at] = std::move(queue_.front());
+            Run r = queue_.front();
             queue_.pop_front();
-            cv_.notify_all();
+            bool failed = !error_.empty();
             lock.unlock();
             std::string err;
-            if (!pwrite_all(fd_, data.data(), data.size(), at)) err = std::string("restore: write failed: ") + strerror(errno);
-            // Start writing back to disk now, so the final fsync has little left to do.
-            written_ += data.size();
-            if (err.empty() && written_ >= (32u << 20)) {
-                sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
-                written_ = 0;
-            }
+            if (!failed && !put(r)) err = std::string("restore: write failed: ") + strerror(errno);
             lock.lock();
+            free_.push_back(r.buf);
             if (!err.empty() && error_.empty()) error_ = err;
             cv_.notify_all();
         }
     }
 
-    int fd_;
-    size_t written_ = 0;  // writer thread only
+    bool put(const Run& r) {
+        if (direct_fd_ >= 0 && r.at % off_t(kAlign) == 0 && r.len % kAlign == 0) {
+            if (pwrite_all(direct_fd_, r.buf, r.len, r.at)) return true;
+            if (errno != EINVAL) return false;
+            ::close(direct_fd_);  // the file system takes O_DIRECT opens but not the writes
+            direct_fd_ = -1;
+        }
+        if (!pwrite_all(fd_, r.buf, r.len, r.at)) return false;
+        // Start writing back to disk now, so the final fsync has little left to do.
+        buffered_ += r.len;
+        if (buffered_ >= (32u << 20)) {
+            sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+            buffered_ = 0;
+        }
+        return true;
+    }
+
+    int fd_, direct_fd_ = -1;  // direct_fd_: writer thread only, after construction
+    size_t buffered_ = 0;      // writer thread only
+    std::vector<char*> all_, free_;
     std::mutex mu_;
     std::condition_variable cv_;
-    std::deque<std::pair<std::string, off_t>> queue_;
+    std::deque<Run> queue_;
     bool done_ = false;
     std::string error_;
     std::thread thread_;
 };
 
-// Receives a snapshot object in chunks: verifies its header and trailer, decompresses pages
-// into the output file, and hashes them for the database checksum.
+// Receives one object of a snapshot in chunks: verifies its header and trailer, decompresses
+// its pages straight into the writer's run buffers at their place in the file, and hashes them.
 class SnapshotApplier {
 public:
-    SnapshotApplier(int fd, const std::string& key, DbChecksum* sum) : writer_(fd), key_(key), sum_(sum) {
+    SnapshotApplier(int fd, const std::string& path, const std::string& key, DbChecksum* sum)
+        : writer_(fd, path), key_(key), sum_(sum) {
         md_ = EVP_MD_CTX_new();
         EVP_DigestInit_ex(md_, EVP_sha256(), nullptr);
         dctx_ = ZSTD_createDCtx();
@@ -114,16 +163,23 @@ public:
         EVP_MD_CTX_free(md_);
         ZSTD_freeDCtx(dctx_);
     }
+    // The object's bytes in order; the last kTrailerSize seen so far are held back (the trailer).
     bool feed(const char* p, size_t n) {
-        held_.append(p, n);
-        if (held_.size() <= kTrailerSize) return true;
-        size_t usable = held_.size() - kTrailerSize;
-        bool ok = consume(held_.data(), usable);
-        held_.erase(0, usable);
-        return ok;
+        if (held_.size() + n <= kTrailerSize) {
+            held_.append(p, n);
+            return true;
+        }
+        size_t usable = held_.size() + n - kTrailerSize;
+        size_t from_held = std::min(usable, held_.size());
+        if (from_held && !consume(held_.data(), from_held)) return false;
+        held_.erase(0, from_held);
+        size_t from_p = usable - from_held;
+        if (from_p && !consume(p, from_p)) return false;
+        held_.append(p + from_p, n - from_p);
+        return true;
     }
     s3::Error finish(ObjectHeader* out) {
-        if (error_.ok() && !pending_.empty()) flush_pages();
+        if (error_.ok() && run_len_ > 0) flush_run();
         std::string werr = writer_.finish();  // the snapshot is on disk before any segment applies
         if (error_.ok() && !werr.empty()) error_ = make_error(ErrorKind::Io, werr);
         if (!error_.ok()) return error_;
@@ -133,10 +189,9 @@ public:
         unsigned int len = 0;
         EVP_DigestFinal_ex(md_, md, &len);
         if (memcmp(md, held_.data() + 8, 32) != 0) return corrupt(key_, "checksum mismatch (object is corrupted)");
-        if (!stream_done_ || page_no_ != h_.db_pages || !page_.empty()) return corrupt(key_, "snapshot body is incomplete");
-        uint64_t want = get_u64le(reinterpret_cast<const unsigned char*>(held_.data()));
-        if (sum_->value() != want) return corrupt(key_, "database checksum mismatch after the snapshot");
+        if (!stream_done_ || left_ != 0 || run_len_ != 0) return corrupt(key_, "snapshot body is incomplete");
         *out = h_;
+        out->db_checksum = get_u64le(reinterpret_cast<const unsigned char*>(held_.data()));  // checked by the caller
         return {};
     }
     const s3::Error& error() const { return error_; }
@@ -155,53 +210,48 @@ private:
             if (hdr_.size() < kHeaderSize) return true;
             std::string err = decode_header(reinterpret_cast<const unsigned char*>(hdr_.data()), kHeaderSize, &h_);
             if (err.empty() && h_.kind != ObjectKind::Snapshot) err = "not a snapshot";
-            if (!err.empty()) {
-                error_ = corrupt(key_, err);
-                return false;
-            }
+            if (!err.empty()) return fail(err);
             have_header_ = true;
-            out_.resize(ZSTD_DStreamOutSize());
+            page_no_ = h_.first_page - 1;
+            left_ = h_.body_len;
         }
         ZSTD_inBuffer in{p, n, 0};
         while (in.pos < in.size) {
-            ZSTD_outBuffer out{&out_[0], out_.size(), 0};
+            if (!run_ && left_ > 0 && !(run_ = writer_.buffer())) return fail_io();
+            char spare;  // once every page is here, any further output is an error
+            ZSTD_outBuffer out = left_ > 0 ? ZSTD_outBuffer{run_ + run_len_, size_t(std::min<uint64_t>(AsyncWriter::kRun - run_len_, left_)), 0}
+                                           : ZSTD_outBuffer{&spare, 1, 0};
+            size_t before = in.pos;
             size_t rc = ZSTD_decompressStream(dctx_, &out, &in);
-            if (ZSTD_isError(rc)) {
-                error_ = corrupt(key_, std::string("zstd: ") + ZSTD_getErrorName(rc));
-                return false;
-            }
-            if (!pages(out_.data(), out.pos)) return false;
+            if (ZSTD_isError(rc)) return fail(std::string("zstd: ") + ZSTD_getErrorName(rc));
+            if (left_ == 0 && out.pos > 0) return fail("snapshot has more pages than its header says");
             if (rc == 0) stream_done_ = true;
-        }
-        return true;
-    }
-    bool pages(const char* p, size_t n) {
-        while (n > 0) {
-            size_t take = std::min(n, size_t(h_.page_size) - page_.size());
-            page_.append(p, take);
-            p += take;
-            n -= take;
-            if (page_.size() == h_.page_size) {
-                if (page_no_ >= h_.db_pages) {
-                    error_ = corrupt(key_, "snapshot has more pages than its header says");
-                    return false;
-                }
-                page_no_++;
-                sum_->set_page(page_no_, page_.data(), page_.size());
-                pending_ += page_;  // pages arrive in order: written in 1 MiB runs
-                page_.clear();
-                if (pending_.size() >= (1u << 20) && !flush_pages()) return false;
-            }
+            if (left_ == 0 && in.pos == before) return fail("snapshot body does not end with its pages");
+            run_len_ += out.pos;
+            left_ -= out.pos;
+            if ((run_len_ == AsyncWriter::kRun || left_ == 0) && run_len_ > 0 && !flush_run()) return false;
         }
         return true;
     }
 
-    bool flush_pages() {
-        off_t at = off_t(page_no_) * h_.page_size - off_t(pending_.size());
-        bool ok = writer_.write(std::move(pending_), at);
-        pending_ = std::string();
-        if (!ok) error_ = make_error(ErrorKind::Io, writer_.finish());
-        return ok;
+    // Hashes the pages of the current run and hands it to the writer.
+    bool flush_run() {
+        if (run_len_ % h_.page_size != 0) return fail("snapshot body ends inside a page");
+        off_t at = off_t(page_no_) * h_.page_size;
+        for (size_t off = 0; off < run_len_; off += h_.page_size) sum_->set_page(++page_no_, run_ + off, h_.page_size);
+        bool ok = writer_.write(run_, run_len_, at);
+        run_ = nullptr;
+        run_len_ = 0;
+        return ok || fail_io();
+    }
+
+    bool fail(const std::string& what) {
+        if (error_.ok()) error_ = corrupt(key_, what);
+        return false;
+    }
+    bool fail_io() {
+        if (error_.ok()) error_ = make_error(ErrorKind::Io, writer_.finish());
+        return false;
     }
 
     AsyncWriter writer_;
@@ -209,10 +259,13 @@ private:
     DbChecksum* sum_;
     EVP_MD_CTX* md_;
     ZSTD_DCtx* dctx_;
-    std::string held_, hdr_, out_, page_, pending_;
+    std::string held_, hdr_;
     ObjectHeader h_;
     bool have_header_ = false, stream_done_ = false;
-    uint32_t page_no_ = 0;
+    char* run_ = nullptr;  // the run being filled (a writer buffer), run_len_ bytes so far
+    size_t run_len_ = 0;
+    uint64_t left_ = 0;    // body bytes still expected
+    uint32_t page_no_ = 0; // the last page received
     s3::Error error_;
 };
 
@@ -237,14 +290,17 @@ s3::Result<Plan> make_plan(s3::Store& store, const RestoreOptions& opts) {
     for (const GenerationInfo& g : candidates) {
         auto listing = store.list(generation_prefix(g.id));
         if (!listing.ok()) return listing.error();
-        std::map<uint64_t, std::string> snapshots;                                // txid -> key
+        std::map<uint64_t, std::pair<std::string, uint64_t>> snapshots;          // txid -> key, time
+        std::map<std::pair<uint64_t, uint64_t>, std::map<uint32_t, std::string>> parts;  // (txid, time) -> part -> key
         std::map<uint64_t, std::vector<ParsedKey>> segs;                           // first -> ranges
         std::map<std::pair<uint64_t, uint64_t>, std::string> seg_keys;
         for (auto& o : listing->objects) {
             auto k = parse_key(o.key);
             if (!k || k->gen != g.id) continue;
-            if (k->snapshot) {
-                if (k->first <= target && k->ts_ms <= time) snapshots[k->first] = o.key;
+            if (k->part) {
+                parts[{k->first, k->ts_ms}][k->part] = o.key;
+            } else if (k->snapshot) {
+                if (k->first <= target && k->ts_ms <= time) snapshots[k->first] = {o.key, k->ts_ms};
             } else {
                 segs[k->first].push_back(*k);
                 seg_keys[{k->first, k->last}] = o.key;
@@ -260,7 +316,8 @@ s3::Result<Plan> make_plan(s3::Store& store, const RestoreOptions& opts) {
         Plan plan;
         plan.generation = g.id;
         plan.snapshot_txid = snapshots.rbegin()->first;
-        plan.snapshot_key = snapshots.rbegin()->second;
+        plan.snapshot_key = snapshots.rbegin()->second.first;
+        for (auto& [n, key] : parts[{plan.snapshot_txid, snapshots.rbegin()->second.second}]) plan.part_keys.push_back(key);
         uint64_t pos = plan.snapshot_txid, pos_ts = 0;
         while (pos < target && pos_ts <= time) {
             auto it = segs.find(pos + 1);
@@ -287,6 +344,80 @@ s3::Result<Plan> make_plan(s3::Store& store, const RestoreOptions& opts) {
     return make_error(ErrorKind::NotFound, "restore: the replica holds nothing at or before the requested time (it is outside the retention window)");
 }
 
+// Downloads the snapshot's objects into fd, several parts at once, and verifies them as one
+// database: the same snapshot, pages that continue part to part through db_pages, each part's
+// checksum of its own pages, and the whole database's checksum in the .snap object.
+s3::Error apply_snapshot(s3::Store& store, const Plan& plan, int fd, const std::string& path, DbChecksum* sum, RestoreInfo* info) {
+    constexpr size_t kStreams = 3;  // parts downloading at once
+    std::vector<std::string> keys = plan.part_keys;
+    keys.push_back(plan.snapshot_key);
+    struct Part {
+        ObjectHeader h;
+        DbChecksum sum;
+        s3::Error error;
+        uint64_t bytes = 0;
+    };
+    std::vector<Part> parts(keys.size());
+    std::atomic<size_t> next{0};
+    std::atomic<bool> failed{false};
+    auto work = [&] {
+        for (size_t i; !failed && (i = next++) < keys.size();) {
+            Part& part = parts[i];
+            SnapshotApplier applier(fd, path, keys[i], &part.sum);
+            bool stopped = false;  // another part failed: this one's error would say nothing
+            s3::Error st = store.get_stream(keys[i], [&](const char* p, size_t n) {
+                part.bytes += n;
+                if (failed) stopped = true;
+                return !stopped && applier.feed(p, n);
+            });
+            applier.drain();
+            if (stopped) return;
+            if (!applier.error().ok()) st = applier.error();  // its reason, not the aborted download's
+            if (st.ok()) st = applier.finish(&part.h);
+            if (!st.ok()) {
+                part.error = st;
+                failed = true;
+            }
+        }
+    };
+    std::vector<std::thread> workers;
+    for (size_t i = 1; i < std::min(keys.size(), kStreams); i++) workers.emplace_back(work);
+    work();
+    for (auto& t : workers) t.join();
+    for (auto& part : parts)
+        if (!part.error.ok()) return part.error;
+
+    const ObjectHeader& head = parts.back().h;
+    if (head.part_count != keys.size()) {
+        uint32_t p = 1;  // the first part missing (or, with too many, the first extra one)
+        while (p <= plan.part_keys.size() && parse_key(plan.part_keys[p - 1])->part == p) p++;
+        return corrupt(snapshot_part_key(plan.generation, plan.snapshot_txid, head.last_ts_ms, p),
+                       "missing: the snapshot has " + std::to_string(head.part_count) + " parts, the replica holds " + std::to_string(keys.size()));
+    }
+    uint32_t next_page = 1;
+    for (size_t i = 0; i < keys.size(); i++) {
+        const ObjectHeader& h = parts[i].h;
+        const bool last = i + 1 == keys.size();
+        const uint32_t pages = uint32_t(h.body_len / h.page_size);
+        std::string err;
+        if (h.generation != plan.generation || h.first_txid != plan.snapshot_txid || h.last_ts_ms != head.last_ts_ms) err = "belongs to another snapshot";
+        else if (h.page_size != head.page_size || h.db_pages != head.db_pages || h.part_count != head.part_count) err = "does not match " + plan.snapshot_key;
+        else if (h.first_page != next_page || (last && h.first_page - 1 + pages != h.db_pages)) err = "its pages do not continue the previous part's";
+        else if (!last && (h.flags & kFlagDbChecksum) && parts[i].sum.value() != h.db_checksum) err = "checksum mismatch in its pages";
+        if (!err.empty()) return corrupt(keys[i], err);
+        if (pages) sum->merge(parts[i].sum, h.first_page, h.first_page + pages - 1);
+        next_page += pages;
+        info->bytes += parts[i].bytes;
+    }
+    if (sum->value() != head.db_checksum) return corrupt(plan.snapshot_key, "database checksum mismatch after the snapshot");
+    info->objects = keys.size();
+    info->page_size = head.page_size;
+    info->pages = head.db_pages;
+    info->txid = head.last_txid;
+    info->last_ts_ms = int64_t(head.last_ts_ms);
+    return {};
+}
+
 s3::Error write_pages(int fd, const Txn& t, uint32_t ps) {
     for (auto& [pgno, data] : t.pages)
         if (pwrite(fd, data.data(), ps, off_t(pgno - 1) * ps) != ssize_t(ps))
@@ -307,7 +438,9 @@ s3::Result<std::vector<GenerationInfo>> list_generations(s3::Store& store) {
         g.id = k->gen;
         g.created_ms = int64_t(k->gen >> 16);
         g.bytes += o.size;
-        if (k->snapshot) {
+        if (k->part) {
+            // counted with its snapshot's .snap object (which exists only once every part does)
+        } else if (k->snapshot) {
             g.snapshots++;
             if (!g.complete || k->first < g.first_txid) g.first_txid = k->first;
             g.complete = true;
@@ -339,36 +472,12 @@ static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptio
     std::string tmp = opts.output + ".walship-restore-" + std::to_string(getpid());
     int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return make_error(ErrorKind::Io, "restore: cannot create " + tmp + ": " + strerror(errno));
-    auto fail = [&](s3::Error e) -> s3::Result<RestoreInfo> {
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        return e;
-    };
-
     RestoreInfo info;
     info.generation = plan->generation;
-    const uint64_t total = 1 + plan->segment_keys.size();
+    const uint64_t total = 1 + plan->part_keys.size() + plan->segment_keys.size();
     DbChecksum sum;
-    SnapshotApplier snap(fd, plan->snapshot_key, &sum);
-    s3::Error st = store.get_stream(plan->snapshot_key, [&](const char* p, size_t n) {
-        info.bytes += n;
-        return snap.feed(p, n);
-    });
-    snap.drain();
-    if (!snap.error().ok()) return fail(snap.error());
-    if (!st.ok()) return fail(st);
-    ObjectHeader sh;
-    st = snap.finish(&sh);
-    if (!st.ok()) return fail(st);
-    info.objects = 1;
-    info.page_size = sh.page_size;
-    info.pages = sh.db_pages;
-    info.txid = sh.last_txid;
-    info.last_ts_ms = int64_t(sh.last_ts_ms);
-    info.checksum_verified = true;
-    if (opts.progress) opts.progress(1, total);
-
-    // Segments: a window of parallel downloads, applied strictly in order.
+    // Segments: a window of parallel downloads (the first ones during the snapshot's), applied
+    // strictly in order after it.
     std::deque<std::future<s3::Result<std::string>>> inflight;
     size_t next = 0;
     auto launch = [&] {
@@ -377,7 +486,18 @@ static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptio
             inflight.push_back(std::async(std::launch::async, [&store, key] { return store.get(key); }));
         }
     };
+    auto fail = [&](s3::Error e) -> s3::Result<RestoreInfo> {
+        for (auto& f : inflight) f.wait();
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        return e;
+    };
     launch();
+    s3::Error st = apply_snapshot(store, plan.value(), fd, tmp, &sum, &info);
+    if (!st.ok()) return fail(st);
+    info.checksum_verified = true;
+    if (opts.progress) opts.progress(info.objects, total);
+
     uint64_t target = opts.txid ? *opts.txid : UINT64_MAX;
     bool stop = false;
     for (size_t i = 0; i < plan->segment_keys.size() && !stop; i++) {
@@ -386,7 +506,6 @@ static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptio
         launch();
         const std::string& key = plan->segment_keys[i];
         if (!got.ok()) {
-            for (auto& f : inflight) f.wait();
             return fail(got.error());
         }
         info.bytes += got->size();
@@ -394,12 +513,11 @@ static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptio
         std::string body;
         std::string err = open_object(got.value(), &h, &body);
         if (err.empty() && h.kind != ObjectKind::Segment) err = "not a segment";
-        if (err.empty() && (h.generation != plan->generation || h.page_size != sh.page_size)) err = "belongs to another generation or page size";
+        if (err.empty() && (h.generation != plan->generation || h.page_size != info.page_size)) err = "belongs to another generation or page size";
         std::vector<Txn> txns;
         if (err.empty()) err = decode_segment_body(h, body, &txns);
         if (err.empty() && (txns.empty() || txns.front().txid != info.txid + 1)) err = "does not continue txid " + std::to_string(info.txid);
         if (!err.empty()) {
-            for (auto& f : inflight) f.wait();
             return fail(corrupt(key, err));
         }
         for (const Txn& t : txns) {
@@ -412,7 +530,6 @@ static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptio
             for (auto& [pgno, data] : t.pages) sum.set_page(pgno, data.data(), data.size());
             sum.truncate(t.db_pages);
             if (t.has_checksum && sum.value() != t.db_checksum) {
-                for (auto& f : inflight) f.wait();
                 return fail(corrupt(key, "database checksum mismatch after txid " + std::to_string(t.txid)));
             }
             info.checksum_verified = t.has_checksum;

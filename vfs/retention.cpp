@@ -24,7 +24,8 @@ std::vector<std::string> plan_retention(const std::vector<ListedObject>& objects
         auto next = std::next(it);
         // A generation serves points from its creation until the next one's.
         int64_t next_created = next == gens.end() ? INT64_MAX : int64_t(next->first >> 16);
-        bool has_snapshot = std::any_of(it->second.begin(), it->second.end(), [](auto* o) { return o->k.snapshot; });
+        // A snapshot in parts exists once its .snap object does (it is written last).
+        bool has_snapshot = std::any_of(it->second.begin(), it->second.end(), [](auto* o) { return o->k.snapshot && !o->k.part; });
         if (gen != current_generation && next != gens.end() && (next_created <= keep_from_ms || !has_snapshot)) {
             // It serves only points before the window, or none (it never got its snapshot).
             for (auto* o : it->second) drop.push_back(o->key);
@@ -35,10 +36,26 @@ std::vector<std::string> plan_retention(const std::vector<ListedObject>& objects
         int64_t from = std::max<int64_t>(keep_from_ms, int64_t(gen >> 16));
         const ListedObject* base = nullptr;
         for (auto* o : it->second)
-            if (o->k.snapshot && int64_t(o->k.ts_ms) <= from && (!base || o->k.first > base->k.first)) base = o;
+            if (o->k.snapshot && !o->k.part && int64_t(o->k.ts_ms) <= from && (!base || o->k.first > base->k.first)) base = o;
+        auto same_snapshot = [](const ListedObject* a, const ListedObject* b) {
+            return a->k.snapshot && b->k.snapshot && a->k.first == b->k.first && a->k.ts_ms == b->k.ts_ms;
+        };
         for (auto* o : it->second) {
-            if (base && o != base && o->k.last <= base->k.first) {
+            // (A snapshot taken later at the same txid, or its parts, stays.)
+            if (base && !same_snapshot(o, base) && o->k.last <= base->k.first && !(o->k.snapshot && o->k.ts_ms > base->k.ts_ms)) {
                 drop.push_back(o->key);
+                continue;
+            }
+            if (o->k.part) {
+                // Parts of a snapshot whose .snap object never came (the upload failed or the
+                // process died) once a later snapshot of this generation is complete.
+                bool complete = false, superseded = false;
+                for (auto* p : it->second) {
+                    if (!p->k.snapshot || p->k.part) continue;
+                    complete = complete || same_snapshot(o, p);
+                    superseded = superseded || p->k.first > o->k.first || (p->k.first == o->k.first && p->k.ts_ms > o->k.ts_ms);
+                }
+                if (!complete && superseded) drop.push_back(o->key);
                 continue;
             }
             if (o->k.snapshot) continue;

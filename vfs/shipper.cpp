@@ -215,6 +215,11 @@ void Shipper::request_snapshot() {
 
 namespace {
 bool covers(uint64_t pos, const ShmHeader& h) { return uint32_t(pos >> 32) == h.salt2 && uint32_t(pos) >= h.mx_frame; }
+// A remote-durable commit (of any process) asked for frames that are not shipped yet.
+bool commit_waiting(const SideState* side) {
+    uint64_t asked = side->ship_through.load(), shipped = side->shipped.load();
+    return asked != shipped && ((asked >> 32) != (shipped >> 32) || uint32_t(asked) > uint32_t(shipped));
+}
 }  // namespace
 
 bool Shipper::unshipped(const ShmHeader* h) const {
@@ -489,6 +494,16 @@ void Shipper::run() {
             done_cv_.notify_all();
         }
     }
+    lock.unlock();
+    if (is_shipper_ && backoff_ms_ == 0) delete_merged(false);  // the store answers: leave no leftovers
+}
+
+// A remote-durable commit waiting for an upload does not wait for the interval, and after a
+// failed upload it retries sooner than the error backoff (which grows to 30 s): at most every
+// 250 ms, so that a store that is back confirms the commit before its flush_timeout.
+bool Shipper::commit_may_retry() const {
+    constexpr int kRetryMs = 250;
+    return backoff_ms_ <= kRetryMs || Clock::now() >= next_upload_ - std::chrono::milliseconds(backoff_ms_ - kRetryMs);
 }
 
 void Shipper::ship_pass(bool urgent) {
@@ -500,9 +515,9 @@ void Shipper::ship_pass(bool urgent) {
         std::lock_guard<std::mutex> lock(mu_);
         want_snapshot = snapshot_requested_;
     }
-    // sync_interval and error backoff; the loop wakes us when it is time.
-    // A held WAL reset or spilled frames do not wait for the interval.
-    if (side->holding_since_ms.load() || side->spill_len.load() > side->spill_shipped.load()) urgent = true;
+    // sync_interval and error backoff; the loop wakes us when it is time. A held WAL reset does not
+    // wait for the interval, nor does a remote-durable commit whose frames are in the spill file.
+    if (side->holding_since_ms.load() || (commit_waiting(side) && side->spill_len.load() > spill_off_ && commit_may_retry())) urgent = true;
     const bool paced = Clock::now() < next_upload_ && !urgent;
     if (paced && !have_generation_) return;
     if (!have_generation_) {
@@ -519,7 +534,9 @@ void Shipper::ship_pass(bool urgent) {
         if (!paced) start_generation("the WAL was reset before it was shipped, or a remote-durable commit failed");
         return;
     }
-    if (side->spill_len.load() > spill_off_ && !ship_spill()) return;
+    // Spilled records ship at the interval too, before anything of the live WAL: a write burst
+    // costs one upload per interval, not one per WAL cycle.
+    if (side->spill_len.load() > spill_off_ && (paced || !ship_spill())) return;
     if (want_snapshot) {
         if (!paced && h.salt1 == salt1_ && h.salt2 == salt2_ && ship_frames(h))
             snapshot_in_generation("requested");
@@ -556,7 +573,7 @@ void Shipper::ship_pass(bool urgent) {
         return;
     }
     // A remote-durable commit waiting for its frames does not wait for the interval.
-    bool waiting = through_salt2 == h.salt2 && through_frame > frame_ && backoff_ms_ == 0;
+    bool waiting = through_salt2 == h.salt2 && through_frame > frame_ && commit_may_retry();
     {
         std::lock_guard<std::mutex> lock(mu_);
         stats_.pending_frames = h.mx_frame - frame_;
@@ -591,6 +608,7 @@ void Shipper::recover_checksum() {
 // Scheduled work of the shipping process: snapshots (only when something was written since the
 // last one) and retention runs. An idle database makes no requests but these.
 void Shipper::maintain(const ShmHeader& h) {
+    delete_merged(commit_waiting(side_.state()));
     if (frame_ == h.mx_frame && txid_ > last_snapshot_txid_ && now_ms() - last_snapshot_ms_ >= cfg_.snapshot_interval_ms &&
         Clock::now() >= next_upload_)
         snapshot_in_generation("snapshot_interval");
@@ -882,7 +900,10 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, bool visible, std::st
     for (;;) {
         uint32_t seq = side->shipped_seq.load();
         uint64_t pos = side->shipped.load();
-        if (uint32_t(pos >> 32) == salt2 && uint32_t(pos) >= frame && !side->needs_snapshot.load()) return SQLITE_OK;
+        if (uint32_t(pos >> 32) == salt2 && uint32_t(pos) >= frame && !side->needs_snapshot.load()) {
+            side->ship_through.compare_exchange_strong(want, pos);  // answered (unless a later commit asks)
+            return SQLITE_OK;
+        }
         {
             std::lock_guard<std::mutex> lock(mu_);
             if (Clock::now() >= deadline || stop_) break;
@@ -1088,11 +1109,30 @@ bool Shipper::read_state(uint32_t limit, StateInfo* info, const PageFn& fn) {
 // Streams a snapshot of the state at WAL frame `limit` (UINT32_MAX: the newest) as transaction
 // `txid` of generation `gen`.
 bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateInfo* info, DbChecksum* sum) {
+    // A large database is written as several objects of snapshot_part_size bytes of pages, so a
+    // restore can download them in parallel: parts 1..n-1 (".part" keys) first, the ".snap" key
+    // last, so that a snapshot exists only once all its parts do (FORMAT.md).
     uint64_t snap_ts = uint64_t(now_ms());
     std::unique_ptr<s3::ObjectWriter> w;
     std::unique_ptr<SnapshotWriter> sw;
     s3::Status st;
     bool wrong_place = false;
+    ObjectHeader oh;
+    uint32_t part_pages = 0, part = 0;  // part: the object being written, 1-based
+    uint64_t part_base = 0, uploaded = 0, objects = 0;  // part_base: the checksum before its pages
+    auto open_part = [&](uint32_t first) {
+        part++;
+        bool last = part == oh.part_count;
+        oh.first_page = first;
+        oh.body_len = uint64_t((last ? info->db_pages + 1 : first + part_pages) - first) * info->page_size;
+        unsigned char hb[kHeaderSize];
+        encode_header(oh, hb);
+        std::string key = last ? snapshot_key(gen, txid, snap_ts) : snapshot_part_key(gen, txid, snap_ts, part);
+        w = store_->open_writer(key, s3::PutOptions{true, "application/octet-stream"});
+        sw = std::make_unique<SnapshotWriter>(w.get(), cfg_.zstd_level);
+        part_base = sum->value();
+        st = sw->raw(hb, sizeof hb);
+    };
     bool read = read_state(limit, info, [&](uint32_t pg, const std::string& page) {
         if (!sw) {  // the header needs what read_state learned before the first page
             // A snapshot named for a transaction must hold exactly the state after it.
@@ -1100,7 +1140,6 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
                 wrong_place = true;
                 return false;
             }
-            ObjectHeader oh;
             oh.kind = ObjectKind::Snapshot;
             oh.flags = kFlagDbChecksum;
             oh.page_size = info->page_size;
@@ -1108,25 +1147,28 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
             oh.first_txid = oh.last_txid = txid;
             oh.first_ts_ms = oh.last_ts_ms = snap_ts;
             oh.db_pages = info->db_pages;
-            oh.body_len = uint64_t(info->db_pages) * info->page_size;
             oh.wal_salt1 = info->shm.salt1;
             oh.wal_salt2 = info->shm.salt2;
             oh.wal_frame = info->frame;
             oh.wal_cksum1 = info->cksum1;
             oh.wal_cksum2 = info->cksum2;
-            unsigned char hb[kHeaderSize];
-            encode_header(oh, hb);
-            w = store_->open_writer(snapshot_key(gen, txid, snap_ts), s3::PutOptions{true, "application/octet-stream"});
-            sw = std::make_unique<SnapshotWriter>(w.get(), cfg_.zstd_level);
-            st = sw->raw(hb, sizeof hb);
+            part_pages = std::max<uint32_t>(1, uint32_t(cfg_.snapshot_part_bytes / info->page_size));
+            oh.part_count = std::max<uint32_t>(1, (info->db_pages + part_pages - 1) / part_pages);
+            open_part(1);
+        } else if (st.ok() && part < oh.part_count && pg == part * part_pages + 1) {
+            // A part is complete: its trailer carries the checksum of its own pages.
+            st = sw->finish(sum->value() - part_base);
+            uploaded += w->bytes_written();
+            objects++;
+            if (st.ok()) open_part(pg);
         }
         sum->set_page(pg, page.data(), page.size());
         if (st.ok()) st = sw->page(page.data(), page.size());
         return st.ok();
     });
-    if (read && sw && st.ok()) st = sw->finish(sum->value());
+    if (read && sw && st.ok()) st = sw->finish(sum->value());  // the .snap object: the whole database's
     if (!read || !sw || !st.ok() || wrong_place) {
-        if (w) w->abort();
+        if (w) w->abort();  // parts already up stay as leftovers that retention removes
         if (!st.ok()) {
             set_error("snapshot upload to " + store_->describe() + " failed: " + st.str());
             backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 500;
@@ -1134,6 +1176,8 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
         }
         return false;
     }
+    uploaded += w->bytes_written();
+    objects++;
     backoff_ms_ = 0;
     last_snapshot_ms_ = now_ms();
     last_snapshot_txid_ = txid;
@@ -1141,8 +1185,8 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
     std::lock_guard<std::mutex> lock(mu_);
     snapshot_requested_ = false;
     stats_.snapshots++;
-    stats_.uploads++;
-    stats_.upload_bytes += w->bytes_written();
+    stats_.uploads += objects;
+    stats_.upload_bytes += uploaded;
     stats_.last_error.clear();
     return true;
 }
@@ -1226,12 +1270,24 @@ bool Shipper::upload_segment(ObjectHeader oh, std::string body, uint64_t db_chec
     };
     while (cached() > kMaxMergeBytes && !levels_.empty()) levels_.pop_back();
     if (!absorbed.empty()) {
-        s3::Status st = store_->remove_many(absorbed);
-        if (!st.ok()) log_warn("compaction: deleting merged segments failed (retention will retry): " + st.str());
+        // Deleted after the position is published (maintain), not in front of a waiting commit.
+        merged_away_.insert(merged_away_.end(), absorbed.begin(), absorbed.end());
         std::lock_guard<std::mutex> lock(mu_);
         stats_.compactions++;
     }
     return true;
+}
+
+// Deletes the segments that compaction merged into larger ones. A crash before this, or a failed
+// delete, leaves them in the bucket, where they are redundant (restore prefers the merged object)
+// until retention removes them.
+void Shipper::delete_merged(bool waiting) {
+    // Not while uploads fail (a request retrying against a dead store would hold up the next
+    // upload), nor in front of a waiting commit unless too many have piled up.
+    if (merged_away_.empty() || backoff_ms_ > 0 || (waiting && merged_away_.size() < 1000)) return;
+    s3::Status st = store_->remove_many(merged_away_);
+    if (!st.ok()) log_warn("compaction: deleting merged segments failed (retention will retry): " + st.str());
+    merged_away_.clear();
 }
 
 // Deletes what the retention window no longer needs (one listing, one batch delete).
@@ -1302,7 +1358,7 @@ Shipper::Resume Shipper::try_resume() {
     bool found = false;
     for (auto& o : listing->objects) {
         auto k = parse_key(o.key);
-        if (!k || (found && k->last < best) || (found && k->last == best && !k->snapshot)) continue;
+        if (!k || k->part || (found && k->last < best) || (found && k->last == best && !k->snapshot)) continue;
         key = o.key, size = o.size, best = k->last, found = true;
     }
     if (!found || size < kHeaderSize + kTrailerSize) return Resume::No;
@@ -1439,7 +1495,7 @@ Shipper::Resume Shipper::try_resume() {
     }
     for (auto& o : listing->objects) {
         auto k = parse_key(o.key);
-        if (k && k->snapshot && k->first >= last_snapshot_txid_) {
+        if (k && k->snapshot && !k->part && k->first >= last_snapshot_txid_) {
             last_snapshot_txid_ = k->first;
             last_snapshot_ms_ = int64_t(k->ts_ms);
         }

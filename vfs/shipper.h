@@ -96,6 +96,8 @@ private:
     bool snapshot_in_generation(const std::string& why);
     bool upload_segment(ObjectHeader oh, std::string body, uint64_t db_checksum);
     void run_retention();
+    void delete_merged(bool waiting);
+    bool commit_may_retry() const;
     void maintain(const ShmHeader& h);
     void recover_checksum();
     enum class Resume { Yes, No, Busy, Error };
@@ -180,6 +182,7 @@ private:
     static constexpr size_t kFanout = 8;
     static constexpr uint64_t kMaxMergeBytes = 32u << 20;
     std::vector<std::vector<CachedSegment>> levels_;
+    std::vector<std::string> merged_away_;  // absorbed by a merged segment, not yet deleted
     std::chrono::steady_clock::time_point next_upload_{};
     int backoff_ms_ = 0;
 
