@@ -279,7 +279,10 @@ TEST_CASE("a long outage past max_wal_size: the WAL is released, a new generatio
     auto store = s3::open_store(url, test::env());
     auto gens = list_generations(*store.value());
     REQUIRE(gens.ok());
-    CHECK(gens->size() == 2);
+    // One more, or two: a snapshot whose state was read while the writes still reset the WAL past
+    // the cap is followed by another (its upload cannot cover the frames of those resets).
+    CHECK(gens->size() >= 2);
+    CHECK(gens->size() <= 3);
 }
 
 TEST_CASE("durability=remote: concurrent COMMITs share uploads, and when the store stays down COMMIT fails but the transaction stays committed and ships later", "[outage][remote][integration]") {

@@ -218,7 +218,7 @@ bool covers(uint64_t pos, const ShmHeader& h) { return uint32_t(pos >> 32) == h.
 // A remote-durable commit (of any process) asked for frames that are not shipped yet.
 bool commit_waiting(const SideState* side) {
     uint64_t asked = side->ship_through.load(), shipped = side->shipped.load();
-    return asked != shipped && ((asked >> 32) != (shipped >> 32) || uint32_t(asked) > uint32_t(shipped));
+    return asked != 0 && asked != shipped && ((asked >> 32) != (shipped >> 32) || uint32_t(asked) > uint32_t(shipped));
 }
 }  // namespace
 
@@ -247,7 +247,13 @@ bool Shipper::allow_wal_reset(const ShmHeader& h, const ShmRegion& region) {
     }
     // A snapshot is due anyway, or an earlier call spilled everything (a RESTART checkpoint takes
     // the lock without resetting; the writer after it resets).
-    if (s->needs_snapshot.load() || covers(s->spilled.load(), h)) {
+    if (covers(s->spilled.load(), h)) {
+        s->holding_since_ms = 0;
+        return true;
+    }
+    if (s->needs_snapshot.load()) {
+        // Counted: a snapshot whose state was read before this reset must not clear the need.
+        s->needs_snapshot.fetch_add(1);
         s->holding_since_ms = 0;
         return true;
     }
@@ -256,7 +262,7 @@ bool Shipper::allow_wal_reset(const ShmHeader& h, const ShmRegion& region) {
     uint64_t wal_bytes = uint64_t(h.mx_frame) * (h.page_size + kWalFrameHeaderSize) + kWalHeaderSize;
     uint64_t held = wal_bytes + s->spill_len.load() - std::min(s->spill_len.load(), s->spill_shipped.load());
     if (held > cfg_.max_wal_bytes) {
-        if (!s->needs_snapshot.exchange(1))
+        if (s->needs_snapshot.fetch_add(1) == 0)
             log_warn("unshipped WAL and spill passed max_wal_size (" + std::to_string(held) +
                      " bytes); allowing the WAL reset, a new snapshot will be taken");
         s->holding_since_ms = 0;
@@ -419,7 +425,9 @@ void Shipper::close_handles() {
     if (wal_fd_ >= 0) ::close(wal_fd_);
     wal_fd_ = -1;
     if (db_) {
-        if (shm0_.exchange(nullptr)) db_->pMethods->xShmUnmap(db_, 0);
+        // Also after a map that answered no region yet: the handle holds the shm node either way.
+        shm0_ = nullptr;
+        db_->pMethods->xShmUnmap(db_, 0);
         db_->pMethods->xClose(db_);
         sqlite3_free(db_);
         db_ = nullptr;
@@ -474,6 +482,8 @@ void Shipper::run() {
         if (!is_shipper_ && side_.try_lock(SideFile::kShipLock)) {
             is_shipper_ = true;
             side_.state()->shipper_pid = uint64_t(getpid());
+            // A request left by a process that died waiting would keep looking like a waiting commit.
+            if (side_.state()->shipped_waiters.load() == 0) side_.state()->ship_through = 0;
             log_info("replicating " + cfg_.db_path + " to " + store_->describe() + " (pid " + std::to_string(getpid()) + ")");
         }
         // Caught up when everything committed before this pass began is in the bucket (by
@@ -928,7 +938,7 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, bool visible, std::st
     // them may still land, so the replica's history can no longer be trusted to match the
     // database: the next pass starts a new generation from a snapshot, and until then nothing
     // counts as shipped (later commits wait for that snapshot).
-    side->needs_snapshot = 1;
+    side->needs_snapshot.fetch_add(1);
     *error = "walship: transaction not confirmed in " + store_->describe() + " within " + std::to_string(cfg_.flush_timeout_ms) + " ms (rolled back)";
     if (!stats_.last_error.empty()) *error += "; last error: " + stats_.last_error;
     return SQLITE_IOERR;
@@ -1195,6 +1205,10 @@ bool Shipper::start_generation(const std::string& why) {
     uint64_t gen = new_generation_id();
     DbChecksum sum;
     StateInfo info;
+    // needs_snapshot counts the WAL resets walship let through without shipping or spilling their
+    // frames. One that happens after this read (while the snapshot uploads) leaves frames that the
+    // snapshot does not hold and nothing recorded: the need stays, and the next pass snapshots again.
+    uint64_t due = side_.state()->needs_snapshot.load();
     if (!write_snapshot(gen, 0, UINT32_MAX, &info, &sum)) return false;
     have_generation_ = true;
     have_checksum_ = true;
@@ -1202,7 +1216,7 @@ bool Shipper::start_generation(const std::string& why) {
     txid_ = 0;
     adopt_position(info);
     checksum_ = sum;
-    side_.state()->needs_snapshot = 0;
+    side_.state()->needs_snapshot.compare_exchange_strong(due, 0);
     spill_off_ = std::max(spill_off_, info.spill_len);  // the snapshot holds everything spilled before it
     spill_consumed();
     publish_position();
