@@ -259,23 +259,31 @@ std::string encode_segment_body(const std::vector<Txn>& txns) {
     return body;
 }
 
-std::string seal_segment(ObjectHeader h, const std::string& body, uint64_t db_checksum, int zstd_level) {
+std::string compress_body(const std::string& body, int zstd_level) {
+    std::string out(ZSTD_compressBound(body.size()), '\0');
+    size_t n = ZSTD_compress(&out[0], out.size(), body.data(), body.size(), zstd_level);
+    if (ZSTD_isError(n)) return "";
+    out.resize(n);
+    return out;
+}
+
+std::string seal_segment(ObjectHeader h, uint64_t body_len, const std::string& frames, uint64_t db_checksum) {
     h.kind = ObjectKind::Segment;
-    h.body_len = body.size();
+    h.body_len = body_len;
     std::string out(kHeaderSize, '\0');
     encode_header(h, reinterpret_cast<unsigned char*>(&out[0]));
-    size_t bound = ZSTD_compressBound(body.size());
-    out.resize(kHeaderSize + bound);
-    size_t n = ZSTD_compress(&out[kHeaderSize], bound, body.data(), body.size(), zstd_level);
-    if (ZSTD_isError(n)) return "";
-    out.resize(kHeaderSize + n);
+    out.reserve(kHeaderSize + frames.size() + kTrailerSize);
+    out += frames;
     append_trailer(out, db_checksum);
     return out;
 }
 
 std::string encode_segment(ObjectHeader h, const std::vector<Txn>& txns, int zstd_level) {
     h.txn_count = uint32_t(txns.size());
-    return seal_segment(h, encode_segment_body(txns), txns.empty() ? 0 : txns.back().db_checksum, zstd_level);
+    std::string body = encode_segment_body(txns);
+    std::string frame = compress_body(body, zstd_level);
+    if (frame.empty()) return "";
+    return seal_segment(h, body.size(), frame, txns.empty() ? 0 : txns.back().db_checksum);
 }
 
 std::string decode_segment_body(const ObjectHeader& h, const std::string& body, std::vector<Txn>* txns) {

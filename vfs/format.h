@@ -96,10 +96,12 @@ std::string decode_header(const unsigned char* in, size_t len, ObjectHeader* h);
 
 // Builds a whole segment object (header + zstd body + trailer) from transactions.
 std::string encode_segment(ObjectHeader h, const std::vector<Txn>& txns, int zstd_level);
-// The two halves of encode_segment: a segment body is a concatenation of transaction records, so
-// bodies of consecutive segments concatenate into the body of a larger one (compaction).
+// The parts of encode_segment. A segment body is a concatenation of transaction records and the
+// compressed body one or more zstd frames, so the compressed bodies of consecutive segments
+// concatenate into the compressed body of a larger one (compaction, without recompressing).
 std::string encode_segment_body(const std::vector<Txn>& txns);
-std::string seal_segment(ObjectHeader h, const std::string& body, uint64_t db_checksum, int zstd_level);
+std::string compress_body(const std::string& body, int zstd_level);  // one zstd frame; "" on error
+std::string seal_segment(ObjectHeader h, uint64_t body_len, const std::string& frames, uint64_t db_checksum);
 
 // Parses a segment body (already decompressed) into transactions; error text on malformed data.
 std::string decode_segment_body(const ObjectHeader& h, const std::string& body, std::vector<Txn>* txns);

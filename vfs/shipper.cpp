@@ -452,11 +452,13 @@ void Shipper::run() {
             // Another process ships: wait for the side file to show our commits shipped.
             done_cv_.wait_for(lock, std::chrono::milliseconds(5));
         } else if (!notified_ && !urgent) {
-            // The shipper polls the wal-index (memory, no requests) for other processes' commits.
+            // The shipper polls the wal-index (memory, no requests) for commits that do not wake it
+            // (a writer outside walship). While paced it sleeps until the next upload is due: a
+            // flush, a waiting remote-durable commit or a held WAL reset wakes it (wake()).
             auto wait = std::chrono::milliseconds(is_shipper_ ? 25 : 1000);
             auto now = Clock::now();
             bool paced = next_upload_ > now;
-            if (paced && next_upload_ - now < wait)
+            if (paced && (is_shipper_ || next_upload_ - now < wait))
                 wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_upload_ - now) + std::chrono::milliseconds(1);
             idle_wait_ = !paced;
             if (is_shipper_) {
@@ -1250,36 +1252,43 @@ bool Shipper::snapshot_in_generation(const std::string& why) {
 // up the levels, so restoring any point needs at most (kFanout - 1) segments per level.
 bool Shipper::upload_segment(ObjectHeader oh, std::string body, uint64_t db_checksum) {
     std::vector<std::string> absorbed;
+    uint64_t body_len = body.size();
+    std::string frames = compress_body(body, cfg_.zstd_level);
+    body = std::string();
+    if (frames.empty()) {
+        set_error("zstd could not compress a segment");
+        return false;
+    }
     size_t level = 0;
     for (; level < levels_.size() && levels_[level].size() == kFanout - 1; level++) {
-        uint64_t total = body.size();
-        for (auto& item : levels_[level]) total += item.body.size();
+        uint64_t total = body_len;
+        for (auto& item : levels_[level]) total += item.body_len;
         if (total > kMaxMergeBytes) break;  // this level is as large as segments get
+        // The merged object's body is its parts' zstd frames in order: nothing is recompressed.
         std::string merged;
-        merged.reserve(total);
         for (auto& item : levels_[level]) {
-            merged += item.body;
+            merged += item.frames;
             absorbed.push_back(item.key);
             oh.txn_count += item.txn_count;
             if (!(item.flags & kFlagDbChecksum)) oh.flags &= uint16_t(~kFlagDbChecksum);
         }
         oh.first_txid = levels_[level].front().first;
         oh.first_ts_ms = levels_[level].front().first_ts;
-        merged += body;
-        body.swap(merged);
+        merged += frames;
+        frames.swap(merged);
+        body_len = total;
     }
     std::string key = segment_key(generation_, oh.first_txid, oh.last_txid, oh.last_ts_ms);
-    std::string object = seal_segment(oh, body, db_checksum, cfg_.zstd_level);
-    if (!upload(key, object)) return false;
+    if (!upload(key, seal_segment(oh, body_len, frames, db_checksum))) return false;
     for (size_t l = 0; l < level && l < levels_.size(); l++) levels_[l].clear();
     if (levels_.size() <= level) levels_.resize(level + 1);
     if (levels_[level].size() >= kFanout - 1) levels_[level].clear();  // too large to merge further
-    levels_[level].push_back({key, oh.first_txid, oh.first_ts_ms, oh.flags, oh.txn_count, std::move(body)});
+    levels_[level].push_back({key, oh.first_txid, oh.first_ts_ms, oh.flags, oh.txn_count, body_len, std::move(frames)});
     // Keep the cache bounded: forget the largest level first (its objects simply stay as they are).
     auto cached = [&] {
         uint64_t n = 0;
         for (auto& l : levels_)
-            for (auto& item : l) n += item.body.size();
+            for (auto& item : l) n += item.body_len;
         return n;
     };
     while (cached() > kMaxMergeBytes && !levels_.empty()) levels_.pop_back();

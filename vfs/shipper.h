@@ -171,13 +171,14 @@ private:
     int64_t next_checksum_try_ms_ = 0;
     uint64_t last_snapshot_txid_ = 0;
     std::chrono::steady_clock::time_point next_retention_{};
-    // Compaction: recent segments per level, with their (uncompressed) bodies.
+    // Compaction: recent segments per level, with their compressed bodies (zstd frames).
     struct CachedSegment {
         std::string key;
         uint64_t first, first_ts;
         uint16_t flags;
         uint32_t txn_count;
-        std::string body;
+        uint64_t body_len;
+        std::string frames;
     };
     static constexpr size_t kFanout = 8;
     static constexpr uint64_t kMaxMergeBytes = 32u << 20;
