@@ -18,7 +18,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <sqlite3.h>
