@@ -278,14 +278,6 @@ std::string seal_segment(ObjectHeader h, uint64_t body_len, const std::string& f
     return out;
 }
 
-std::string encode_segment(ObjectHeader h, const std::vector<Txn>& txns, int zstd_level) {
-    h.txn_count = uint32_t(txns.size());
-    std::string body = encode_segment_body(txns);
-    std::string frame = compress_body(body, zstd_level);
-    if (frame.empty()) return "";
-    return seal_segment(h, body.size(), frame, txns.empty() ? 0 : txns.back().db_checksum);
-}
-
 std::string decode_segment_body(const ObjectHeader& h, const std::string& body, std::vector<Txn>* txns) {
     const auto* p = reinterpret_cast<const unsigned char*>(body.data());
     size_t left = body.size();

@@ -94,11 +94,10 @@ void encode_header(const ObjectHeader& h, unsigned char out[kHeaderSize]);
 // Fails (returns an error text) on bad magic, version or sizes.
 std::string decode_header(const unsigned char* in, size_t len, ObjectHeader* h);
 
-// Builds a whole segment object (header + zstd body + trailer) from transactions.
-std::string encode_segment(ObjectHeader h, const std::vector<Txn>& txns, int zstd_level);
-// The parts of encode_segment. A segment body is a concatenation of transaction records and the
-// compressed body one or more zstd frames, so the compressed bodies of consecutive segments
-// concatenate into the compressed body of a larger one (compaction, without recompressing).
+// A segment object is built in three steps: the body (a concatenation of transaction records),
+// its compression (one or more zstd frames), then header and trailer around it. The compressed
+// bodies of consecutive segments concatenate into that of a larger one (compaction, without
+// recompressing).
 std::string encode_segment_body(const std::vector<Txn>& txns);
 std::string compress_body(const std::string& body, int zstd_level);  // one zstd frame; "" on error
 std::string seal_segment(ObjectHeader h, uint64_t body_len, const std::string& frames, uint64_t db_checksum);

@@ -218,7 +218,7 @@ bool covers(uint64_t pos, const ShmHeader& h) { return uint32_t(pos >> 32) == h.
 // A remote-durable commit (of any process) asked for frames that are not shipped yet.
 bool commit_waiting(const SideState* side) {
     uint64_t asked = side->ship_through.load(), shipped = side->shipped.load();
-    return asked != 0 && asked != shipped && ((asked >> 32) != (shipped >> 32) || uint32_t(asked) > uint32_t(shipped));
+    return asked != 0 && ((asked >> 32) != (shipped >> 32) || uint32_t(asked) > uint32_t(shipped));
 }
 }  // namespace
 
@@ -507,7 +507,7 @@ void Shipper::run() {
         }
     }
     lock.unlock();
-    if (is_shipper_ && backoff_ms_ == 0) delete_merged(false);  // the store answers: leave no leftovers
+    delete_merged(false);  // leave no leftovers (unless uploads are failing)
 }
 
 // A remote-durable commit waiting for an upload does not wait for the interval, and after a
