@@ -31,7 +31,7 @@ Phases:
   put      one PUT's round trip (4 KB, keep-alive, through the proxy) as the reference for remote
            durability.
 
-Environment (defaults): ROUNDS (3), WRITES (20000), LONG_WRITES (200000), WRITERS (4),
+Environment (defaults): ROUNDS (5), WRITES (20000), LONG_WRITES (200000), WRITERS (4),
 REMOTE_WRITES (1000), RATE_TPS (50), RATE_SECS (60), IDLE_SECS (60), LAG_SAMPLES (100),
 LAG_GAP_MS (1100), LAG_MAX_SECS (300), BUSY_TPS (50), RESTORE_MB (1024), RESTORE_TXNS (10000), RESTORE_ROUNDS (3), OUTAGE_TPS (100),
 OUTAGE_SECS (10), OUTAGE_MODE (503), PHASES (writes,cost,lag,restore,outage,put).
@@ -63,7 +63,7 @@ def env(k, d):
     return type(d)(os.environ.get(k, d))
 
 
-ROUNDS, WRITES, LONG_WRITES, WRITERS = env("ROUNDS", 3), env("WRITES", 20000), env("LONG_WRITES", 200000), env("WRITERS", 4)
+ROUNDS, WRITES, LONG_WRITES, WRITERS = env("ROUNDS", 5), env("WRITES", 20000), env("LONG_WRITES", 200000), env("WRITERS", 4)
 REMOTE_WRITES = env("REMOTE_WRITES", 1000)
 RATE_TPS, RATE_SECS, IDLE_SECS = env("RATE_TPS", 50), env("RATE_SECS", 60), env("IDLE_SECS", 60)
 LAG_SAMPLES, LAG_GAP_MS, BUSY_TPS = env("LAG_SAMPLES", 100), env("LAG_GAP_MS", 1100), env("BUSY_TPS", 50)

@@ -149,6 +149,7 @@ bool Shipper::start(std::string* error) {
     }
     store_ = std::move(st.value());
     if (!side_.open(cfg_.db_path, error)) return false;
+    notified_ = true;  // the first pass runs at once: it takes the ship lock if no process holds it
     thread_ = std::thread([this] { run(); });
     return true;
 }
@@ -183,7 +184,7 @@ Shipper::~Shipper() {
 void Shipper::notify() {
     // On the commit path: cheap unless a shipper sleeps waiting for commits (this process's thread,
     // or the shipping process's). While it is paced by sync_interval it wakes on its own timer.
-    if (!notified_.exchange(true) && idle_wait_.load()) {
+    if (!notified_.load() && !notified_.exchange(true) && idle_wait_.load()) {
         std::lock_guard<std::mutex> lock(mu_);
         cv_.notify_one();
     }
@@ -281,7 +282,7 @@ bool Shipper::allow_wal_reset(const ShmHeader& h, const ShmRegion& region) {
         side_.unlock(SideFile::kSpillLock);
         if (spilled) {
             s->holding_since_ms = 0;
-            wake();
+            notify();  // a paced shipper ships the record at its interval; an idle one now
             return true;
         }
     }
@@ -460,7 +461,10 @@ void Shipper::run() {
             bool paced = next_upload_ > now;
             if (paced && (is_shipper_ || next_upload_ - now < wait))
                 wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_upload_ - now) + std::chrono::milliseconds(1);
-            idle_wait_ = !paced;
+            // Only a shipper waiting for commits wants them to wake it. A process that does not
+            // ship tries the ship lock once a second; waking it at every commit would cost each
+            // of its commits a context switch and a lock attempt.
+            idle_wait_ = is_shipper_ && !paced;
             if (is_shipper_) {
                 // On the side file's futex, so that other processes' commits wake us too.
                 SideState* side = side_.state();
@@ -685,8 +689,8 @@ bool Shipper::ship_frames(const ShmHeader& h) {
         uint32_t f = frame_, c1 = cksum1_, c2 = cksum2_;
         uint32_t seg_end = frame_, e1 = c1, e2 = c2;
         uint64_t bytes = 0;
-        std::string buf;
-        const uint32_t chunk = uint32_t(std::max<size_t>(1, (4u << 20) / frame_size));
+        std::string& buf = wal_buf_;  // kept between passes: no allocation (and page faults) per pass
+        const uint32_t chunk = uint32_t(std::max<size_t>(1, (1u << 20) / frame_size));
         bool prev_commit = prev_commit_valid_;
         while (f < end && bytes < cfg_.max_segment_bytes) {
             uint32_t n = std::min(chunk, end - f);

@@ -166,6 +166,7 @@ private:
     bool prev_commit_valid_ = false;
     uint32_t prev_pgno_ = 0, prev_commit_size_ = 0;
     std::string prev_page_;
+    std::string wal_buf_;  // reading the live WAL, up to 1 MiB of frames at a time
     std::map<uint64_t, uint64_t> ts_by_txid_;  // commit times of transactions read but not yet shipped
     int64_t last_snapshot_ms_ = 0;
     int64_t next_checksum_try_ms_ = 0;

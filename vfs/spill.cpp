@@ -89,6 +89,7 @@ bool spill_append(int spill_fd, const std::string& wal_path, const ShmRegion& re
         return false;
     }
     std::string body;
+    body.reserve(latest.size() * (4 + size_t(wh.page_size)));
     uint32_t count = 0;
     for (auto [pg, f] : latest) {
         if (pg > commit.commit_size) continue;  // cut off by the commit (the database shrank)
