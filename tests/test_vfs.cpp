@@ -9,6 +9,7 @@
 #include <random>
 #include <thread>
 
+#include "config.h"
 #include "restore.h"
 #include "support/db.h"
 #include "support/test_server.h"
@@ -294,6 +295,51 @@ TEST_CASE("invalid settings fail the open", "[vfs]") {
     CHECK(Db::open_rc(uri(dir + "/x.db", url, "restore=maybe"), &err) != SQLITE_OK);
     CHECK(Db::open_rc(uri(dir + "/x.db", url, "snapshot_part_size=1000"), &err) != SQLITE_OK);  // below 64 KiB
     CHECK(Db::open_rc(uri(dir + "/x.db", "ftp://nowhere/x"), &err) != SQLITE_OK);
+}
+
+namespace {
+// resolve_config on a URI filename built the way SQLite builds one for xOpen.
+bool config_from(std::vector<std::pair<std::string, std::string>> params, walship::Config* cfg, std::string* err) {
+    params.insert(params.begin(), {"replica", "file:///tmp/walship-config-test"});
+    std::vector<const char*> flat;
+    for (auto& [k, v] : params) flat.push_back(k.c_str()), flat.push_back(v.c_str());
+    sqlite3_filename f = sqlite3_create_filename("/tmp/c.db", "/tmp/c.db-journal", "/tmp/c.db-wal", int(params.size()), flat.data());
+    bool ok = walship::resolve_config(f, "/tmp/c.db", cfg, err);
+    sqlite3_free_filename(f);
+    return ok;
+}
+}  // namespace
+
+TEST_CASE("times and sizes take units", "[vfs]") {
+    walship::Config cfg;
+    std::string err;
+    REQUIRE(config_from({{"sync_interval", "250"}, {"flush_timeout", "2s"}, {"close_timeout", "1.5m"}, {"max_wal_size", "64MiB"},
+                         {"snapshot_part_size", "8MB"}, {"retention", "7d"}},
+                        &cfg, &err));
+    CHECK(cfg.sync_interval_ms == 250);
+    CHECK(cfg.flush_timeout_ms == 2000);
+    CHECK(cfg.close_timeout_ms == 90000);
+    CHECK(cfg.max_wal_bytes == 64ull << 20);
+    CHECK(cfg.snapshot_part_bytes == 8000000);
+    CHECK(cfg.retention_ms == 7LL * 86400 * 1000);
+    REQUIRE(config_from({{"sync_interval", "100ms"}, {"max_wal_size", "2g"}, {"snapshot_part_size", "65536"}}, &cfg, &err));
+    CHECK(cfg.sync_interval_ms == 100);
+    CHECK(cfg.max_wal_bytes == 2ull << 30);
+    CHECK(cfg.snapshot_part_bytes == 65536);
+    // Out of range or unreadable: the error names the setting, the value and what is expected.
+    for (auto [k, v] : std::vector<std::pair<std::string, std::string>>{{"sync_interval", "2h"},
+                                                                        {"sync_interval", "1 s"},
+                                                                        {"sync_interval", "-5"},
+                                                                        {"flush_timeout", "0"},
+                                                                        {"max_wal_size", "1KiB"},
+                                                                        {"max_wal_size", "64XB"},
+                                                                        {"snapshot_part_size", "2GiB"},
+                                                                        {"zstd_level", "3x"}}) {
+        INFO(k << "=" << v);
+        err.clear();
+        CHECK_FALSE(config_from({{k, v}}, &cfg, &err));
+        CHECK(err.find(k + " '" + v + "'") != std::string::npos);
+    }
 }
 
 TEST_CASE("a replicated database stays in WAL mode", "[vfs]") {

@@ -44,11 +44,33 @@ static std::string normalize_path(const std::string& p) {
     return p;
 }
 
+// Bytes, or a size with a unit: K, Ki, KiB (1024) or KB (1000), and the same for M, G and T.
+static bool parse_bytes(const std::string& s, long long* out) {
+    if (s.empty()) return false;
+    char* end = nullptr;
+    double v = std::strtod(s.c_str(), &end);
+    if (end == s.c_str() || !(v >= 0)) return false;
+    std::string unit;
+    for (const char* p = end; *p; p++) unit += char(std::tolower(static_cast<unsigned char>(*p)));
+    static const std::string kUnits = "kmgt";
+    double mult = 1;
+    if (!unit.empty() && unit != "b") {
+        size_t i = kUnits.find(unit[0]);
+        std::string rest = unit.substr(1);
+        double base = rest == "b" ? 1000 : (rest.empty() || rest == "i" || rest == "ib") ? 1024 : 0;
+        if (i == std::string::npos || base == 0) return false;
+        for (size_t k = 0; k <= i; k++) mult *= base;
+    }
+    if (v * mult > 9.2e18) return false;
+    *out = static_cast<long long>(v * mult);
+    return true;
+}
+
 bool parse_duration_ms(const std::string& s, int64_t* ms) {
     if (s.empty()) return false;
     char* end = nullptr;
     double v = std::strtod(s.c_str(), &end);
-    if (end == s.c_str() || v < 0) return false;
+    if (end == s.c_str() || !(v >= 0) || v > 1e15) return false;
     std::string unit(end);
     double mult = unit.empty() || unit == "ms" ? 1 : unit == "s" ? 1e3 : unit == "m" ? 60e3 : unit == "h" ? 3600e3 : unit == "d" ? 86400e3 : -1;
     if (mult < 0) return false;
@@ -68,35 +90,45 @@ bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, st
 
     struct IntSetting {
         const char* name;
+        enum { Number, Millis, Bytes } kind;
         long long lo, hi;
-        int* target;
-    } ints[] = {
-        {"sync_interval", 0, 3600000, &cfg->sync_interval_ms},
-        {"flush_timeout", 1, 3600000, &cfg->flush_timeout_ms},
-        {"close_timeout", 0, 3600000, &cfg->close_timeout_ms},
-        {"zstd_level", -5, 19, &cfg->zstd_level},
-        {"snapshot_part_size", 65536, 1 << 30, &cfg->snapshot_part_bytes},
+        int64_t* target;
+    };
+    int64_t sync_ms = cfg->sync_interval_ms, flush_ms = cfg->flush_timeout_ms, close_ms = cfg->close_timeout_ms,
+            zstd = cfg->zstd_level, part = cfg->snapshot_part_bytes, max_wal = int64_t(cfg->max_wal_bytes);
+    const IntSetting ints[] = {
+        {"sync_interval", IntSetting::Millis, 0, 3600000, &sync_ms},
+        {"flush_timeout", IntSetting::Millis, 1, 3600000, &flush_ms},
+        {"close_timeout", IntSetting::Millis, 0, 3600000, &close_ms},
+        {"zstd_level", IntSetting::Number, -5, 19, &zstd},
+        {"snapshot_part_size", IntSetting::Bytes, 65536, 1 << 30, &part},
+        {"max_wal_size", IntSetting::Bytes, 1 << 20, 1ll << 50, &max_wal},
     };
     for (auto& s : ints) {
         std::string v = setting(uri_db, s.name);
-        long long n;
         if (v.empty()) continue;
-        if (!parse_int(v, s.lo, s.hi, &n)) {
-            *error = std::string("walship: invalid ") + s.name + " '" + v + "' (expected an integer from " +
-                     std::to_string(s.lo) + " to " + std::to_string(s.hi) + ")";
+        long long n = 0;
+        bool ok = false;
+        if (s.kind == IntSetting::Millis) {
+            int64_t ms = 0;
+            ok = parse_duration_ms(v, &ms);
+            n = ms;
+        } else {
+            ok = s.kind == IntSetting::Bytes ? parse_bytes(v, &n) : parse_int(v, s.lo, s.hi, &n);
+        }
+        if (!ok || n < s.lo || n > s.hi) {
+            std::string range = std::to_string(s.lo) + " to " + std::to_string(s.hi);
+            *error = std::string("walship: invalid ") + s.name + " '" + v + "' (expected " +
+                     (s.kind == IntSetting::Millis  ? "milliseconds or a duration like 250ms, 1s, 2m: " + range + " ms"
+                      : s.kind == IntSetting::Bytes ? "bytes or a size like 64MiB, 1GiB: " + range + " bytes"
+                                                    : "an integer from " + range) +
+                     ")";
             return false;
         }
-        *s.target = int(n);
+        *s.target = n;
     }
-    std::string v = setting(uri_db, "max_wal_size");
-    if (!v.empty()) {
-        long long n;
-        if (!parse_int(v, 1 << 20, (1ll << 50), &n)) {
-            *error = "walship: invalid max_wal_size '" + v + "' (bytes, at least 1048576)";
-            return false;
-        }
-        cfg->max_wal_bytes = uint64_t(n);
-    }
+    cfg->sync_interval_ms = int(sync_ms), cfg->flush_timeout_ms = int(flush_ms), cfg->close_timeout_ms = int(close_ms);
+    cfg->zstd_level = int(zstd), cfg->snapshot_part_bytes = int(part), cfg->max_wal_bytes = uint64_t(max_wal);
     struct DurationSetting {
         const char* name;
         int64_t* target;
@@ -112,7 +144,7 @@ bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, st
         if (d.target == &cfg->retention_check_ms) check_set = true;
     }
     if (!check_set) cfg->retention_check_ms = std::min<int64_t>(3600 * 1000LL, std::max<int64_t>(cfg->retention_ms / 2, 1000));
-    v = setting(uri_db, "restore");
+    std::string v = setting(uri_db, "restore");
     if (v == "auto" || v.empty()) cfg->restore_auto = true;
     else if (v == "off") cfg->restore_auto = false;
     else {
