@@ -145,6 +145,7 @@ private:
     std::mutex restore_mu_;
     std::mutex state_mu_;
     std::mutex spill_mu_;  // with side file lock byte 2
+    std::string spill_buf_;  // spill records are built here (under spill_mu_)
     int spill_fd_ = -1;
     uint64_t spill_off_ = 0;     // shipper: the next spill record to read
     uint32_t ended_frame_ = 0;   // shipper: the followed WAL was spilled through this frame at its reset

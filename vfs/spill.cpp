@@ -25,31 +25,41 @@ void put_be(unsigned char* p, uint32_t v) {
 uint32_t get_be(const unsigned char* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; }
 
 // SQLite's WAL checksum over the whole body (zero-padded to 8 bytes).
-void body_checksum(const std::string& body, uint32_t* s1, uint32_t* s2) {
+void body_checksum(const char* body, size_t len, uint32_t* s1, uint32_t* s2) {
     *s1 = *s2 = 0;
-    size_t whole = body.size() & ~size_t(7);
-    wal_checksum(false, reinterpret_cast<const unsigned char*>(body.data()), whole, s1, s2);
+    size_t whole = len & ~size_t(7);
+    wal_checksum(false, reinterpret_cast<const unsigned char*>(body), whole, s1, s2);
     unsigned char tail[8] = {};
-    memcpy(tail, body.data() + whole, body.size() - whole);
+    memcpy(tail, body + whole, len - whole);
     wal_checksum(false, tail, 8, s1, s2);
 }
 
-// The page number of WAL frame `frame` (1-based) from the wal-index, or 0.
-uint32_t frame_page(const ShmRegion& region, uint32_t frame) {
-    int r = frame <= kFirstRegionFrames ? 0 : int((frame - kFirstRegionFrames - 1) / kRegionFrames) + 1;
-    const volatile void* base = region(r);
-    if (!base) return 0;
-    const volatile uint32_t* pgno = static_cast<const volatile uint32_t*>(base);
-    if (r == 0) return pgno[kShmHeaderBytes / 4 + frame - 1];
-    return pgno[frame - kFirstRegionFrames - uint32_t(r - 1) * kRegionFrames - 1];
-}
+// Page numbers of WAL frames from the wal-index, each 32 KiB region mapped once per use.
+class FramePages {
+  public:
+    explicit FramePages(const ShmRegion& region) : region_(region) {}
+    // The page number of WAL frame `frame` (1-based), or 0.
+    uint32_t operator()(uint32_t frame) {
+        int r = frame <= kFirstRegionFrames ? 0 : int((frame - kFirstRegionFrames - 1) / kRegionFrames) + 1;
+        if (size_t(r) >= bases_.size()) bases_.resize(size_t(r) + 1, nullptr);
+        if (!bases_[size_t(r)]) bases_[size_t(r)] = region_(r);
+        const volatile uint32_t* pgno = static_cast<const volatile uint32_t*>(bases_[size_t(r)]);
+        if (!pgno) return 0;
+        if (r == 0) return pgno[kShmHeaderBytes / 4 + frame - 1];
+        return pgno[frame - kFirstRegionFrames - uint32_t(r - 1) * kRegionFrames - 1];
+    }
+
+  private:
+    const ShmRegion& region_;
+    std::vector<const volatile void*> bases_;
+};
 
 }  // namespace
 
 std::string spill_path(const std::string& db_path) { return db_path + "-walship-spill"; }
 
 bool spill_append(int spill_fd, const std::string& wal_path, const ShmRegion& region, SideState* side, const ShmHeader& h,
-                  uint32_t first, uint64_t cap, std::string* error) {
+                  uint32_t first, uint64_t cap, std::string* buf, std::string* error) {
     int wal = ::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC);
     if (wal < 0) {
         *error = "cannot open " + wal_path + ": " + strerror(errno);
@@ -68,9 +78,10 @@ bool spill_append(int spill_fd, const std::string& wal_path, const ShmRegion& re
     const uint64_t fsz = kWalFrameHeaderSize + uint64_t(wh.page_size);
     auto frame_off = [&](uint32_t f) { return off_t(kWalHeaderSize + (f - 1) * fsz); };
     // The last frame of each page, then the commit at mx_frame: its size and checksum chain.
+    FramePages frame_page(region);
     std::map<uint32_t, uint32_t> latest;
     for (uint32_t f = first; f <= h.mx_frame; f++) {
-        uint32_t pg = frame_page(region, f);
+        uint32_t pg = frame_page(f);
         if (pg == 0) {
             *error = "the wal-index has no page for frame " + std::to_string(f);
             return false;
@@ -84,31 +95,34 @@ bool spill_append(int spill_fd, const std::string& wal_path, const ShmRegion& re
         return false;
     }
     WalFrameHeader commit = parse_frame_header(last_hdr);
-    if (commit.commit_size == 0 || commit.salt1 != h.salt1 || commit.salt2 != h.salt2 || commit.pgno != frame_page(region, h.mx_frame)) {
+    if (commit.commit_size == 0 || commit.salt1 != h.salt1 || commit.salt2 != h.salt2 || commit.pgno != frame_page(h.mx_frame)) {
         *error = "frame " + std::to_string(h.mx_frame) + " of " + wal_path + " is not the commit the wal-index shows";
         return false;
     }
-    std::string body;
-    body.reserve(latest.size() * (4 + size_t(wh.page_size)));
+    // Built in the caller's buffer, which keeps its size: no allocation, zero-fill or page
+    // faults on the application's write path after the first few records.
+    const size_t step = 4 + size_t(wh.page_size);
+    if (buf->size() < latest.size() * step) buf->resize(latest.size() * step);
+    char* body = &(*buf)[0];
+    size_t len = 0;
     uint32_t count = 0;
     for (auto [pg, f] : latest) {
         if (pg > commit.commit_size) continue;  // cut off by the commit (the database shrank)
-        size_t at = body.size();
-        body.resize(at + 4 + wh.page_size);
-        put_be(reinterpret_cast<unsigned char*>(&body[at]), pg);
-        if (!pread_all(wal, &body[at + 4], wh.page_size, frame_off(f) + off_t(kWalFrameHeaderSize))) {
+        put_be(reinterpret_cast<unsigned char*>(body + len), pg);
+        if (!pread_all(wal, body + len + 4, wh.page_size, frame_off(f) + off_t(kWalFrameHeaderSize))) {
             *error = "cannot read " + wal_path + ": " + strerror(errno);
             return false;
         }
+        len += step;
         count++;
     }
-    const uint64_t at = side->spill_len.load(), size = kSpillRecordHeader + body.size();
+    const uint64_t at = side->spill_len.load(), size = kSpillRecordHeader + len;
     if (at + size > cap) {
         *error = "the spill would pass max_wal_size (" + std::to_string(at + size) + " bytes)";
         return false;
     }
     uint32_t s1, s2;
-    body_checksum(body, &s1, &s2);
+    body_checksum(body, len, &s1, &s2);
     unsigned char head[kSpillRecordHeader] = {};
     memcpy(head, kSpillMagic, 8);
     put_be(head + 8, wh.page_size);
@@ -123,7 +137,7 @@ bool spill_append(int spill_fd, const std::string& wal_path, const ShmRegion& re
     put_be(head + 52, h.salt1);
     put_be(head + 56, h.salt2);
     put_be(head + 60, wh.big_endian_cksum() ? 1 : 0);
-    if (!pwrite_all(spill_fd, head, sizeof head, off_t(at)) || !pwrite_all(spill_fd, body.data(), body.size(), off_t(at + sizeof head))) {
+    if (!pwrite_all(spill_fd, head, sizeof head, off_t(at)) || !pwrite_all(spill_fd, body, len, off_t(at + sizeof head))) {
         *error = "cannot write the spill file: " + std::string(strerror(errno));
         return false;
     }
@@ -157,7 +171,7 @@ bool read_spill_pages(int fd, const SpillRecord& r, std::vector<std::pair<uint32
     std::string body(size_t(r.size - kSpillRecordHeader), '\0');
     if (!pread_all(fd, &body[0], body.size(), off_t(r.offset + kSpillRecordHeader))) return false;
     uint32_t s1, s2;
-    body_checksum(body, &s1, &s2);
+    body_checksum(body.data(), body.size(), &s1, &s2);
     if (s1 != r.sum1 || s2 != r.sum2) return false;
     pages->clear();
     const size_t step = 4 + r.page_size;

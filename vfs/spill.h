@@ -44,9 +44,10 @@ using ShmRegion = std::function<const volatile void*(int)>;
 
 // Appends a record for frames first..h.mx_frame of the WAL `wal_path` at side->spill_len, unless
 // the spill would then exceed `cap` bytes. The caller holds the spill lock and the WAL's write
-// lock and reader slots 1..4. False with *error set on failure (nothing counts as spilled then).
+// lock and reader slots 1..4. `buf` is scratch space the caller keeps between calls. False with
+// *error set on failure (nothing counts as spilled then).
 bool spill_append(int spill_fd, const std::string& wal_path, const ShmRegion& region, SideState* side, const ShmHeader& h,
-                  uint32_t first, uint64_t cap, std::string* error);
+                  uint32_t first, uint64_t cap, std::string* buf, std::string* error);
 
 // Reads and checks the record header at `offset`; false when no whole valid record ends by `end`.
 bool read_spill_record(int fd, uint64_t offset, uint64_t end, SpillRecord* r);
