@@ -414,3 +414,38 @@ TEST_CASE("wrong credentials: the app keeps working, status and flush name the a
     }
     restore_and_compare(url, path);
 }
+
+TEST_CASE("a bucket that does not exist: a new database refuses to open, an existing one keeps working, says so, and retries calmly", "[outage][integration]") {
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string url = "s3://walship-no-such-bucket-" + new_bucket() + "/db?endpoint=" + proxy.endpoint() + "&region=us-east-1";
+    std::string dir = temp_dir();
+    std::string err;
+    // Auto-restore cannot tell "no replica yet" from "no bucket": the open fails rather than run unreplicated.
+    CHECK(Db::open_rc(uri(dir + "/new.db", url), &err) != SQLITE_OK);
+
+    std::string path = dir + "/old.db";
+    {
+        Db plain(path, nullptr);
+        plain.exec("create table t(id integer primary key, v blob)");
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    {
+        Db db(uri(path, url, "flush_timeout=1500&close_timeout=2000"));
+        write_rows(db, 20);
+        proxy.reset();
+        CHECK(db.try_exec("pragma walship_flush", &err) != SQLITE_OK);
+        CHECK(err.find("NoSuchBucket") != std::string::npos);
+        CHECK(db.text("pragma walship_status").find("NoSuchBucket") != std::string::npos);
+        // A waiting flush retries every 250 ms, not in a loop (each attempt is a LIST or two).
+        int n = proxy.requests();
+        INFO(n << " requests during a 1.5 s flush");
+        CHECK(n <= 30);
+        t0 = std::chrono::steady_clock::now();
+    }
+    // The close waits close_timeout once (not once before its checkpoint and again after), and keeps the WAL.
+    double close_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    CHECK(close_ms < 3500);
+    struct stat st {};
+    CHECK((::stat((path + "-wal").c_str(), &st) == 0 && st.st_size > 0));
+}

@@ -453,6 +453,12 @@ void Shipper::run() {
         if (!is_shipper_ && urgent) {
             // Another process ships: wait for the side file to show our commits shipped.
             done_cv_.wait_for(lock, std::chrono::milliseconds(5));
+        } else if (is_shipper_ && urgent && !commit_may_retry()) {
+            // A flush or a waiting commit does not wait for the error backoff, but after a failed
+            // attempt it retries every 250 ms, not in a loop (a wrong bucket or key fails at once).
+            auto retry_at = next_upload_ - std::chrono::milliseconds(backoff_ms_ - kUrgentRetryMs);
+            cv_.wait_until(lock, retry_at, [&] { return stop_; });
+            if (stop_) break;
         } else if (!notified_ && !urgent) {
             // The shipper polls the wal-index (memory, no requests) for commits that do not wake it
             // (a writer outside walship). While paced it sleeps until the next upload is due: a
@@ -519,8 +525,7 @@ void Shipper::run() {
 // failed upload it retries sooner than the error backoff (which grows to 30 s): at most every
 // 250 ms, so that a store that is back confirms the commit before its flush_timeout.
 bool Shipper::commit_may_retry() const {
-    constexpr int kRetryMs = 250;
-    return backoff_ms_ <= kRetryMs || Clock::now() >= next_upload_ - std::chrono::milliseconds(backoff_ms_ - kRetryMs);
+    return backoff_ms_ <= kUrgentRetryMs || Clock::now() >= next_upload_ - std::chrono::milliseconds(backoff_ms_ - kUrgentRetryMs);
 }
 
 void Shipper::ship_pass(bool urgent) {
@@ -989,7 +994,7 @@ bool Shipper::restore_if_empty(std::string* error) {
         if (r.ok()) {
             log_info("restored " + cfg_.db_path + " from " + store_->describe() + " (generation " + generation_name(r->generation) +
                      ", txid " + std::to_string(r->txid) + ", " + std::to_string(r->pages) + " pages)");
-        } else if (r.error().kind == s3::ErrorKind::NotFound) {
+        } else if (r.error().kind == s3::ErrorKind::NotFound && r.error().code != "NoSuchBucket") {
             log_info("no replica data in " + store_->describe() + "; starting " + cfg_.db_path + " empty");
         } else {
             *error = "walship: cannot restore " + cfg_.db_path + " from " + store_->describe() + ": " + r.error().str();

@@ -97,6 +97,7 @@ private:
     bool upload_segment(ObjectHeader oh, std::string body, uint64_t db_checksum);
     void run_retention();
     void delete_merged(bool waiting);
+    static constexpr int kUrgentRetryMs = 250;  // how often a flush or a waiting commit retries after a failure
     bool commit_may_retry() const;
     void maintain(const ShmHeader& h);
     void recover_checksum();

@@ -61,6 +61,7 @@ struct File {
     bool reread_page1;                  // MainDb: a rollback-mode commit happened; see db_write
     Durability durability;              // MainDb: this connection's, like synchronous
     bool exclusive;                     // MainDb: holds the exclusive lock and Shipper::begin_exclusive
+    bool close_flush_failed;            // MainDb: the flush before the last close's checkpoint timed out
 };
 
 sqlite3_vfs walship_vfs;
@@ -234,7 +235,10 @@ int db_fcntl(sqlite3_file* f, int op, void* arg) noexcept {
                     F(f)->exclusive = false;
                     S(f)->end_exclusive();
                 }
-                int frc = S(f)->flush(S(f)->config().close_timeout_ms, &err);
+                // One close waits close_timeout once: after a flush that already timed out, keep the WAL.
+                int frc = SQLITE_BUSY;
+                if (F(f)->close_flush_failed) err = "the store did not take them within close_timeout";
+                else frc = S(f)->flush(S(f)->config().close_timeout_ms, &err);
                 if (frc != SQLITE_OK || S(f)->unshipped(&h)) {
                     log_warn("closing " + S(f)->config().db_path + " with unshipped transactions; the WAL is kept and they ship on the next open (" + err + ")");
                     *v = 1;
@@ -256,7 +260,8 @@ int db_lock(sqlite3_file* f, int level) noexcept {
         ShmHeader h;
         std::string err;
         try {
-            if (read_shm_header(F(f)->shm0, &h) && S(f)->unshipped(&h)) S(f)->flush(S(f)->config().close_timeout_ms, &err);
+            if (read_shm_header(F(f)->shm0, &h) && S(f)->unshipped(&h))
+                F(f)->close_flush_failed = S(f)->flush(S(f)->config().close_timeout_ms, &err) != SQLITE_OK;
         } catch (...) {
         }
     }
