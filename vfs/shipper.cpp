@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <new>
 
 namespace walship {
 
@@ -278,7 +279,12 @@ bool Shipper::allow_wal_reset(const ShmHeader& h, const ShmRegion& region) {
         uint32_t first = 1;
         if (uint32_t(pos >> 32) == h.salt2) first = std::max(first, uint32_t(pos) + 1);
         if (uint32_t(sp >> 32) == h.salt2) first = std::max(first, uint32_t(sp) + 1);
-        bool spilled = spill_append(spill_fd_, cfg_.db_path + "-wal", region, s, h, first, cfg_.max_wal_bytes, &spill_buf_, &err);
+        bool spilled = false;
+        try {
+            spilled = spill_append(spill_fd_, cfg_.db_path + "-wal", region, s, h, first, cfg_.max_wal_bytes, &spill_buf_, &err);
+        } catch (const std::bad_alloc&) {
+            err = "out of memory building a spill record";  // the reset is held instead, as for a full disk
+        }
         if (spill_buf_.size() > (4u << 20)) std::string().swap(spill_buf_);  // kept for the usual few pages, not for an outage's
         side_.unlock(SideFile::kSpillLock);
         if (spilled) {

@@ -294,7 +294,12 @@ int db_shm_lock(sqlite3_file* f, int ofst, int n, int flags) noexcept {
                 void volatile* p = nullptr;
                 return R(f)->pMethods->xShmMap(R(f), i, 32768, 0, &p) == SQLITE_OK ? p : nullptr;
             };
-            bool ok = !read_shm_header(F(f)->shm0, &h) || s->allow_wal_reset(h, region);
+            bool ok = false;
+            try {
+                ok = !read_shm_header(F(f)->shm0, &h) || s->allow_wal_reset(h, region);
+            } catch (...) {
+                ok = false;  // release the reader slots below: SQLite does not unlock what it was refused
+            }
             if (!ok) {
                 R(f)->pMethods->xShmLock(R(f), ofst, n, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
                 return SQLITE_BUSY;
