@@ -459,10 +459,11 @@ void Shipper::run() {
         if (!is_shipper_ && urgent) {
             // Another process ships: wait for the side file to show our commits shipped.
             done_cv_.wait_for(lock, std::chrono::milliseconds(5));
-        } else if (is_shipper_ && urgent && !commit_may_retry()) {
+        } else if (is_shipper_ && urgent && (!commit_may_retry() || Clock::now() < resume_retry_at_)) {
             // A flush or a waiting commit does not wait for the error backoff, but after a failed
-            // attempt it retries every 250 ms, not in a loop (a wrong bucket or key fails at once).
-            auto retry_at = next_upload_ - std::chrono::milliseconds(backoff_ms_ - kUrgentRetryMs);
+            // attempt it retries every 250 ms, not in a loop (a wrong bucket or key fails at once);
+            // a resume that found the database busy is retried after 20 ms.
+            auto retry_at = std::max(resume_retry_at_, commit_may_retry() ? Clock::now() : next_upload_ - std::chrono::milliseconds(backoff_ms_ - kUrgentRetryMs));
             cv_.wait_until(lock, retry_at, [&] { return stop_; });
             if (stop_) break;
         } else if (!notified_ && !urgent) {
@@ -551,7 +552,7 @@ void Shipper::ship_pass(bool urgent) {
     if (!have_generation_) {
         Resume r = try_resume();
         if (r == Resume::No) start_generation("no generation to continue");
-        if (r == Resume::Busy) next_upload_ = Clock::now() + std::chrono::milliseconds(20);
+        if (r == Resume::Busy) next_upload_ = resume_retry_at_ = Clock::now() + std::chrono::milliseconds(20);
         if (r == Resume::Error) {
             backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 500;
             next_upload_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
