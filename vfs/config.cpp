@@ -5,6 +5,7 @@
 
 #include <cctype>
 #include <chrono>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -114,7 +115,7 @@ bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, st
             ok = parse_duration_ms(v, &ms);
             n = ms;
         } else {
-            ok = s.kind == IntSetting::Bytes ? parse_bytes(v, &n) : parse_int(v, s.lo, s.hi, &n);
+            ok = s.kind == IntSetting::Bytes ? parse_bytes(v, &n) : parse_int(v, LLONG_MIN, LLONG_MAX, &n);  // range: below
         }
         if (!ok || n < s.lo || n > s.hi) {
             std::string range = std::to_string(s.lo) + " to " + std::to_string(s.hi);

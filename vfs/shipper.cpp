@@ -459,12 +459,11 @@ void Shipper::run() {
         if (!is_shipper_ && urgent) {
             // Another process ships: wait for the side file to show our commits shipped.
             done_cv_.wait_for(lock, std::chrono::milliseconds(5));
-        } else if (is_shipper_ && urgent && (!commit_may_retry() || Clock::now() < resume_retry_at_)) {
+        } else if (is_shipper_ && urgent && Clock::now() < std::max(urgent_retry_at(), resume_retry_at_)) {
             // A flush or a waiting commit does not wait for the error backoff, but after a failed
             // attempt it retries every 250 ms, not in a loop (a wrong bucket or key fails at once);
             // a resume that found the database busy is retried after 20 ms.
-            auto retry_at = std::max(resume_retry_at_, commit_may_retry() ? Clock::now() : next_upload_ - std::chrono::milliseconds(backoff_ms_ - kUrgentRetryMs));
-            cv_.wait_until(lock, retry_at, [&] { return stop_; });
+            cv_.wait_until(lock, std::max(urgent_retry_at(), resume_retry_at_), [&] { return stop_; });
             if (stop_) break;
         } else if (!notified_ && !urgent) {
             // The shipper polls the wal-index (memory, no requests) for commits that do not wake it
@@ -531,9 +530,12 @@ void Shipper::run() {
 // A remote-durable commit waiting for an upload does not wait for the interval, and after a
 // failed upload it retries sooner than the error backoff (which grows to 30 s): at most every
 // 250 ms, so that a store that is back confirms the commit before its flush_timeout.
-bool Shipper::commit_may_retry() const {
-    return backoff_ms_ <= kUrgentRetryMs || Clock::now() >= next_upload_ - std::chrono::milliseconds(backoff_ms_ - kUrgentRetryMs);
+Clock::time_point Shipper::urgent_retry_at() const {
+    if (backoff_ms_ <= kUrgentRetryMs) return Clock::time_point{};
+    return next_upload_ - std::chrono::milliseconds(backoff_ms_ - kUrgentRetryMs);
 }
+
+bool Shipper::commit_may_retry() const { return Clock::now() >= urgent_retry_at(); }
 
 void Shipper::ship_pass(bool urgent) {
     ShmHeader h;

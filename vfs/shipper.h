@@ -98,6 +98,7 @@ private:
     void run_retention();
     void delete_merged(bool waiting);
     static constexpr int kUrgentRetryMs = 250;  // how often a flush or a waiting commit retries after a failure
+    std::chrono::steady_clock::time_point urgent_retry_at() const;  // after a failure: 250 ms on, not the backoff
     bool commit_may_retry() const;
     void maintain(const ShmHeader& h);
     void recover_checksum();
