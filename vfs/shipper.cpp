@@ -474,6 +474,12 @@ void Shipper::run() {
             bool paced = next_upload_ > now;
             if (paced && (is_shipper_ || next_upload_ - now < wait))
                 wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_upload_ - now) + std::chrono::milliseconds(1);
+            if (paced && is_shipper_ && commit_waiting(side_.state())) {
+                // A waiting remote-durable commit retries 250 ms after a failed upload, not at the
+                // error backoff: the pass that found it too early must not sleep past its timeout.
+                auto retry = std::max(urgent_retry_at(), now + std::chrono::milliseconds(25));
+                if (retry < next_upload_) wait = std::chrono::duration_cast<std::chrono::milliseconds>(retry - now) + std::chrono::milliseconds(1);
+            }
             // Only a shipper waiting for commits wants them to wake it. A process that does not
             // ship tries the ship lock once a second; waking it at every commit would cost each
             // of its commits a context switch and a lock attempt.
