@@ -19,13 +19,6 @@ void put_u32le(std::string& s, uint32_t v) {
 void put_u64le(std::string& s, uint64_t v) {
     for (int i = 0; i < 8; i++) s.push_back(char((v >> (8 * i)) & 0xff));
 }
-uint32_t get_u32le(const unsigned char* p) {
-    return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
-}
-uint64_t get_u64le(const unsigned char* p) { return uint64_t(get_u32le(p)) | uint64_t(get_u32le(p + 4)) << 32; }
-uint32_t get_u32be(const unsigned char* p) {
-    return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | uint32_t(p[3]);
-}
 
 static std::string hex16(uint64_t v) {
     char buf[17];

@@ -112,8 +112,13 @@ std::string sha256_raw(const void* data, size_t len);
 
 void put_u32le(std::string& s, uint32_t v);
 void put_u64le(std::string& s, uint64_t v);
-uint32_t get_u32le(const unsigned char* p);
-uint64_t get_u64le(const unsigned char* p);
-uint32_t get_u32be(const unsigned char* p);
+// Inline: the checksums call them for every word of every page.
+inline uint32_t get_u32le(const unsigned char* p) {
+    return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+inline uint64_t get_u64le(const unsigned char* p) { return uint64_t(get_u32le(p)) | uint64_t(get_u32le(p + 4)) << 32; }
+inline uint32_t get_u32be(const unsigned char* p) {
+    return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | uint32_t(p[3]);
+}
 
 }  // namespace walship

@@ -240,7 +240,7 @@ int Shipper::open_spill(std::string* error) {
     return spill_fd_;
 }
 
-bool Shipper::allow_wal_reset(const ShmHeader& h, const ShmRegion& region) {
+bool Shipper::allow_wal_reset(const ShmHeader& h, const ShmRegion& region, const WalRead& wal) {
     SideState* s = side_.state();
     if (h.mx_frame == 0 || covers(s->shipped.load(), h)) {
         s->reset_allowed = h.salt2;  // everything shipped: the shipper may follow to the next WAL
@@ -281,7 +281,7 @@ bool Shipper::allow_wal_reset(const ShmHeader& h, const ShmRegion& region) {
         if (uint32_t(sp >> 32) == h.salt2) first = std::max(first, uint32_t(sp) + 1);
         bool spilled = false;
         try {
-            spilled = spill_append(spill_fd_, cfg_.db_path + "-wal", region, s, h, first, cfg_.max_wal_bytes, &spill_buf_, &err);
+            spilled = spill_append(spill_fd_, wal, region, s, h, first, cfg_.max_wal_bytes, &spill_buf_, &err);
         } catch (const std::bad_alloc&) {
             err = "out of memory building a spill record";  // the reset is held instead, as for a full disk
         }

@@ -46,7 +46,7 @@ public:
     // Asked by any connection about to reset the WAL (restart or truncate), holding the WAL's write
     // lock and reader slots 1..4: true if every committed frame of the current WAL is in the bucket
     // or now in the spill file (copied by this call), or the WAL passed its size cap.
-    bool allow_wal_reset(const ShmHeader& h, const ShmRegion& region);
+    bool allow_wal_reset(const ShmHeader& h, const ShmRegion& region, const WalRead& wal);
     // Asked before a checkpoint: true once a shipper has a position in the current WAL (or the WAL
     // is empty or past its size cap).
     bool allow_checkpoint(const ShmHeader& h);

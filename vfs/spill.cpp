@@ -6,7 +6,8 @@
 
 #include <cerrno>
 #include <cstring>
-#include <map>
+#include <algorithm>
+#include <vector>
 
 #include "fileio.h"
 
@@ -58,45 +59,46 @@ class FramePages {
 
 std::string spill_path(const std::string& db_path) { return db_path + "-walship-spill"; }
 
-bool spill_append(int spill_fd, const std::string& wal_path, const ShmRegion& region, SideState* side, const ShmHeader& h,
+bool spill_append(int spill_fd, const WalRead& wal, const ShmRegion& region, SideState* side, const ShmHeader& h,
                   uint32_t first, uint64_t cap, std::string* buf, std::string* error) {
-    int wal = ::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (wal < 0) {
-        *error = "cannot open " + wal_path + ": " + strerror(errno);
-        return false;
-    }
-    struct Closer {
-        int fd;
-        ~Closer() { ::close(fd); }
-    } closer{wal};
     unsigned char wh_bytes[kWalHeaderSize];
     WalHeader wh;
-    if (!pread_all(wal, wh_bytes, sizeof wh_bytes, 0) || !parse_wal_header(wh_bytes, &wh) || wh.salt1 != h.salt1 || wh.salt2 != h.salt2) {
-        *error = "the header of " + wal_path + " does not match the wal-index";
+    if (!wal(wh_bytes, sizeof wh_bytes, 0) || !parse_wal_header(wh_bytes, &wh) || wh.salt1 != h.salt1 || wh.salt2 != h.salt2) {
+        *error = "the WAL header does not match the wal-index";
+        return false;
+    }
+    if (first == 0 || first > h.mx_frame) {
+        *error = "no frames to spill (" + std::to_string(first) + ".." + std::to_string(h.mx_frame) + ")";
         return false;
     }
     const uint64_t fsz = kWalFrameHeaderSize + uint64_t(wh.page_size);
-    auto frame_off = [&](uint32_t f) { return off_t(kWalHeaderSize + (f - 1) * fsz); };
-    // The last frame of each page, then the commit at mx_frame: its size and checksum chain.
+    auto frame_off = [&](uint32_t f) { return kWalHeaderSize + (f - 1) * fsz; };
+    // The last frame of each page (an open-addressing table of page << 32 | frame, sorted by page
+    // afterwards), then the commit at mx_frame: its size and checksum chain.
     FramePages frame_page(region);
-    std::map<uint32_t, uint32_t> latest;
+    size_t slots = 16;
+    while (slots < 2 * size_t(h.mx_frame - first + 1)) slots *= 2;
+    std::vector<uint64_t> latest(slots, 0);
     for (uint32_t f = first; f <= h.mx_frame; f++) {
         uint32_t pg = frame_page(f);
         if (pg == 0) {
             *error = "the wal-index has no page for frame " + std::to_string(f);
             return false;
         }
-        latest[pg] = f;
+        size_t i = (pg * 0x9e3779b1u) & (slots - 1);
+        while (latest[i] && uint32_t(latest[i] >> 32) != pg) i = (i + 1) & (slots - 1);
+        latest[i] = uint64_t(pg) << 32 | f;
     }
+    latest.erase(std::remove(latest.begin(), latest.end(), uint64_t(0)), latest.end());
+    std::sort(latest.begin(), latest.end());
     unsigned char last_hdr[kWalFrameHeaderSize], chain_in[8];
-    if (!pread_all(wal, last_hdr, sizeof last_hdr, frame_off(h.mx_frame)) ||
-        !pread_all(wal, chain_in, 8, first == 1 ? off_t(24) : frame_off(first - 1) + 16)) {
-        *error = "cannot read " + wal_path + ": " + strerror(errno);
+    if (!wal(last_hdr, sizeof last_hdr, frame_off(h.mx_frame)) || !wal(chain_in, 8, first == 1 ? 24 : frame_off(first - 1) + 16)) {
+        *error = "cannot read the WAL";
         return false;
     }
     WalFrameHeader commit = parse_frame_header(last_hdr);
     if (commit.commit_size == 0 || commit.salt1 != h.salt1 || commit.salt2 != h.salt2 || commit.pgno != frame_page(h.mx_frame)) {
-        *error = "frame " + std::to_string(h.mx_frame) + " of " + wal_path + " is not the commit the wal-index shows";
+        *error = "WAL frame " + std::to_string(h.mx_frame) + " is not the commit the wal-index shows";
         return false;
     }
     // Built in the caller's buffer, which keeps its size: no allocation, zero-fill or page
@@ -106,11 +108,12 @@ bool spill_append(int spill_fd, const std::string& wal_path, const ShmRegion& re
     char* body = &(*buf)[0];
     size_t len = 0;
     uint32_t count = 0;
-    for (auto [pg, f] : latest) {
+    for (uint64_t e : latest) {
+        const uint32_t pg = uint32_t(e >> 32), f = uint32_t(e);
         if (pg > commit.commit_size) continue;  // cut off by the commit (the database shrank)
         put_be(reinterpret_cast<unsigned char*>(body + len), pg);
-        if (!pread_all(wal, body + len + 4, wh.page_size, frame_off(f) + off_t(kWalFrameHeaderSize))) {
-            *error = "cannot read " + wal_path + ": " + strerror(errno);
+        if (!wal(body + len + 4, wh.page_size, frame_off(f) + kWalFrameHeaderSize)) {
+            *error = "cannot read the WAL";
             return false;
         }
         len += step;

@@ -41,12 +41,14 @@ std::string spill_path(const std::string& db_path);
 
 // The wal-index region `i` (32 KiB each), or null.
 using ShmRegion = std::function<const volatile void*(int)>;
+// Reads n bytes of the WAL at an offset (through SQLite's own handle of it); false if it cannot.
+using WalRead = std::function<bool(void* buf, size_t n, uint64_t off)>;
 
-// Appends a record for frames first..h.mx_frame of the WAL `wal_path` at side->spill_len, unless
+// Appends a record for frames first..h.mx_frame of the WAL read by `wal` at side->spill_len, unless
 // the spill would then exceed `cap` bytes. The caller holds the spill lock and the WAL's write
 // lock and reader slots 1..4. `buf` is scratch space the caller keeps between calls. False with
 // *error set on failure (nothing counts as spilled then).
-bool spill_append(int spill_fd, const std::string& wal_path, const ShmRegion& region, SideState* side, const ShmHeader& h,
+bool spill_append(int spill_fd, const WalRead& wal, const ShmRegion& region, SideState* side, const ShmHeader& h,
                   uint32_t first, uint64_t cap, std::string* buf, std::string* error);
 
 // Reads and checks the record header at `offset`; false when no whole valid record ends by `end`.

@@ -55,6 +55,7 @@ struct File {
     std::shared_ptr<Shipper>* shipper;  // MainDb: owned (a Wal file uses its db's)
     volatile void* shm0;                // MainDb: wal-index region 0 as mapped for this connection
     File* db;                           // Wal: the main database file of the same connection
+    File* wal;                          // MainDb: the connection's open WAL file, if any
     uint32_t page_size;                 // Wal: from the WAL header written through this file
     uint32_t last_commit_frame;         // MainDb: this connection's last commit frame not yet confirmed
     uint32_t salt2;                     // MainDb: salt-2 of the WAL that frame is in
@@ -281,7 +282,7 @@ int db_unlock(sqlite3_file* f, int level) noexcept {
     return rc;
 }
 
-int db_shm_lock(sqlite3_file* f, int ofst, int n, int flags) noexcept {
+__attribute__((noinline)) int db_shm_lock_watched(sqlite3_file* f, int ofst, int n, int flags) noexcept {
     try {
         Shipper* s = S(f);
         if (flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) && ofst == kShmReadLock0 + 1 && n == kShmNumReaders - 1 && F(f)->shm0) {
@@ -294,9 +295,13 @@ int db_shm_lock(sqlite3_file* f, int ofst, int n, int flags) noexcept {
                 void volatile* p = nullptr;
                 return R(f)->pMethods->xShmMap(R(f), i, 32768, 0, &p) == SQLITE_OK ? p : nullptr;
             };
+            File* wal = F(f)->wal;  // the WAL as SQLite wrote it, through its own handle
+            auto read = [wal](void* buf, size_t len, uint64_t off) {
+                return wal && wal->real->pMethods->xRead(wal->real, buf, int(len), sqlite3_int64(off)) == SQLITE_OK;
+            };
             bool ok = false;
             try {
-                ok = !read_shm_header(F(f)->shm0, &h) || s->allow_wal_reset(h, region);
+                ok = !read_shm_header(F(f)->shm0, &h) || s->allow_wal_reset(h, region, read);
             } catch (...) {
                 ok = false;  // release the reader slots below: SQLite does not unlock what it was refused
             }
@@ -312,20 +317,36 @@ int db_shm_lock(sqlite3_file* f, int ofst, int n, int flags) noexcept {
             ShmHeader h;
             if (read_shm_header(F(f)->shm0, &h) && !s->allow_checkpoint(h)) return SQLITE_BUSY;
         }
-        int rc = R(f)->pMethods->xShmLock(R(f), ofst, n, flags);
-        if (ofst == kShmWriteLock && n == 1) {
-            if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE)) s->notify();
-            else if (rc == SQLITE_OK) F(f)->last_commit_frame = 0;  // a write transaction begins
-        }
-        return rc;
+        return R(f)->pMethods->xShmLock(R(f), ofst, n, flags);
     } catch (...) {
         return SQLITE_IOERR_NOMEM;
     }
 }
 
+int db_shm_lock(sqlite3_file* f, int ofst, int n, int flags) noexcept {
+    // On every transaction's path, so kept short: the readers' slots pass straight through
+    // (except a WAL reset's request), and releasing the write lock tells the shipper of a commit.
+    if (ofst == kShmWriteLock && n == 1) {
+        int rc = R(f)->pMethods->xShmLock(R(f), ofst, n, flags);
+        if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE)) {
+            try {
+                S(f)->notify();
+            } catch (...) {
+            }  // the shipper's own polling finds the commit
+        } else if (rc == SQLITE_OK) {
+            F(f)->last_commit_frame = 0;  // a write transaction begins
+        }
+        return rc;
+    }
+    if (ofst == kShmCkptLock || (ofst == kShmReadLock0 + 1 && flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE)))
+        return db_shm_lock_watched(f, ofst, n, flags);
+    return R(f)->pMethods->xShmLock(R(f), ofst, n, flags);
+}
+
 // ---- WAL of a replicating database ---------------------------------------------------------
 
-int wal_write(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noexcept {
+// The WAL header and frame headers: walship notes the page size and each commit frame.
+__attribute__((noinline)) int wal_write_header(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noexcept {
     File* p = F(f);
     const unsigned char* b = static_cast<const unsigned char*>(buf);
     int rc = p->real->pMethods->xWrite(p->real, buf, amt, off);
@@ -345,6 +366,12 @@ int wal_write(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noex
         }
     }
     return rc;
+}
+
+int wal_write(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noexcept {
+    // Page images (half of all writes) pass straight through.
+    if (off != 0 && amt != int(kWalFrameHeaderSize)) return R(f)->pMethods->xWrite(R(f), buf, amt, off);
+    return wal_write_header(f, buf, amt, off);
 }
 
 int wal_sync(sqlite3_file* f, int flags) noexcept {
@@ -429,11 +456,13 @@ int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
         return rc;
     }
     if (p->kind == Kind::MainDb) p->shipper = shipper.release();
+    if (p->kind == Kind::Wal) p->db->wal = p;
     p->base.pMethods = p->kind == Kind::MainDb ? &db_methods : p->kind == Kind::Wal ? &wal_methods : &pass_methods;
     return SQLITE_OK;
 }
 
 int w_close(sqlite3_file* f) noexcept {
+    if (F(f)->db && F(f)->db->wal == F(f)) F(f)->db->wal = nullptr;
     F(f)->db = nullptr;
     return R(f)->pMethods->xClose(R(f));
 }

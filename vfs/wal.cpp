@@ -9,16 +9,20 @@
 
 namespace walship {
 
-void wal_checksum(bool big_endian, const unsigned char* data, size_t len, uint32_t* s1, uint32_t* s2) {
+template <uint32_t (*Get)(const unsigned char*)>
+static void checksum_words(const unsigned char* data, size_t len, uint32_t* s1, uint32_t* s2) {
     uint32_t a = *s1, b = *s2;
     for (size_t i = 0; i + 8 <= len; i += 8) {
-        uint32_t x0 = big_endian ? get_u32be(data + i) : get_u32le(data + i);
-        uint32_t x1 = big_endian ? get_u32be(data + i + 4) : get_u32le(data + i + 4);
-        a += x0 + b;
-        b += x1 + a;
+        a += Get(data + i) + b;
+        b += Get(data + i + 4) + a;
     }
     *s1 = a;
     *s2 = b;
+}
+
+void wal_checksum(bool big_endian, const unsigned char* data, size_t len, uint32_t* s1, uint32_t* s2) {
+    if (big_endian) checksum_words<get_u32be>(data, len, s1, s2);
+    else checksum_words<get_u32le>(data, len, s1, s2);
 }
 
 bool parse_wal_header(const unsigned char* p, WalHeader* h) {
