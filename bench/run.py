@@ -15,9 +15,10 @@ walship-remote (durability=remote), litestream (1 s monitor and sync interval), 
 "unix" VFS.
 
 Phases:
-  writes   ROUNDS rounds; each round runs every system once, in an order rotated per round, on
-           WRITES single-row transactions, LONG_WRITES transactions and WRITERS processes sharing
-           WRITES transactions. walship-remote waits for the store at every commit: it runs
+  writes   ROUNDS rounds; each round runs WRITES single-row transactions, then LONG_WRITES, then
+           WRITERS processes sharing WRITES transactions, each workload on every system back to
+           back (in an order rotated per round), so every run has plain SQLite's of the same round
+           to compare with. walship-remote waits for the store at every commit: it runs
            REMOTE_WRITES transactions instead (and skips the long run).
   cost     all systems at once, RATE_TPS transactions/s for RATE_SECS: replication CPU, memory,
            requests and bytes; then IDLE_SECS without writes (requests per idle hour).
@@ -283,15 +284,22 @@ def rotate(xs, r):
 
 
 def phase_writes(b, raw):
+    # Within a round, every system runs one workload back to back (in an order rotated per round),
+    # so each run is compared with plain SQLite's run of the same round seconds apart.
     for r in range(ROUNDS):
-        for s in rotate(SYSTEMS, r):
-            remote = s == "walship-remote"
-            log(f"writes round {r + 1}/{ROUNDS}: {s}")
-            raw["writes"].append(case(b, s, "write", [REMOTE_WRITES if remote else WRITES], tag=f"{s}-w1"))
-            if not remote:
-                raw["writes_long"].append(case(b, s, "write", [LONG_WRITES], tag=f"{s}-wlong"))
-            n = (REMOTE_WRITES if remote else WRITES) // WRITERS
-            raw["writes_multi"].append(case(b, s, "write", [n], procs=WRITERS, tag=f"{s}-wmulti"))
+        for key, tag in (("writes", "w1"), ("writes_long", "wlong"), ("writes_multi", "wmulti")):
+            for s in rotate(SYSTEMS, r):
+                remote = s == "walship-remote"
+                if remote and key == "writes_long":
+                    continue
+                n = REMOTE_WRITES if remote else LONG_WRITES if key == "writes_long" else WRITES
+                log(f"writes round {r + 1}/{ROUNDS}: {tag} {s}")
+                if key == "writes_multi":
+                    out = case(b, s, "write", [n // WRITERS], procs=WRITERS, tag=f"{s}-{tag}")
+                else:
+                    out = case(b, s, "write", [n], tag=f"{s}-{tag}")
+                out["round"] = r
+                raw[key].append(out)
 
 
 def phase_cost(b, raw):
@@ -471,10 +479,10 @@ def report(b, raw):
                f"Short: {WRITES} single-row transactions, one writer. Long: {LONG_WRITES}. {WRITERS} writers: {WRITERS} processes sharing {WRITES} "
                f"transactions. walship-remote runs {REMOTE_WRITES} (it waits for the store each commit) and no long run. "
                "Replication CPU: walship = driver CPU minus plain's for the same work; Litestream = its process.", "",
-               "| run | system | tx/s | vs plain | p50 ms | p99 ms | p50/p99 vs plain | max WAL MB | WAL vs plain | repl. CPU s / 1,000 tx | PUT | bytes up MB |",
-               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+               "vs plain: ratio of the medians. Per round: the median (and range) of each round's ratio to plain SQLite's run of the same round.", "",
+               "| run | system | tx/s | vs plain | per round | p50 ms | p99 ms | p50/p99 vs plain | max WAL MB | WAL vs plain | repl. CPU s / 1,000 tx | PUT | bytes up MB |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for key, name in (("writes", "short"), ("writes_long", "long"), ("writes_multi", f"{WRITERS} writers")):
-            plain_cpu = med([x["cpu_work_s"] / x["txns"] for x in by(key, "plain")]) * 1000
             for s in SYSTEMS:
                 xs = by(key, s)
                 if not xs:
@@ -486,11 +494,12 @@ def report(b, raw):
                     cpu = None
                 else:
                     cpu = med([x["cpu_s"] / x["txns"] * 1000 for x in xs]) - med([x["cpu_s"] / x["txns"] * 1000 for x in by(key, "plain")])
-                req = xs[len(xs) // 2]["requests"]
-                md.append(f"| {name} | {s} | {tps:,.0f} | {tps / base[key]:.3f} | {p50:.3f} | {p99:.3f} | {p50 / base_p[key][0]:.2f} / {p99 / base_p[key][1]:.2f} | "
+                plain_by_round = {x.get("round"): x["tps"] for x in by(key, "plain")}
+                paired = [x["tps"] / plain_by_round[x["round"]] for x in xs if x.get("round") in plain_by_round]
+                per_round = f"{med(paired):.3f} ({min(paired):.3f}-{max(paired):.3f})" if paired and s != "plain" else "-"
+                md.append(f"| {name} | {s} | {tps:,.0f} | {tps / base[key]:.3f} | {per_round} | {p50:.3f} | {p99:.3f} | {p50 / base_p[key][0]:.2f} / {p99 / base_p[key][1]:.2f} | "
                           f"{wal / 1e6:.1f} | {wal / max(base_wal[key], 1):.2f} | {f(cpu, '{:.3f}')} | {med([x['requests']['PUT'] for x in xs]):.0f} | "
                           f"{med([x['requests']['bytes_up'] for x in xs]) / 1e6:.1f} |")
-            _ = plain_cpu
         md.append("")
     if raw.get("rate"):
         plain = next((x for x in raw["rate"] if x["system"] == "plain"), None)
