@@ -261,6 +261,48 @@ TEST_CASE("walship_status reports the replication state", "[vfs][integration]") 
     CHECK(s.find("\"generation\":\"\"") == std::string::npos);
 }
 
+TEST_CASE("pacing: steady writes make about one upload per sync_interval, and a commit after a quiet interval ships at once", "[vfs][integration]") {
+    using Clock = std::chrono::steady_clock;
+    std::string url = new_s3_url();
+    Db db(uri(temp_dir() + "/pace.db", url, "sync_interval=2s"));
+    db.exec("create table t(x)");
+    REQUIRE(db.text("pragma walship_flush") == "ok");
+    // A commit every 10 ms for 4.5 s: two intervals and a bit. The bucket of two uploads allows
+    // one extra at the start; the rest ship one upload per interval, every commit of it at once.
+    long long before = status_field(db, "uploads");
+    auto end = Clock::now() + std::chrono::milliseconds(4500);
+    int commits = 0;
+    while (Clock::now() < end) {
+        db.exec("insert into t values(randomblob(100))");
+        commits++;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    long long during = status_field(db, "uploads") - before;
+    INFO(commits << " commits, " << during << " uploads");
+    CHECK(during >= 2);  // it shipped while the commits went on, without a flush
+    CHECK(during <= 5);  // 4.5 s / 2 s + the start of the burst + one in flight at the end
+    // After a quiet interval: a commit ships at once, and so does a second one half an interval
+    // later (the bucket's second upload; strict pacing would hold it until the interval ends);
+    // a third right after that waits for the interval.
+    auto txid = [&] { return status_field(db, "txid"); };
+    auto shipped_within = [&](long long want, int ms) {
+        auto t0 = Clock::now();
+        while (txid() < want && Clock::now() - t0 < std::chrono::milliseconds(ms)) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        return txid() >= want;
+    };
+    std::this_thread::sleep_for(std::chrono::milliseconds(4500));  // the bucket refills: two intervals
+    REQUIRE(status_field(db, "pending_txns") == 0);
+    long long t = txid();
+    db.exec("insert into t values(1)");
+    CHECK(shipped_within(t + 1, 1500));
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    db.exec("insert into t values(2)");
+    CHECK(shipped_within(t + 2, 1000));
+    db.exec("insert into t values(3)");
+    CHECK_FALSE(shipped_within(t + 3, 700));
+    CHECK(shipped_within(t + 3, 4000));
+}
+
 TEST_CASE("store unreachable: the app keeps working, status shows the error, flush times out", "[vfs][integration]") {
     std::string path = temp_dir() + "/down.db";
     {

@@ -683,7 +683,14 @@ bool Shipper::upload(const std::string& key, const std::string& object) {
     stats_.uploads++;
     stats_.upload_bytes += object.size();
     stats_.last_ship_ms = now_ms();
-    next_upload_ = Clock::now() + std::chrono::milliseconds(cfg_.sync_interval_ms);
+    // Pacing as a bucket of two uploads refilled one per sync_interval (GCRA): steady writes get
+    // one upload per interval, as before, but one upload that ran late (a slow store, a busy
+    // machine) does not make the next quiet commit wait for the interval, and every later one
+    // after it. The bucket never owes more than one interval (a snapshot's many parts).
+    const auto now = Clock::now();
+    const auto interval = std::chrono::milliseconds(cfg_.sync_interval_ms);
+    pace_tat_ = std::min(std::max(pace_tat_, now) + interval, now + 2 * interval);
+    next_upload_ = pace_tat_ - interval;
     return true;
 }
 

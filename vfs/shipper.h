@@ -189,6 +189,7 @@ private:
     std::vector<std::vector<CachedSegment>> levels_;
     std::vector<std::string> merged_away_;  // absorbed by a merged segment, not yet deleted
     std::chrono::steady_clock::time_point next_upload_{};
+    std::chrono::steady_clock::time_point pace_tat_{};  // pacing's theoretical arrival time (upload())
     std::chrono::steady_clock::time_point resume_retry_at_{};  // a resume found the database busy: not before this
     int backoff_ms_ = 0;
 
