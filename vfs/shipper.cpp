@@ -315,9 +315,11 @@ bool Shipper::allow_checkpoint(const ShmHeader& h) {
     // While a reset is held (the spill is full), a checkpoint after every commit would copy one
     // frame and sync twice: let checkpoints through only in batches.
     bool storm = s->holding_since_ms.load() && h.mx_frame - std::min(h.mx_frame, h.n_backfill) < 1000;
-    if (established && !storm) return true;
-    wake();
-    return false;
+    // Refused, the checkpoint is tried again after the next commit. The shipper is not woken: a
+    // paced one takes a position at its next upload anyway, and waking it here would cost every
+    // commit a wake-up while the WAL is past the checkpoint size (several writer processes keep it
+    // there for long stretches).
+    return established && !storm;
 }
 
 int Shipper::flush(int timeout_ms, std::string* error) {
