@@ -217,6 +217,25 @@ TEST_CASE("auto-restore: a deleted database comes back on the next open", "[vfs]
     CHECK(db.integer("select count(*) from notes") == 501);
 }
 
+TEST_CASE("a new database's first transaction (SQLite runs it in rollback-journal mode) is in the bucket when walship_flush says ok", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string dir = temp_dir();
+    Db db(uri(dir + "/first.db", url));
+    db.exec("begin; create table t(x); insert into t values('first'); commit");
+    REQUIRE(db.text("pragma walship_flush") == "ok");
+    // Restored while the database is still open: nothing depends on a later commit or the close.
+    REQUIRE(restore_to(url, dir + "/restored.db") == "");
+    Db restored(dir + "/restored.db", nullptr);
+    CHECK(restored.text("select x from t") == "first");
+    // The next transactions continue the same generation.
+    db.exec("insert into t values('second')");
+    REQUIRE(db.text("pragma walship_flush") == "ok");
+    REQUIRE(restore_to(url, dir + "/restored2.db") == "");
+    Db restored2(dir + "/restored2.db", nullptr);
+    CHECK(restored2.integer("select count(*) from t") == 2);
+    CHECK(status_field(db, "txid") >= 1);
+}
+
 TEST_CASE("environment configuration: WALSHIP_REPLICA_URL and WALSHIP_DB", "[vfs][integration]") {
     std::string url = new_s3_url();
     std::string dir = temp_dir();

@@ -393,6 +393,34 @@ std::string Shipper::status_json() {
     return s;
 }
 
+namespace {
+uint64_t file_size(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 ? uint64_t(st.st_size) : 0;
+}
+}  // namespace
+
+// The first transaction of a new database runs in rollback-journal mode (SQLite takes WAL mode from
+// page 1, which did not exist yet), so there is no WAL until the next transaction, and the shipper,
+// which reads through the WAL index, could not take the first snapshot: a flush answered "ok" with
+// nothing in the bucket. A private connection switches the file to WAL mode now (at once if no
+// transaction is open) and keeps the WAL when it closes.
+bool Shipper::switch_to_wal() {
+    sqlite3* db = nullptr;
+    bool ok = sqlite3_open_v2(cfg_.db_path.c_str(), &db, SQLITE_OPEN_READWRITE, base_->zName) == SQLITE_OK;
+    if (ok) {
+        int persist = 1;
+        sqlite3_file_control(db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+        ok = sqlite3_exec(db, "PRAGMA journal_mode=WAL; SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr) == SQLITE_OK;
+    }
+    // Attach to the wal-index while the private connection keeps it initialised (the first user
+    // of a -shm file in a process clears it).
+    if (ok) ok = open_handles();
+    if (!ok) log_debug("switching " + cfg_.db_path + " to WAL mode: " + (db ? sqlite3_errmsg(db) : "cannot open"));
+    sqlite3_close(db);
+    return ok;
+}
+
 bool Shipper::open_handles() {
     if (!db_) {
         std::string wal = cfg_.db_path + "-wal";
@@ -514,9 +542,18 @@ void Shipper::run() {
             log_info("replicating " + cfg_.db_path + " to " + store_->describe() + " (pid " + std::to_string(getpid()) + ")");
         }
         // Caught up when everything committed before this pass began is in the bucket (by
-        // whichever process ships). Without a WAL, everything committed is in the database file.
-        bool caught_up = true;
-        if (open_handles()) {
+        // whichever process ships). Without a WAL, everything committed is in the database file,
+        // which is in the bucket once there is a generation (see switch_to_wal).
+        bool caught_up = true, handles = open_handles();
+        if (!handles && is_shipper_ && !have_generation_ && file_size(cfg_.db_path) > 0) {
+            handles = Clock::now() >= next_wal_switch_ && switch_to_wal();
+            if (!handles) {
+                caught_up = false;
+                if (Clock::now() >= next_wal_switch_) next_wal_switch_ = Clock::now() + std::chrono::milliseconds(250);
+                resume_retry_at_ = next_wal_switch_;  // a flush retries then, not in a loop
+            }
+        }
+        if (handles) {
             ShmHeader h;
             caught_up = false;
             if (read_header(&h)) {

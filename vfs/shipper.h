@@ -90,6 +90,7 @@ private:
     bool wal_ended_cleanly(uint32_t salt2, uint32_t frame, uint32_t ended, uint32_t seen) const;
     bool ship_txns(std::vector<Txn>& txns, uint32_t salt1, uint32_t salt2, uint32_t frame, uint32_t c1, uint32_t c2);
     bool open_handles();
+    bool switch_to_wal();
     void close_handles();
     bool read_header(ShmHeader* h);
     bool start_generation(const std::string& why);
@@ -190,6 +191,7 @@ private:
     std::vector<std::string> merged_away_;  // absorbed by a merged segment, not yet deleted
     std::chrono::steady_clock::time_point next_upload_{};
     std::chrono::steady_clock::time_point pace_tat_{};  // pacing's theoretical arrival time (upload())
+    std::chrono::steady_clock::time_point next_wal_switch_{};  // switch_to_wal failed: not before this
     std::chrono::steady_clock::time_point resume_retry_at_{};  // a resume found the database busy: not before this
     int backoff_ms_ = 0;
 
