@@ -236,6 +236,18 @@ TEST_CASE("a new database's first transaction (SQLite runs it in rollback-journa
     CHECK(status_field(db, "txid") >= 1);
 }
 
+TEST_CASE("a new database closed after its first transaction is in the bucket (the close ships it)", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string dir = temp_dir();
+    {
+        Db db(uri(dir + "/once.db", url));
+        db.exec("begin; create table t(x); insert into t values('only'); commit");  // one transaction, then close
+    }
+    REQUIRE(restore_to(url, dir + "/restored.db") == "");
+    Db restored(dir + "/restored.db", nullptr);
+    CHECK(restored.text("select x from t") == "only");
+}
+
 TEST_CASE("environment configuration: WALSHIP_REPLICA_URL and WALSHIP_DB", "[vfs][integration]") {
     std::string url = new_s3_url();
     std::string dir = temp_dir();

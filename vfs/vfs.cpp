@@ -63,6 +63,7 @@ struct File {
     Durability durability;              // MainDb: this connection's, like synchronous
     bool exclusive;                     // MainDb: holds the exclusive lock and Shipper::begin_exclusive
     bool close_flush_failed;            // MainDb: the flush before the last close's checkpoint timed out
+    bool saw_wal;                       // MainDb: this connection mapped the wal-index (was in WAL mode)
 };
 
 sqlite3_vfs walship_vfs;
@@ -94,6 +95,18 @@ int x_close(sqlite3_file* f) noexcept {
     }
     if (p->kind == Kind::MainDb && p->shipper) {
         try {
+            // The last connection, and it never left rollback-journal mode (it ran only a new
+            // database's first transaction): there is no WAL to keep for the next open, so ship
+            // now, as the close of a WAL-mode database does (the shipper switches it to WAL mode).
+            Shipper* s = p->shipper->get();
+            const std::string& path = s->config().db_path;
+            struct stat st {};
+            if (p->shipper->use_count() == 1 && !p->saw_wal && ::stat((path + "-wal").c_str(), &st) != 0 && ::stat(path.c_str(), &st) == 0 &&
+                st.st_size > 0) {
+                std::string err;
+                if (s->flush(s->config().close_timeout_ms, &err) != SQLITE_OK)
+                    log_warn("closed " + path + " before its first snapshot reached the bucket; it is taken on the next open (" + err + ")");
+            }
             delete p->shipper;  // the last connection's release stops and joins the shipper thread
         } catch (...) {
         }
@@ -124,7 +137,10 @@ int x_sector(sqlite3_file* f) noexcept { return R(f)->pMethods->xSectorSize(R(f)
 int x_caps(sqlite3_file* f) noexcept { return R(f)->pMethods->xDeviceCharacteristics(R(f)); }
 int x_shm_map(sqlite3_file* f, int pg, int sz, int extend, void volatile** pp) noexcept {
     int rc = R(f)->pMethods->xShmMap(R(f), pg, sz, extend, pp);
-    if (rc == SQLITE_OK && pg == 0 && F(f)->kind == Kind::MainDb) F(f)->shm0 = *pp;
+    if (rc == SQLITE_OK && pg == 0 && F(f)->kind == Kind::MainDb) {
+        F(f)->shm0 = *pp;
+        F(f)->saw_wal = true;
+    }
     return rc;
 }
 int x_shm_lock(sqlite3_file* f, int ofst, int n, int flags) noexcept { return R(f)->pMethods->xShmLock(R(f), ofst, n, flags); }
