@@ -548,9 +548,16 @@ void Shipper::run() {
         if (!handles && is_shipper_ && !have_generation_ && file_size(cfg_.db_path) > 0) {
             handles = Clock::now() >= next_wal_switch_ && switch_to_wal();
             if (!handles) {
+                // Busy (a transaction is open) or impossible (a read-only file): retried after
+                // 250 ms, doubling up to 10 s; a flush waits for the same retries, not in a loop.
                 caught_up = false;
-                if (Clock::now() >= next_wal_switch_) next_wal_switch_ = Clock::now() + std::chrono::milliseconds(250);
-                resume_retry_at_ = next_wal_switch_;  // a flush retries then, not in a loop
+                if (Clock::now() >= next_wal_switch_) {
+                    wal_switch_wait_ms_ = std::min(10000, wal_switch_wait_ms_ ? wal_switch_wait_ms_ * 2 : 250);
+                    next_wal_switch_ = Clock::now() + std::chrono::milliseconds(wal_switch_wait_ms_);
+                }
+                resume_retry_at_ = next_wal_switch_;
+            } else {
+                wal_switch_wait_ms_ = 0;
             }
         }
         if (handles) {

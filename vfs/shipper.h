@@ -192,6 +192,7 @@ private:
     std::chrono::steady_clock::time_point next_upload_{};
     std::chrono::steady_clock::time_point pace_tat_{};  // pacing's theoretical arrival time (upload())
     std::chrono::steady_clock::time_point next_wal_switch_{};  // switch_to_wal failed: not before this
+    int wal_switch_wait_ms_ = 0;
     std::chrono::steady_clock::time_point resume_retry_at_{};  // a resume found the database busy: not before this
     int backoff_ms_ = 0;
 
