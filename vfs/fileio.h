@@ -1,10 +1,13 @@
 // Whole-buffer pread/pwrite (retrying short transfers and EINTR): false on an error or end of file.
 #pragma once
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
+#include <string>
 
 namespace walship {
 
@@ -28,6 +31,12 @@ inline bool pwrite_all(int fd, const void* buf, size_t len, off_t off) {
         p += n, len -= size_t(n), off += n;
     }
     return true;
+}
+
+// The size of a file, 0 if it does not exist.
+inline uint64_t file_size(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 ? uint64_t(st.st_size) : 0;
 }
 
 }  // namespace walship

@@ -393,13 +393,6 @@ std::string Shipper::status_json() {
     return s;
 }
 
-namespace {
-uint64_t file_size(const std::string& path) {
-    struct stat st {};
-    return ::stat(path.c_str(), &st) == 0 ? uint64_t(st.st_size) : 0;
-}
-}  // namespace
-
 // The first transaction of a new database runs in rollback-journal mode (SQLite takes WAL mode from
 // page 1, which did not exist yet), so there is no WAL until the next transaction, and the shipper,
 // which reads through the WAL index, could not take the first snapshot: a flush answered "ok" with
@@ -1040,9 +1033,7 @@ bool Shipper::wal_has_unshipped() {
 bool Shipper::restore_if_empty(std::string* error) {
     std::lock_guard<std::mutex> guard(restore_mu_);
     side_.lock_wait(SideFile::kRestoreLock);  // one process restores, the others wait
-    struct stat st {}, wst {};
-    bool empty = (::stat(cfg_.db_path.c_str(), &st) != 0 || st.st_size == 0) &&
-                 (::stat((cfg_.db_path + "-wal").c_str(), &wst) != 0 || wst.st_size == 0);
+    bool empty = file_size(cfg_.db_path) == 0 && file_size(cfg_.db_path + "-wal") == 0;
     bool ok = true;
     if (empty) {
         // Whatever a spill file holds belongs to the database that is gone.

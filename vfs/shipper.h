@@ -193,7 +193,8 @@ private:
     std::chrono::steady_clock::time_point pace_tat_{};  // pacing's theoretical arrival time (upload())
     std::chrono::steady_clock::time_point next_wal_switch_{};  // switch_to_wal failed: not before this
     int wal_switch_wait_ms_ = 0;
-    std::chrono::steady_clock::time_point resume_retry_at_{};  // a resume found the database busy: not before this
+    // A resume found the database busy, or switch_to_wal failed: a flush retries not before this.
+    std::chrono::steady_clock::time_point resume_retry_at_{};
     int backoff_ms_ = 0;
 
     // Status, read by other threads under mu_.

@@ -1,7 +1,6 @@
 // The spill file (see spill.h).
 #include "spill.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,6 +9,7 @@
 #include <vector>
 
 #include "fileio.h"
+#include "format.h"
 
 namespace walship {
 
@@ -23,7 +23,6 @@ constexpr uint32_t kShmHeaderBytes = 136, kFirstRegionFrames = 4096 - kShmHeader
 void put_be(unsigned char* p, uint32_t v) {
     p[0] = uint8_t(v >> 24), p[1] = uint8_t(v >> 16), p[2] = uint8_t(v >> 8), p[3] = uint8_t(v);
 }
-uint32_t get_be(const unsigned char* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; }
 
 // SQLite's WAL checksum over the whole body (zero-padded to 8 bytes).
 void body_checksum(const char* body, size_t len, uint32_t* s1, uint32_t* s2) {
@@ -153,16 +152,16 @@ bool read_spill_record(int fd, uint64_t offset, uint64_t end, SpillRecord* r) {
     unsigned char head[kSpillRecordHeader];
     if (offset + sizeof head > end || !pread_all(fd, head, sizeof head, off_t(offset))) return false;
     if (memcmp(head, kSpillMagic, 8) != 0) return false;
-    r->page_size = get_be(head + 8);
-    r->first = get_be(head + 12);
-    r->last = get_be(head + 16);
-    r->chain_in1 = get_be(head + 20), r->chain_in2 = get_be(head + 24);
-    r->chain_out1 = get_be(head + 28), r->chain_out2 = get_be(head + 32);
-    r->db_pages = get_be(head + 36);
-    r->count = get_be(head + 40);
-    r->sum1 = get_be(head + 44), r->sum2 = get_be(head + 48);
-    r->salt1 = get_be(head + 52), r->salt2 = get_be(head + 56);
-    r->big_endian = (get_be(head + 60) & 1) != 0;
+    r->page_size = get_u32be(head + 8);
+    r->first = get_u32be(head + 12);
+    r->last = get_u32be(head + 16);
+    r->chain_in1 = get_u32be(head + 20), r->chain_in2 = get_u32be(head + 24);
+    r->chain_out1 = get_u32be(head + 28), r->chain_out2 = get_u32be(head + 32);
+    r->db_pages = get_u32be(head + 36);
+    r->count = get_u32be(head + 40);
+    r->sum1 = get_u32be(head + 44), r->sum2 = get_u32be(head + 48);
+    r->salt1 = get_u32be(head + 52), r->salt2 = get_u32be(head + 56);
+    r->big_endian = (get_u32be(head + 60) & 1) != 0;
     bool ps_ok = r->page_size >= 512 && r->page_size <= 65536 && (r->page_size & (r->page_size - 1)) == 0;
     if (!ps_ok || r->first == 0 || r->last < r->first || r->count == 0 || r->db_pages == 0) return false;
     r->offset = offset;
@@ -179,7 +178,7 @@ bool read_spill_pages(int fd, const SpillRecord& r, std::vector<std::pair<uint32
     pages->clear();
     const size_t step = 4 + r.page_size;
     for (size_t at = 0; at < body.size(); at += step) {
-        uint32_t pg = get_be(reinterpret_cast<const unsigned char*>(&body[at]));
+        uint32_t pg = get_u32be(reinterpret_cast<const unsigned char*>(&body[at]));
         if (pg == 0 || pg > r.db_pages) return false;
         pages->emplace_back(pg, body.substr(at + 4, r.page_size));
     }

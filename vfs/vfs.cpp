@@ -36,6 +36,7 @@ SQLITE_EXTENSION_INIT1
 #include <string>
 
 #include "config.h"
+#include "fileio.h"
 #include "restore.h"
 #include "shipper.h"
 #include "wal.h"
@@ -101,8 +102,7 @@ int x_close(sqlite3_file* f) noexcept {
             Shipper* s = p->shipper->get();
             const std::string& path = s->config().db_path;
             struct stat st {};
-            if (p->shipper->use_count() == 1 && !p->saw_wal && ::stat((path + "-wal").c_str(), &st) != 0 && ::stat(path.c_str(), &st) == 0 &&
-                st.st_size > 0) {
+            if (p->shipper->use_count() == 1 && !p->saw_wal && ::stat((path + "-wal").c_str(), &st) != 0 && file_size(path) > 0) {
                 std::string err;
                 if (s->flush(s->config().close_timeout_ms, &err) != SQLITE_OK)
                     log_warn("closed " + path + " before its first snapshot reached the bucket; it is taken on the next open (" + err + ")");
@@ -421,11 +421,6 @@ int wal_truncate(sqlite3_file* f, sqlite3_int64 size) noexcept {
 
 // ---- the VFS -------------------------------------------------------------------------------
 
-bool file_is_empty(const std::string& path) {
-    struct stat st {};
-    return ::stat(path.c_str(), &st) != 0 || st.st_size == 0;
-}
-
 int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, int* out_flags) noexcept {
     File* p = F(file);
     memset(p, 0, sizeof(File));
@@ -446,7 +441,7 @@ int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
                     log_error(err + " (opening " + std::string(name) + ")");
                     return SQLITE_CANTOPEN;
                 }
-                if (cfg.restore_auto && file_is_empty(name)) {
+                if (cfg.restore_auto && file_size(name) == 0) {
                     if (!s->restore_if_empty(&err)) {
                         log_error(err);
                         return SQLITE_CANTOPEN;
