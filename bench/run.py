@@ -19,12 +19,16 @@ Phases:
            WRITERS processes sharing WRITES transactions, each workload on every system back to
            back (in an order rotated per round), so every run has plain SQLite's of the same round
            to compare with. walship-remote waits for the store at every commit: it runs
-           REMOTE_WRITES transactions instead (and skips the long run).
+           REMOTE_WRITES transactions instead (and skips the long run). Before each run the page
+           cache is written back (sync), and each driver waits 0.5 s after its replica's first
+           snapshot, so no run pays for the one before or for its own start-up.
   cost     all systems at once, RATE_TPS transactions/s for RATE_SECS: replication CPU, memory,
            requests and bytes; then IDLE_SECS without writes (requests per idle hour).
   lag      walship, litestream, litestream-fast, idle (one mark per LAG_GAP_MS) and busy (marks
-           on top of BUSY_TPS background transactions/s), all six at once, LAG_SAMPLES marks each.
-           A sample ends when a restore from the store contains the mark (see walship_bench.cpp).
+           on top of BUSY_TPS background transactions/s), LAG_SAMPLES marks each. A sample ends when
+           a restore from the store contains the mark (see walship_bench.cpp). walship's two runs go
+           together, then Litestream's four: a Litestream restore takes seconds of CPU, and with
+           all six at once the two cores were busy restoring while walship's marks were timed.
   restore  RESTORE_MB database, first snapshot upload, RESTORE_TXNS transactions, then RESTORE_ROUNDS
            restores of each system, interleaved (the median is reported).
   outage   walship at OUTAGE_TPS; OUTAGE_SECS reachable, OUTAGE_SECS down (OUTAGE_MODE 503|stall),
@@ -35,7 +39,8 @@ Phases:
 Environment (defaults): ROUNDS (5), WRITES (20000), LONG_WRITES (200000), WRITERS (4),
 REMOTE_WRITES (1000), RATE_TPS (50), RATE_SECS (60), IDLE_SECS (60), LAG_SAMPLES (100),
 LAG_GAP_MS (1100), LAG_MAX_SECS (300), BUSY_TPS (50), RESTORE_MB (1024), RESTORE_TXNS (10000), RESTORE_ROUNDS (3), OUTAGE_TPS (100),
-OUTAGE_SECS (10), OUTAGE_MODE (503), PHASES (writes,cost,lag,restore,outage,put).
+OUTAGE_SECS (10), OUTAGE_MODE (503), PHASES (writes,cost,lag,restore,outage,put), SYSTEMS (plain,walship,walship-remote,
+litestream,litestream-fast: the write and cost phases; plain must stay for the ratios).
 """
 import hashlib
 import http.client
@@ -73,7 +78,7 @@ LAG_MAX_SECS = env("LAG_MAX_SECS", 300)  # a lag run stops taking marks after th
 RESTORE_MB, RESTORE_TXNS = env("RESTORE_MB", 1024), env("RESTORE_TXNS", 10000)
 OUTAGE_TPS, OUTAGE_SECS, OUTAGE_MODE = env("OUTAGE_TPS", 100), env("OUTAGE_SECS", 10), env("OUTAGE_MODE", "503")
 PHASES = env("PHASES", "writes,cost,lag,restore,outage,put").split(",")
-SYSTEMS = ["plain", "walship", "walship-remote", "litestream", "litestream-fast"]
+SYSTEMS = env("SYSTEMS", "plain,walship,walship-remote,litestream,litestream-fast").split(",")
 os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1", WALSHIP_LOG_LEVEL="error")
 
 
@@ -226,6 +231,8 @@ def case(b, system, mode, args, procs=1, tag=None):
     db, url = f"{d}/db", b.url(bucket)
     ls = None
     out = {"system": system, "mode": mode, "args": args, "procs": procs, "dir": d, "bucket": bucket}
+    if mode == "write":
+        os.sync()  # no run pays for the write-back of the one before (Litestream's runs leave ~170 MB dirty)
     if system.startswith("litestream"):
         ls = b.start_litestream(d, bucket, system.endswith("fast"))
         b.wait_first_put(bucket, 30)  # its first snapshot of the empty database
@@ -235,7 +242,7 @@ def case(b, system, mode, args, procs=1, tag=None):
     if procs == 1:
         out.update(json.loads(sh(DRIVER, mode, driver_system(system), db, url, *map(str, args))), system=system)
     else:
-        start_at = time.monotonic() + 1.5
+        start_at = time.monotonic() + 2.0
         ps = []
         for i in range(procs):
             lat = f"{d}/lat{i}"
@@ -319,7 +326,7 @@ def phase_cost(b, raw):
 
 
 def phase_lag(b, raw):
-    log(f"lag: walship, litestream, litestream-fast; idle and busy ({BUSY_TPS} tx/s), {LAG_SAMPLES} marks each, all at once")
+    log(f"lag: walship, litestream, litestream-fast; idle and busy ({BUSY_TPS} tx/s), {LAG_SAMPLES} marks each; walship's two runs, then Litestream's four")
 
     def lag(s, busy):
         d, bucket = b.fresh(f"{s}-lag-{'busy' if busy else 'idle'}")
@@ -339,7 +346,9 @@ def phase_lag(b, raw):
         out.update(system=s, busy=busy, requests=b.stats(bucket))
         return out
 
-    raw["lag"] = in_parallel([lambda s=s, busy=busy: lag(s, busy) for busy in (False, True) for s in ["walship", "litestream", "litestream-fast"]])
+    raw["lag"] = []
+    for group in (["walship"], ["litestream", "litestream-fast"]):
+        raw["lag"] += in_parallel([lambda s=s, busy=busy: lag(s, busy) for busy in (False, True) for s in group])
 
 
 def content(path):
@@ -480,8 +489,10 @@ def report(b, raw):
                f"transactions. walship-remote runs {REMOTE_WRITES} (it waits for the store each commit) and no long run. "
                "Replication CPU: walship = driver CPU minus plain's for the same work; Litestream = its process.", "",
                "vs plain: ratio of the medians. Per round: the median (and range) of each round's ratio to plain SQLite's run of the same round.", "",
-               "| run | system | tx/s | vs plain | per round | p50 ms | p99 ms | p50/p99 vs plain | max WAL MB | WAL vs plain | repl. CPU s / 1,000 tx | PUT | bytes up MB |",
-               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+               "Writer CPU: the application thread's own CPU time (getrusage RUSAGE_THREAD) per transaction, median, as a ratio to plain's: "
+               "steadier than throughput on a noisy machine (one-writer runs only).", "",
+               "| run | system | tx/s | vs plain | per round | writer CPU vs plain | p50 ms | p99 ms | p50/p99 vs plain | max WAL MB | WAL vs plain | repl. CPU s / 1,000 tx | PUT | bytes up MB |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for key, name in (("writes", "short"), ("writes_long", "long"), ("writes_multi", f"{WRITERS} writers")):
             for s in SYSTEMS:
                 xs = by(key, s)
@@ -497,7 +508,9 @@ def report(b, raw):
                 plain_by_round = {x.get("round"): x["tps"] for x in by(key, "plain")}
                 paired = [x["tps"] / plain_by_round[x["round"]] for x in xs if x.get("round") in plain_by_round]
                 per_round = f"{med(paired):.3f} ({min(paired):.3f}-{max(paired):.3f})" if paired and s != "plain" else "-"
-                md.append(f"| {name} | {s} | {tps:,.0f} | {tps / base[key]:.3f} | {per_round} | {p50:.3f} | {p99:.3f} | {p50 / base_p[key][0]:.2f} / {p99 / base_p[key][1]:.2f} | "
+                wcpu = lambda ys: med([y["writer_cpu_s"] / y["txns"] for y in ys if y.get("writer_cpu_s")])  # noqa: E731
+                writer = f"{wcpu(xs) / wcpu(by(key, 'plain')):.3f}" if s != "plain" and key != "writes_multi" and by(key, "plain") else "-"
+                md.append(f"| {name} | {s} | {tps:,.0f} | {tps / base[key]:.3f} | {per_round} | {writer} | {p50:.3f} | {p99:.3f} | {p50 / base_p[key][0]:.2f} / {p99 / base_p[key][1]:.2f} | "
                           f"{wal / 1e6:.1f} | {wal / max(base_wal[key], 1):.2f} | {f(cpu, '{:.3f}')} | {med([x['requests']['PUT'] for x in xs]):.0f} | "
                           f"{med([x['requests']['bytes_up'] for x in xs]) / 1e6:.1f} |")
         md.append("")
@@ -531,7 +544,7 @@ def report(b, raw):
     if raw.get("lag"):
         md += [f"## Replication lag: COMMIT returning to the mark being restorable from the bucket ({LAG_SAMPLES} marks)", "",
                f"Idle: one mark every {LAG_GAP_MS} ms, nothing else. Busy: each mark after a random pause of 0-1,300 ms once the previous one is restorable (so marks do not lock onto the upload cycle), "
-               f"on top of {BUSY_TPS} tx/s. All six runs at once. A sample ends at the end of the PUT after which a restore (straight from "
+               f"on top of {BUSY_TPS} tx/s. walship's idle and busy runs at once, then Litestream's four. A sample ends at the end of the PUT after which a restore (straight from "
                "moto) contained the mark; 'ambiguous' samples had another PUT end during that restore and take the later one (upper bound).", "",
                "| system | load | marks | p50 ms | p90 ms | p99 ms | max ms | ambiguous | timeouts | restore p50 ms | PUT | PUT per mark |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for x in sorted(raw["lag"], key=lambda x: (x["busy"], x["system"])):

@@ -100,6 +100,13 @@ double cpu_seconds(int who = RUSAGE_SELF) {
     return double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
+// The application thread's context switches: waits (voluntary) and preemptions (involuntary).
+std::pair<long, long> thread_switches() {
+    rusage ru{};
+    getrusage(RUSAGE_THREAD, &ru);
+    return {ru.ru_nvcsw, ru.ru_nivcsw};
+}
+
 // Peak RSS of this process image (VmHWM; getrusage's ru_maxrss carries the parent's peak across exec).
 long max_rss_kb() {
     FILE* f = fopen("/proc/self/status", "r");
@@ -276,6 +283,7 @@ int main(int argc, char** argv) {
     std::string extra;
     long long max_wal = 0;
     double cpu_start = cpu_seconds(), thread_cpu_start = cpu_seconds(RUSAGE_THREAD);
+    auto switches0 = thread_switches();
     auto t0 = Clock::now();
 
     if (mode == "write") {
@@ -284,9 +292,13 @@ int main(int argc, char** argv) {
         // As the Litestream runs do (run.py waits for its first snapshot), start timing once the
         // replica has its first snapshot: the burst measures steady replication, not start-up.
         flush_if_walship(system, db);
+        // Every system then starts from a quiet machine: the store and walship's thread have
+        // finished with the snapshot, as run.py lets Litestream settle after its first one.
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
         while (now_s() < start_at) std::this_thread::sleep_for(std::chrono::microseconds(200));
         cpu_start = cpu_seconds();
         thread_cpu_start = cpu_seconds(RUSAGE_THREAD);
+        switches0 = thread_switches();
         t0 = Clock::now();
         lat.reserve(size_t(n));
         for (long i = 0; i < n; i++) {
@@ -424,6 +436,7 @@ int main(int argc, char** argv) {
     double wall = std::chrono::duration<double>(Clock::now() - t0).count();
     double cpu_work = cpu_seconds() - cpu_start;
     double writer_cpu = cpu_seconds(RUSAGE_THREAD) - thread_cpu_start;  // the application's thread alone
+    auto switches = thread_switches();
     auto f0 = Clock::now();
     flush_if_walship(system, db);
     double flush_ms = std::chrono::duration<double, std::milli>(Clock::now() - f0).count();
@@ -435,10 +448,10 @@ int main(int argc, char** argv) {
     double cpu = cpu_seconds() - cpu0;
     write_latencies(lat);
     printf("{\"mode\":\"%s\",\"system\":\"%s\",\"txns\":%zu,\"seconds\":%.3f,\"tps\":%.1f,%s,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
-           "\"max_wal_bytes\":%lld,\"wal_before_close\":%lld,\"cpu_work_s\":%.4f,\"writer_cpu_s\":%.4f,\"cpu_s\":%.4f,\"max_rss_kb\":%ld,\"open_ms\":%.1f,"
+           "\"max_wal_bytes\":%lld,\"wal_before_close\":%lld,\"cpu_work_s\":%.4f,\"writer_cpu_s\":%.4f,\"writer_waits\":%ld,\"writer_preempted\":%ld,\"cpu_s\":%.4f,\"max_rss_kb\":%ld,\"open_ms\":%.1f,"
            "\"flush_ms\":%.1f,\"db_bytes\":%lld%s,\"status\":%s}\n",
            mode.c_str(), system.c_str(), lat.size(), wall, double(lat.size()) / wall, summary("commit", lat).c_str(), pct(lat, 0.5), pct(lat, 0.9),
-           pct(lat, 0.99), max_wal, wal_before_close, cpu_work, writer_cpu, cpu, max_rss_kb(), open_ms, flush_ms, file_size(path), extra.c_str(),
+           pct(lat, 0.99), max_wal, wal_before_close, cpu_work, writer_cpu, switches.first - switches0.first, switches.second - switches0.second, cpu, max_rss_kb(), open_ms, flush_ms, file_size(path), extra.c_str(),
            status.empty() ? "null" : status.c_str());
     return 0;
 }

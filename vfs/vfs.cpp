@@ -354,7 +354,8 @@ int db_shm_lock(sqlite3_file* f, int ofst, int n, int flags) noexcept {
         }
         return rc;
     }
-    if (ofst == kShmCkptLock || (ofst == kShmReadLock0 + 1 && flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE)))
+    // (A reader taking slot 1 alone to move its read mark, once per transaction, is not a reset.)
+    if (ofst == kShmCkptLock || (ofst == kShmReadLock0 + 1 && n == kShmNumReaders - 1 && flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE)))
         return db_shm_lock_watched(f, ofst, n, flags);
     return R(f)->pMethods->xShmLock(R(f), ofst, n, flags);
 }
