@@ -480,6 +480,7 @@ def report(b, raw):
           f"Machine: {machine()}. Store: moto (in memory) on 127.0.0.1 behind bench/countproxy.py. "
           f"Litestream {b.ls_version}. Wall {raw['wall_s'] / 60:.1f} min.", ""]
     by = lambda key, s: [x for x in raw.get(key, []) if x["system"] == s]  # noqa: E731
+    writer_cpu = lambda xs: med([x["writer_cpu_s"] / x["txns"] for x in xs if x.get("writer_cpu_s")])  # noqa: E731  (one-writer runs)
     if raw.get("writes"):
         base = {k: med([x["tps"] for x in by(k, "plain")]) for k in ("writes", "writes_long", "writes_multi")}
         base_wal = {k: med([x["max_wal_bytes"] for x in by(k, "plain")]) for k in ("writes", "writes_long", "writes_multi")}
@@ -508,8 +509,7 @@ def report(b, raw):
                 plain_by_round = {x.get("round"): x["tps"] for x in by(key, "plain")}
                 paired = [x["tps"] / plain_by_round[x["round"]] for x in xs if x.get("round") in plain_by_round]
                 per_round = f"{med(paired):.3f} ({min(paired):.3f}-{max(paired):.3f})" if paired and s != "plain" else "-"
-                wcpu = lambda ys: med([y["writer_cpu_s"] / y["txns"] for y in ys if y.get("writer_cpu_s")])  # noqa: E731
-                writer = f"{wcpu(xs) / wcpu(by(key, 'plain')):.3f}" if s != "plain" and key != "writes_multi" and by(key, "plain") else "-"
+                writer = f"{writer_cpu(xs) / writer_cpu(by(key, 'plain')):.3f}" if s != "plain" and key != "writes_multi" and by(key, "plain") else "-"
                 md.append(f"| {name} | {s} | {tps:,.0f} | {tps / base[key]:.3f} | {per_round} | {writer} | {p50:.3f} | {p99:.3f} | {p50 / base_p[key][0]:.2f} / {p99 / base_p[key][1]:.2f} | "
                           f"{wal / 1e6:.1f} | {wal / max(base_wal[key], 1):.2f} | {f(cpu, '{:.3f}')} | {med([x['requests']['PUT'] for x in xs]):.0f} | "
                           f"{med([x['requests']['bytes_up'] for x in xs]) / 1e6:.1f} |")
