@@ -169,6 +169,39 @@ TEST_CASE("directory store (file://) round trip", "[vfs]") {
     run_workload_case(url, 4096, true, 7);
 }
 
+TEST_CASE("files of every kind share the underlying VFS's methods: other locking styles, plain files, both durabilities", "[vfs][integration]") {
+    // walship opens every file in place and puts its methods in front of the underlying ones:
+    // one set per underlying method table. nolock=1 makes SQLite's unix VFS use another table
+    // (one without shared memory, so that database stays in rollback-journal mode).
+    std::string dir = temp_dir();
+    std::string url_a = new_s3_url(), url_b = new_s3_url();
+    Db a(uri(dir + "/a.db", url_a));
+    Db b(uri(dir + "/b.db", url_b, "durability=remote"));
+    Db plain("file:" + dir + "/plain.db?nolock=1");  // through walship, not replicated
+    for (Db* db : {&a, &b, &plain}) {  // what the shell's .vfsname shows
+        char* name = nullptr;
+        REQUIRE(sqlite3_file_control(db->get(), "main", SQLITE_FCNTL_VFSNAME, &name) == SQLITE_OK);
+        CHECK(std::string(name ? name : "") == "walship/unix");
+        sqlite3_free(name);
+    }
+    for (Db* db : {&a, &b, &plain}) db->exec("create table t(x)");
+    CHECK(plain.text("pragma journal_mode") == "delete");
+    for (int i = 0; i < 300; i++) {
+        a.exec("insert into t values(randomblob(3000))");
+        plain.exec("insert into t values(randomblob(3000))");
+        if (i % 10 == 0) b.exec("insert into t values(randomblob(3000))");  // each waits for the bucket
+    }
+    CHECK(plain.text("pragma walship_status") == "");  // not replicated: SQLite has no such pragma
+    CHECK(status_field(b, "pending_txns") == 0);       // durability=remote: in the bucket at COMMIT
+    REQUIRE(a.text("pragma walship_flush") == "ok");
+    for (auto& [db, url, name] : {std::tuple{&a, url_a, "a"}, std::tuple{&b, url_b, "b"}}) {
+        std::string out = dir + "/out-" + name + ".db";
+        REQUIRE(restore_to(url, out) == "");
+        db->exec("pragma wal_checkpoint(TRUNCATE)");
+        CHECK(compare_pages(dir + "/" + name + ".db", out, 4096) == "");
+    }
+}
+
 TEST_CASE("rolled-back transactions never reach the replica", "[vfs][integration]") {
     std::string url = new_s3_url();
     std::string path = temp_dir() + "/rb.db";

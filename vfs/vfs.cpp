@@ -4,8 +4,10 @@
 ** Registering: `.load ./libwalship` (entry point sqlite3_walship_init) or walship_register(1).
 ** Both put the VFS "walship" over the default VFS and make it the default.
 **
-** Every file passes through to the underlying VFS. For a main database that has a replica
-** location (URI parameter replica=, or WALSHIP_REPLICA_URL/WALSHIP_DB), the shim also:
+** Every file is the underlying VFS's own, opened in place: walship puts its methods in front of
+** the few calls it needs (see MethodTables) and the rest go straight through. For a main
+** database that has a replica location (URI parameter replica=, or WALSHIP_REPLICA_URL/WALSHIP_DB),
+** the shim also:
 **   - restores the database from the replica before opening it when it is missing or empty;
 **   - keeps the database in WAL mode (page 1's format bytes read as WAL; journal_mode and
 **     locking_mode=EXCLUSIVE changes are refused);
@@ -30,6 +32,7 @@ SQLITE_EXTENSION_INIT1
 #include <unistd.h>
 
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -49,9 +52,11 @@ constexpr const char* kVfsName = "walship";
 
 enum class Kind { PassThrough, MainDb, Wal };
 
+// walship's part of an open file. It lives right after the underlying VFS's file, which starts at
+// the sqlite3_file SQLite hands us: the methods walship does not need are the underlying file's
+// own, called by SQLite directly (see MethodTables).
 struct File {
-    sqlite3_file base;
-    sqlite3_file* real;  // the underlying VFS's file, allocated right after this struct
+    const sqlite3_io_methods* real;     // the underlying file's methods
     Kind kind;
     std::shared_ptr<Shipper>* shipper;  // MainDb: owned (a Wal file uses its db's)
     volatile void* shm0;                // MainDb: wal-index region 0 as mapped for this connection
@@ -69,10 +74,11 @@ struct File {
 
 sqlite3_vfs walship_vfs;
 sqlite3_vfs* base_vfs = nullptr;
-sqlite3_io_methods pass_methods, db_methods, wal_methods;
+size_t file_offset = 0;  // of File within the sqlite3_file: the underlying VFS's szOsFile, aligned
 
-File* F(sqlite3_file* f) { return reinterpret_cast<File*>(f); }
-sqlite3_file* R(sqlite3_file* f) { return F(f)->real; }
+File* F(sqlite3_file* f) { return reinterpret_cast<File*>(reinterpret_cast<char*>(f) + file_offset); }
+sqlite3_file* file_of(File* p) { return reinterpret_cast<sqlite3_file*>(reinterpret_cast<char*>(p) - file_offset); }
+const sqlite3_io_methods* R(sqlite3_file* f) { return F(f)->real; }
 Shipper* S(sqlite3_file* f) {
     File* p = F(f)->kind == Kind::Wal ? F(f)->db : F(f);
     return p && p->shipper ? p->shipper->get() : nullptr;
@@ -85,16 +91,31 @@ Shipper* S(sqlite3_file* f) {
         return SQLITE_IOERR_NOMEM;  \
     }
 
-// ---- pass-through methods ------------------------------------------------------------------
+// ---- every file SQLite opens through walship ------------------------------------------------
 
-int x_close(sqlite3_file* f) noexcept {
+// The VFS name reads "walship/<underlying>" (PRAGMA vfsname).
+int x_fcntl(sqlite3_file* f, int op, void* arg) {
+    if (op == SQLITE_FCNTL_VFSNAME) {
+        int rc = R(f)->xFileControl(f, op, arg);
+        char** out = static_cast<char**>(arg);
+        char* below = rc == SQLITE_OK ? *out : nullptr;
+        *out = below ? sqlite3_mprintf("%s/%s", kVfsName, below) : sqlite3_mprintf("%s", kVfsName);
+        sqlite3_free(below);
+        return SQLITE_OK;
+    }
+    return R(f)->xFileControl(f, op, arg);
+}
+
+// ---- replicating main database -------------------------------------------------------------
+
+int db_close(sqlite3_file* f) noexcept {
     File* p = F(f);
-    int rc = p->real->pMethods ? p->real->pMethods->xClose(p->real) : SQLITE_OK;
-    if (p->kind == Kind::MainDb && p->shipper && p->exclusive) {
+    int rc = p->real->xClose(f);
+    if (p->shipper && p->exclusive) {
         p->exclusive = false;
         (*p->shipper)->end_exclusive();
     }
-    if (p->kind == Kind::MainDb && p->shipper) {
+    if (p->shipper) {
         try {
             // The last connection, and it never left rollback-journal mode (it ran only a new
             // database's first transaction): there is no WAL to keep for the next open, so ship
@@ -114,48 +135,23 @@ int x_close(sqlite3_file* f) noexcept {
     p->shipper = nullptr;
     return rc;
 }
-int x_read(sqlite3_file* f, void* buf, int amt, sqlite3_int64 off) noexcept { return R(f)->pMethods->xRead(R(f), buf, amt, off); }
-int x_write(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noexcept { return R(f)->pMethods->xWrite(R(f), buf, amt, off); }
-int x_truncate(sqlite3_file* f, sqlite3_int64 size) noexcept { return R(f)->pMethods->xTruncate(R(f), size); }
-int x_sync(sqlite3_file* f, int flags) noexcept { return R(f)->pMethods->xSync(R(f), flags); }
-int x_size(sqlite3_file* f, sqlite3_int64* size) noexcept { return R(f)->pMethods->xFileSize(R(f), size); }
-int x_lock(sqlite3_file* f, int l) noexcept { return R(f)->pMethods->xLock(R(f), l); }
-int x_unlock(sqlite3_file* f, int l) noexcept { return R(f)->pMethods->xUnlock(R(f), l); }
-int x_check(sqlite3_file* f, int* out) noexcept { return R(f)->pMethods->xCheckReservedLock(R(f), out); }
-int x_fcntl(sqlite3_file* f, int op, void* arg) noexcept {
-    if (op == SQLITE_FCNTL_VFSNAME) {
-        int rc = R(f)->pMethods->xFileControl(R(f), op, arg);
-        char** out = static_cast<char**>(arg);
-        char* below = rc == SQLITE_OK ? *out : nullptr;
-        *out = below ? sqlite3_mprintf("%s/%s", kVfsName, below) : sqlite3_mprintf("%s", kVfsName);
-        sqlite3_free(below);
-        return SQLITE_OK;
-    }
-    return R(f)->pMethods->xFileControl(R(f), op, arg);
-}
-int x_sector(sqlite3_file* f) noexcept { return R(f)->pMethods->xSectorSize(R(f)); }
-int x_caps(sqlite3_file* f) noexcept { return R(f)->pMethods->xDeviceCharacteristics(R(f)); }
-int x_shm_map(sqlite3_file* f, int pg, int sz, int extend, void volatile** pp) noexcept {
-    int rc = R(f)->pMethods->xShmMap(R(f), pg, sz, extend, pp);
-    if (rc == SQLITE_OK && pg == 0 && F(f)->kind == Kind::MainDb) {
+
+int db_shm_map(sqlite3_file* f, int pg, int sz, int extend, void volatile** pp) noexcept {
+    int rc = R(f)->xShmMap(f, pg, sz, extend, pp);
+    if (rc == SQLITE_OK && pg == 0) {
         F(f)->shm0 = *pp;
         F(f)->saw_wal = true;
     }
     return rc;
 }
-int x_shm_lock(sqlite3_file* f, int ofst, int n, int flags) noexcept { return R(f)->pMethods->xShmLock(R(f), ofst, n, flags); }
-void x_shm_barrier(sqlite3_file* f) noexcept { R(f)->pMethods->xShmBarrier(R(f)); }
-int x_shm_unmap(sqlite3_file* f, int del) noexcept {
-    if (F(f)->kind == Kind::MainDb) F(f)->shm0 = nullptr;
-    return R(f)->pMethods->xShmUnmap(R(f), del);
-}
-int x_fetch(sqlite3_file* f, sqlite3_int64 off, int amt, void** pp) noexcept { return R(f)->pMethods->xFetch(R(f), off, amt, pp); }
-int x_unfetch(sqlite3_file* f, sqlite3_int64 off, void* p) noexcept { return R(f)->pMethods->xUnfetch(R(f), off, p); }
 
-// ---- replicating main database -------------------------------------------------------------
+int db_shm_unmap(sqlite3_file* f, int del) noexcept {
+    F(f)->shm0 = nullptr;
+    return R(f)->xShmUnmap(f, del);
+}
 
 int db_read(sqlite3_file* f, void* buf, int amt, sqlite3_int64 off) noexcept {
-    int rc = R(f)->pMethods->xRead(R(f), buf, amt, off);
+    int rc = R(f)->xRead(f, buf, amt, off);
     if (rc != SQLITE_OK) return rc;
     unsigned char* p = static_cast<unsigned char*>(buf);
     // Keep the database in WAL mode: report the file format bytes (18, 19) as 2 (WAL).
@@ -171,7 +167,7 @@ int db_read(sqlite3_file* f, void* buf, int amt, sqlite3_int64 off) noexcept {
 }
 
 int db_write(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noexcept {
-    int rc = R(f)->pMethods->xWrite(R(f), buf, amt, off);
+    int rc = R(f)->xWrite(f, buf, amt, off);
     const unsigned char* p = static_cast<const unsigned char*>(buf);
     if (rc == SQLITE_OK && off == 0 && amt >= 20 && p[18] == 1 && p[19] == 1) F(f)->reread_page1 = true;
     return rc;
@@ -213,10 +209,10 @@ int db_pragma(sqlite3_file* f, void* arg) {
         return pragma_result(arg, SQLITE_ERROR, "walship: locking_mode=EXCLUSIVE is not supported on a replicated database");
     if (name == "synchronous" && F(f)->durability == Durability::RemoteStrict && !value.empty() && value != "full" && value != "2" && value != "extra" && value != "3")
         return pragma_result(arg, SQLITE_ERROR, "walship: durability=remote-strict needs synchronous=FULL (the commit waits in the WAL sync)");
-    return R(f)->pMethods->xFileControl(R(f), SQLITE_FCNTL_PRAGMA, arg);
+    return R(f)->xFileControl(f, SQLITE_FCNTL_PRAGMA, arg);
 }
 
-int db_fcntl(sqlite3_file* f, int op, void* arg) noexcept {
+__attribute__((noinline)) int db_fcntl_watched(sqlite3_file* f, int op, void* arg) noexcept {
     try {
         if (op == SQLITE_FCNTL_PRAGMA) return db_pragma(f, arg);
         if (op == SQLITE_FCNTL_COMMIT_PHASETWO && F(f)->last_commit_frame && F(f)->durability == Durability::Remote) {
@@ -236,7 +232,7 @@ int db_fcntl(sqlite3_file* f, int op, void* arg) noexcept {
         }
         if (op == SQLITE_FCNTL_PERSIST_WAL) {
             int* v = static_cast<int*>(arg);
-            int rc = R(f)->pMethods->xFileControl(R(f), op, arg);
+            int rc = R(f)->xFileControl(f, op, arg);
             if (*v == 1 || !F(f)->shm0) return rc;
             // SQLite is about to delete the WAL at close: ship what is left first, and keep the WAL
             // if that does not finish in time (the next open ships it).
@@ -269,8 +265,15 @@ int db_fcntl(sqlite3_file* f, int op, void* arg) noexcept {
     }
 }
 
+// A few calls per transaction: walship's own cases, else straight through (tail calls, as db_shm_lock).
+int db_fcntl(sqlite3_file* f, int op, void* arg) {
+    if (op == SQLITE_FCNTL_PRAGMA || op == SQLITE_FCNTL_PERSIST_WAL || (op == SQLITE_FCNTL_COMMIT_PHASETWO && F(f)->last_commit_frame))
+        return db_fcntl_watched(f, op, arg);
+    return x_fcntl(f, op, arg);
+}
+
 int db_lock(sqlite3_file* f, int level) noexcept {
-    if (level != SQLITE_LOCK_EXCLUSIVE || F(f)->exclusive) return R(f)->pMethods->xLock(R(f), level);
+    if (level != SQLITE_LOCK_EXCLUSIVE || F(f)->exclusive) return R(f)->xLock(f, level);
     if (F(f)->shm0) {
         // The last connection is closing (the only exclusive lock in WAL mode): ship before its
         // checkpoint copies the WAL into the database, so the next open can prove continuity.
@@ -283,14 +286,14 @@ int db_lock(sqlite3_file* f, int level) noexcept {
         }
     }
     S(f)->begin_exclusive();
-    int rc = R(f)->pMethods->xLock(R(f), level);
+    int rc = R(f)->xLock(f, level);
     if (rc == SQLITE_OK) F(f)->exclusive = true;
     else S(f)->end_exclusive();
     return rc;
 }
 
 int db_unlock(sqlite3_file* f, int level) noexcept {
-    int rc = R(f)->pMethods->xUnlock(R(f), level);
+    int rc = R(f)->xUnlock(f, level);
     if (level < SQLITE_LOCK_EXCLUSIVE && F(f)->exclusive) {
         F(f)->exclusive = false;
         S(f)->end_exclusive();
@@ -304,16 +307,16 @@ __attribute__((noinline)) int db_shm_lock_watched(sqlite3_file* f, int ofst, int
         if (flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) && ofst == kShmReadLock0 + 1 && n == kShmNumReaders - 1 && F(f)->shm0) {
             // A WAL reset (restart or truncate) asks for all reader slots but 0. Once it has them
             // no one reads the WAL, so walship may copy unshipped frames aside before saying yes.
-            int rc = R(f)->pMethods->xShmLock(R(f), ofst, n, flags);
+            int rc = R(f)->xShmLock(f, ofst, n, flags);
             if (rc != SQLITE_OK) return rc;
             ShmHeader h;
             auto region = [f](int i) -> const volatile void* {
                 void volatile* p = nullptr;
-                return R(f)->pMethods->xShmMap(R(f), i, 32768, 0, &p) == SQLITE_OK ? p : nullptr;
+                return R(f)->xShmMap(f, i, 32768, 0, &p) == SQLITE_OK ? p : nullptr;
             };
             File* wal = F(f)->wal;  // the WAL as SQLite wrote it, through its own handle
             auto read = [wal](void* buf, size_t len, uint64_t off) {
-                return wal && wal->real->pMethods->xRead(wal->real, buf, int(len), sqlite3_int64(off)) == SQLITE_OK;
+                return wal && wal->real->xRead(file_of(wal), buf, int(len), sqlite3_int64(off)) == SQLITE_OK;
             };
             bool ok = false;
             try {
@@ -322,7 +325,7 @@ __attribute__((noinline)) int db_shm_lock_watched(sqlite3_file* f, int ofst, int
                 ok = false;  // release the reader slots below: SQLite does not unlock what it was refused
             }
             if (!ok) {
-                R(f)->pMethods->xShmLock(R(f), ofst, n, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+                R(f)->xShmLock(f, ofst, n, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
                 return SQLITE_BUSY;
             }
             return SQLITE_OK;
@@ -333,31 +336,35 @@ __attribute__((noinline)) int db_shm_lock_watched(sqlite3_file* f, int ofst, int
             ShmHeader h;
             if (read_shm_header(F(f)->shm0, &h) && !s->allow_checkpoint(h)) return SQLITE_BUSY;
         }
-        return R(f)->pMethods->xShmLock(R(f), ofst, n, flags);
+        return R(f)->xShmLock(f, ofst, n, flags);
     } catch (...) {
         return SQLITE_IOERR_NOMEM;
     }
 }
 
-int db_shm_lock(sqlite3_file* f, int ofst, int n, int flags) noexcept {
-    // On every transaction's path, so kept short: the readers' slots pass straight through
-    // (except a WAL reset's request), and releasing the write lock tells the shipper of a commit.
-    if (ofst == kShmWriteLock && n == 1) {
-        int rc = R(f)->pMethods->xShmLock(R(f), ofst, n, flags);
-        if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE)) {
-            try {
-                S(f)->notify();
-            } catch (...) {
-            }  // the shipper's own polling finds the commit
-        } else if (rc == SQLITE_OK) {
-            F(f)->last_commit_frame = 0;  // a write transaction begins
-        }
-        return rc;
+// The WAL write lock: taking it begins a write transaction; releasing it tells the shipper of a commit.
+__attribute__((noinline)) int db_shm_lock_write(sqlite3_file* f, int ofst, int n, int flags) noexcept {
+    int rc = R(f)->xShmLock(f, ofst, n, flags);
+    if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE)) {
+        try {
+            S(f)->notify();
+        } catch (...) {
+        }  // the shipper's own polling finds the commit
+    } else if (rc == SQLITE_OK) {
+        F(f)->last_commit_frame = 0;
     }
-    // (A reader taking slot 1 alone to move its read mark, once per transaction, is not a reset.)
+    return rc;
+}
+
+// Several calls per transaction, so only a dispatch of tail calls (not noexcept: that would make
+// the compiler keep a frame around the call into SQLite). The readers' slots go straight through,
+// except a WAL reset's request for slots 1..4; a reader taking slot 1 alone to move its read
+// mark, once per transaction, is not a reset.
+int db_shm_lock(sqlite3_file* f, int ofst, int n, int flags) {
+    if (ofst == kShmWriteLock && n == 1) return db_shm_lock_write(f, ofst, n, flags);
     if (ofst == kShmCkptLock || (ofst == kShmReadLock0 + 1 && n == kShmNumReaders - 1 && flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE)))
         return db_shm_lock_watched(f, ofst, n, flags);
-    return R(f)->pMethods->xShmLock(R(f), ofst, n, flags);
+    return R(f)->xShmLock(f, ofst, n, flags);
 }
 
 // ---- WAL of a replicating database ---------------------------------------------------------
@@ -366,7 +373,7 @@ int db_shm_lock(sqlite3_file* f, int ofst, int n, int flags) noexcept {
 __attribute__((noinline)) int wal_write_header(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noexcept {
     File* p = F(f);
     const unsigned char* b = static_cast<const unsigned char*>(buf);
-    int rc = p->real->pMethods->xWrite(p->real, buf, amt, off);
+    int rc = p->real->xWrite(f, buf, amt, off);
     if (rc != SQLITE_OK) return rc;
     if (off == 0 && amt >= 32) {
         p->page_size = get_u32be(b + 8);
@@ -374,7 +381,7 @@ __attribute__((noinline)) int wal_write_header(sqlite3_file* f, const void* buf,
         // A commit frame's header (remote durability waits for it in the sync that follows).
         if (!p->page_size) {
             unsigned char hdr[kWalHeaderSize];
-            if (p->real->pMethods->xRead(p->real, hdr, sizeof hdr, 0) == SQLITE_OK) p->page_size = get_u32be(hdr + 8);
+            if (p->real->xRead(f, hdr, sizeof hdr, 0) == SQLITE_OK) p->page_size = get_u32be(hdr + 8);
         }
         uint64_t fsz = kWalFrameHeaderSize + uint64_t(p->page_size);
         if (p->page_size && (uint64_t(off) - kWalHeaderSize) % fsz == 0) {
@@ -387,12 +394,12 @@ __attribute__((noinline)) int wal_write_header(sqlite3_file* f, const void* buf,
 
 int wal_write(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noexcept {
     // Page images (half of all writes) pass straight through.
-    if (off != 0 && amt != int(kWalFrameHeaderSize)) return R(f)->pMethods->xWrite(R(f), buf, amt, off);
+    if (off != 0 && amt != int(kWalFrameHeaderSize)) return R(f)->xWrite(f, buf, amt, off);
     return wal_write_header(f, buf, amt, off);
 }
 
 int wal_sync(sqlite3_file* f, int flags) noexcept {
-    int rc = R(f)->pMethods->xSync(R(f), flags);
+    int rc = R(f)->xSync(f, flags);
     Shipper* s = S(f);
     File* db = F(f)->db;
     if (rc != SQLITE_OK || !s || db->durability != Durability::RemoteStrict || !db->last_commit_frame) return rc;
@@ -413,19 +420,67 @@ int wal_sync(sqlite3_file* f, int flags) noexcept {
     return SQLITE_OK;
 }
 
+int w_close(sqlite3_file* f) noexcept {
+    if (F(f)->db && F(f)->db->wal == F(f)) F(f)->db->wal = nullptr;
+    F(f)->db = nullptr;
+    return R(f)->xClose(f);
+}
+
 int wal_truncate(sqlite3_file* f, sqlite3_int64 size) noexcept {
     // walLimitSize at close may truncate a WAL we asked SQLite to keep.
     Shipper* s = S(f);
     if (s && size == 0 && s->wal_has_unshipped()) return SQLITE_OK;
-    return R(f)->pMethods->xTruncate(R(f), size);
+    return R(f)->xTruncate(f, size);
 }
 
 // ---- the VFS -------------------------------------------------------------------------------
 
+// The methods SQLite calls for walship's files: the underlying file's own, with walship's in the
+// places it needs them, so that every other call goes straight to the underlying VFS. One set
+// per underlying method table (SQLite's unix VFS has one per locking style), made at its first open.
+struct MethodTables {
+    const sqlite3_io_methods* real;
+    sqlite3_io_methods pass;        // any file walship does not replicate
+    sqlite3_io_methods db;          // a replicated main database
+    sqlite3_io_methods wal_local;   // its WAL, durability=local: only close and truncate
+    sqlite3_io_methods wal_remote;  // its WAL, remote durabilities: also the commit frames and syncs
+};
+std::mutex tables_mu;
+std::deque<MethodTables> tables;  // never shrinks: open files point into it
+
+const MethodTables& tables_for(const sqlite3_io_methods* real) {
+    std::lock_guard<std::mutex> lock(tables_mu);
+    for (const auto& t : tables)
+        if (t.real == real) return t;
+    MethodTables t{};
+    t.real = real;
+    t.pass = *real;
+    t.pass.xFileControl = x_fcntl;
+    t.db = t.pass;
+    t.db.xClose = db_close;
+    t.db.xRead = db_read;
+    t.db.xWrite = db_write;
+    t.db.xLock = db_lock;
+    t.db.xUnlock = db_unlock;
+    t.db.xFileControl = db_fcntl;
+    if (real->iVersion >= 2) {
+        t.db.xShmMap = db_shm_map;
+        t.db.xShmLock = db_shm_lock;
+        t.db.xShmUnmap = db_shm_unmap;
+    }
+    t.wal_local = t.pass;
+    t.wal_local.xClose = w_close;
+    t.wal_local.xTruncate = wal_truncate;
+    t.wal_remote = t.wal_local;
+    t.wal_remote.xWrite = wal_write;
+    t.wal_remote.xSync = wal_sync;
+    tables.push_back(t);
+    return tables.back();
+}
+
 int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, int* out_flags) noexcept {
     File* p = F(file);
     memset(p, 0, sizeof(File));
-    p->real = reinterpret_cast<sqlite3_file*>(p + 1);
     p->kind = Kind::PassThrough;
     std::unique_ptr<std::shared_ptr<Shipper>> shipper;
     try {
@@ -454,7 +509,7 @@ int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
             }
         } else if ((flags & SQLITE_OPEN_WAL) && name) {
             sqlite3_file* db = sqlite3_database_file_object(name);
-            if (db && db->pMethods == &db_methods && F(db)->shipper) {
+            if (db && db->pMethods && db->pMethods->xFileControl == db_fcntl && F(db)->shipper) {
                 p->kind = Kind::Wal;
                 p->db = F(db);
             }
@@ -462,22 +517,29 @@ int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
     } catch (...) {
         return SQLITE_CANTOPEN;
     }
-    int rc = base_vfs->xOpen(base_vfs, name, p->real, flags, out_flags);
-    if (rc != SQLITE_OK || !p->real->pMethods) {
-        if (p->kind == Kind::Wal) p->db = nullptr;
+    // The underlying VFS opens its file in place; on failure SQLite closes it through its own methods.
+    int rc = base_vfs->xOpen(base_vfs, name, file, flags, out_flags);
+    if (rc != SQLITE_OK || !file->pMethods) {
+        p->db = nullptr;
         return rc;
+    }
+    p->real = file->pMethods;
+    const MethodTables* t = nullptr;
+    try {
+        t = &tables_for(p->real);
+    } catch (...) {
+        p->real->xClose(file);
+        file->pMethods = nullptr;
+        return SQLITE_NOMEM;
     }
     if (p->kind == Kind::MainDb) p->shipper = shipper.release();
     if (p->kind == Kind::Wal) p->db->wal = p;
-    p->base.pMethods = p->kind == Kind::MainDb ? &db_methods : p->kind == Kind::Wal ? &wal_methods : &pass_methods;
+    if (p->kind == Kind::MainDb) file->pMethods = &t->db;
+    else if (p->kind == Kind::Wal) file->pMethods = p->db->durability == Durability::Local ? &t->wal_local : &t->wal_remote;
+    else file->pMethods = &t->pass;
     return SQLITE_OK;
 }
 
-int w_close(sqlite3_file* f) noexcept {
-    if (F(f)->db && F(f)->db->wal == F(f)) F(f)->db->wal = nullptr;
-    F(f)->db = nullptr;
-    return R(f)->pMethods->xClose(R(f));
-}
 
 int v_delete(sqlite3_vfs*, const char* name, int sync) noexcept { return base_vfs->xDelete(base_vfs, name, sync); }
 int v_access(sqlite3_vfs*, const char* name, int flags, int* out) noexcept { return base_vfs->xAccess(base_vfs, name, flags, out); }
@@ -495,42 +557,6 @@ int v_setsyscall(sqlite3_vfs*, const char* n, sqlite3_syscall_ptr p) noexcept { 
 sqlite3_syscall_ptr v_getsyscall(sqlite3_vfs*, const char* n) noexcept { return base_vfs->xGetSystemCall(base_vfs, n); }
 const char* v_nextsyscall(sqlite3_vfs*, const char* n) noexcept { return base_vfs->xNextSystemCall(base_vfs, n); }
 
-void init_methods() {
-    sqlite3_io_methods m{};
-    m.iVersion = 3;
-    m.xClose = x_close;
-    m.xRead = x_read;
-    m.xWrite = x_write;
-    m.xTruncate = x_truncate;
-    m.xSync = x_sync;
-    m.xFileSize = x_size;
-    m.xLock = x_lock;
-    m.xUnlock = x_unlock;
-    m.xCheckReservedLock = x_check;
-    m.xFileControl = x_fcntl;
-    m.xSectorSize = x_sector;
-    m.xDeviceCharacteristics = x_caps;
-    m.xShmMap = x_shm_map;
-    m.xShmLock = x_shm_lock;
-    m.xShmBarrier = x_shm_barrier;
-    m.xShmUnmap = x_shm_unmap;
-    m.xFetch = x_fetch;
-    m.xUnfetch = x_unfetch;
-    pass_methods = m;
-    db_methods = m;
-    db_methods.xRead = db_read;
-    db_methods.xWrite = db_write;
-    db_methods.xLock = db_lock;
-    db_methods.xUnlock = db_unlock;
-    db_methods.xFileControl = db_fcntl;
-    db_methods.xShmLock = db_shm_lock;
-    wal_methods = m;
-    wal_methods.xClose = w_close;
-    wal_methods.xWrite = wal_write;
-    wal_methods.xSync = wal_sync;
-    wal_methods.xTruncate = wal_truncate;
-}
-
 std::mutex register_mu;
 
 }  // namespace
@@ -547,10 +573,10 @@ extern "C" int walship_register(int make_default) {
     }
     base_vfs = sqlite3_vfs_find(nullptr);
     if (!base_vfs) return SQLITE_ERROR;
-    init_methods();
     sqlite3_vfs& v = walship_vfs;
     v.iVersion = 3;
-    v.szOsFile = int(sizeof(File)) + base_vfs->szOsFile;
+    file_offset = (size_t(base_vfs->szOsFile) + alignof(File) - 1) / alignof(File) * alignof(File);
+    v.szOsFile = int(file_offset + sizeof(File));
     v.mxPathname = base_vfs->mxPathname;
     v.zName = kVfsName;
     v.xOpen = v_open;
