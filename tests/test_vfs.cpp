@@ -24,6 +24,32 @@ struct Registered {
     Registered() { use_walship(); }
 } registered;
 
+// An application's static object may open a database through walship before main and close it
+// after main returns (ASan reports it if walship's method tables are gone by then).
+struct OpenAcrossMain {
+    std::string path = "/tmp/walship-static-" + std::to_string(getpid()) + ".db";
+    sqlite3* db = nullptr;
+    OpenAcrossMain() {
+        walship_register(0);
+        if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "walship") == SQLITE_OK)
+            sqlite3_exec(db, "create table if not exists t(x); insert into t values(1)", nullptr, nullptr, nullptr);
+    }
+    ~OpenAcrossMain() {
+        sqlite3_exec(db, "insert into t values(2)", nullptr, nullptr, nullptr);
+        sqlite3_close(db);
+        unlink(path.c_str());
+    }
+} open_across_main;
+
+TEST_CASE("a database opened through walship before main works", "[vfs]") {
+    REQUIRE(open_across_main.db);
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(open_across_main.db, "select count(*) from t", -1, &st, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    CHECK(sqlite3_column_int(st, 0) == 1);
+    sqlite3_finalize(st);
+}
+
 // Restores the replica's latest state to `out`; returns the error text or "".
 std::string restore_to(const std::string& url, const std::string& out, RestoreInfo* info = nullptr) {
     auto store = store_for(url);

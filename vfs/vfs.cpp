@@ -446,10 +446,16 @@ struct MethodTables {
     sqlite3_io_methods wal_remote;  // its WAL, remote durabilities: also the commit frames and syncs
 };
 std::mutex tables_mu;
-std::deque<MethodTables> tables;  // never shrinks: open files point into it
+// Made at first use and never destroyed: open files point into it, and an application's static
+// objects may open a database before this file's statics exist or close it after they are gone.
+std::deque<MethodTables>& all_tables() {
+    static auto* tables = new std::deque<MethodTables>;  // never shrinks
+    return *tables;
+}
 
 const MethodTables& tables_for(const sqlite3_io_methods* real) {
     std::lock_guard<std::mutex> lock(tables_mu);
+    auto& tables = all_tables();
     for (const auto& t : tables)
         if (t.real == real) return t;
     MethodTables t{};
