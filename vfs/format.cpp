@@ -2,7 +2,6 @@
 #include "format.h"
 
 #include <openssl/evp.h>
-#include <openssl/sha.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -111,41 +110,117 @@ std::optional<ParsedKey> parse_key(const std::string& key) {
     return std::nullopt;
 }
 
-std::string sha256_raw(const void* data, size_t len) {
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256(static_cast<const unsigned char*>(data), len, md);
-    return std::string(reinterpret_cast<char*>(md), sizeof md);
+namespace {
+constexpr uint64_t K1 = 0x9E3779B185EBCA87ull, K2 = 0xC2B2AE3D27D4EB4Full, K3 = 0x165667B19E3779F9ull;
+inline uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+// The four lanes of page_hash and object_hash over n bytes of whole 32-byte blocks.
+inline void lane_blocks(uint64_t a[4], const unsigned char* p, size_t n) {
+    uint64_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    for (size_t i = 0; i < n; i += 32) {
+        uint64_t v[4];
+        memcpy(v, p + i, 32);  // little-endian hosts only (as the rest of walship)
+        a0 = rotl(a0 + v[0] * K2, 31) * K1;
+        a1 = rotl(a1 + v[1] * K2, 31) * K1;
+        a2 = rotl(a2 + v[2] * K2, 31) * K1;
+        a3 = rotl(a3 + v[3] * K2, 31) * K1;
+    }
+    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
 }
 
-uint64_t page_hash(uint32_t pgno, const void* data, size_t len) {
-    // FORMAT.md, "Database checksum": four lanes over the page's 32-byte blocks (a tail is
-    // zero-padded; SQLite's page sizes have none), folded, then mixed with the page number.
-    constexpr uint64_t K1 = 0x9E3779B185EBCA87ull, K2 = 0xC2B2AE3D27D4EB4Full, K3 = 0x165667B19E3779F9ull;
-    auto rotl = [](uint64_t x, int r) { return (x << r) | (x >> (64 - r)); };
-    const unsigned char* p = static_cast<const unsigned char*>(data);
-    uint64_t a[4] = {K1, K2, K3, K1 ^ K2};
-    auto block = [&](const unsigned char* b) {
-        for (int j = 0; j < 4; j++) {
-            uint64_t v;
-            memcpy(&v, b + 8 * j, 8);  // little-endian hosts only (as the rest of walship)
-            a[j] = rotl(a[j] + v * K2, 31) * K1;
-        }
-    };
-    size_t whole = len & ~size_t(31);
-    for (size_t i = 0; i < whole; i += 32) block(p + i);
-    if (whole < len) {
-        unsigned char tail[32] = {};
-        memcpy(tail, p + whole, len - whole);
-        block(tail);
-    }
+// Folds the lanes, mixes in `extra` and avalanches (FORMAT.md, "Database checksum").
+inline uint64_t finish_lanes(const uint64_t a[4], uint64_t extra) {
     uint64_t h = rotl(a[0], 1) + rotl(a[1], 7) + rotl(a[2], 12) + rotl(a[3], 18);
-    h ^= uint64_t(pgno) << 32 | uint64_t(uint32_t(len));
+    h ^= extra;
     h ^= h >> 33;
     h *= K2;
     h ^= h >> 29;
     h *= K3;
     h ^= h >> 32;
     return h;
+}
+}  // namespace
+
+uint64_t page_hash(uint32_t pgno, const void* data, size_t len) {
+    // Four lanes over the page's 32-byte blocks (a tail is zero-padded; SQLite's page sizes have
+    // none), folded, then mixed with the page number and size.
+    const unsigned char* p = static_cast<const unsigned char*>(data);
+    uint64_t a[4] = {K1, K2, K3, K1 ^ K2};
+    size_t whole = len & ~size_t(31);
+    lane_blocks(a, p, whole);
+    if (whole < len) {
+        unsigned char tail[32] = {};
+        memcpy(tail, p + whole, len - whole);
+        lane_blocks(a, tail, 32);
+    }
+    return finish_lanes(a, uint64_t(pgno) << 32 | uint64_t(uint32_t(len)));
+}
+
+void ObjectHash::update(const void* data, size_t len) {
+    const unsigned char* p = static_cast<const unsigned char*>(data);
+    total_ += len;
+    if (tail_len_) {
+        size_t take = std::min(len, 32 - tail_len_);
+        memcpy(tail_ + tail_len_, p, take);
+        tail_len_ += take;
+        p += take;
+        len -= take;
+        if (tail_len_ < 32) return;
+        lane_blocks(a_, tail_, 32);
+        tail_len_ = 0;
+    }
+    size_t whole = len & ~size_t(31);
+    lane_blocks(a_, p, whole);
+    if (len > whole) memcpy(tail_, p + whole, len - whole);
+    tail_len_ = len - whole;
+}
+
+uint64_t ObjectHash::value() const {
+    uint64_t a[4] = {a_[0], a_[1], a_[2], a_[3]};
+    if (tail_len_) {
+        unsigned char last[32] = {};
+        memcpy(last, tail_, tail_len_);
+        lane_blocks(a, last, 32);
+    }
+    return finish_lanes(a, total_);
+}
+
+ObjectDigest::~ObjectDigest() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(sha_)); }
+
+void ObjectDigest::update(const void* data, size_t len) {
+    const unsigned char* p = static_cast<const unsigned char*>(data);
+    if (seen_ < sizeof start_) {  // the version byte decides the digest: hold bytes until it is here
+        size_t take = std::min(len, sizeof start_ - seen_);
+        memcpy(start_ + seen_, p, take);
+        seen_ += take;
+        p += take;
+        len -= take;
+        if (seen_ < sizeof start_) return;
+        if (start_[9] == 2) {
+            sha_ = EVP_MD_CTX_new();
+            if (sha_) EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(sha_), EVP_sha256(), nullptr);
+        }
+        update(start_, sizeof start_);
+    }
+    if (start_[9] == 2) {
+        if (sha_) EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(sha_), p, len);
+    } else {
+        hash_.update(p, len);
+    }
+}
+
+std::string ObjectDigest::value() {
+    if (seen_ < sizeof start_) return "";
+    if (start_[9] == 3) {
+        std::string out;
+        put_u64le(out, hash_.value());
+        out.resize(32, '\0');
+        return out;
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (start_[9] != 2 || !sha_ || EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(sha_), md, &len) != 1 || len != 32) return "";
+    return std::string(reinterpret_cast<char*>(md), len);
 }
 
 void DbChecksum::set_page(uint32_t pgno, const void* data, size_t len) {
@@ -206,8 +281,8 @@ std::string decode_header(const unsigned char* in, size_t len, ObjectHeader* h) 
     if (memcmp(in, kMagic, 8) != 0) return "not a walship object (bad magic)";
     h->kind = ObjectKind(in[8]);
     h->version = in[9];
-    if (h->version != kFormatVersion)
-        return "unsupported walship object version " + std::to_string(h->version) + " (this build reads version " + std::to_string(kFormatVersion) + ")";
+    if (h->version != 2 && h->version != 3)
+        return "unsupported walship object version " + std::to_string(h->version) + " (this build reads versions 2 and 3)";
     if (h->kind != ObjectKind::Snapshot && h->kind != ObjectKind::Segment) return "unknown object kind";
     h->flags = uint16_t(in[10] | in[11] << 8);
     h->page_size = get_u32le(in + 12);
@@ -322,14 +397,20 @@ std::string decode_segment_body(const ObjectHeader& h, const std::string& body, 
 
 void append_trailer(std::string& object, uint64_t db_checksum) {
     put_u64le(object, db_checksum);
-    object += sha256_raw(object.data(), object.size());
+    ObjectDigest d;
+    d.update(object.data(), object.size());
+    object += d.value();
 }
 
 std::string open_object(const std::string& object, ObjectHeader* h, std::string* body) {
     if (object.size() < kHeaderSize + kTrailerSize) return "object too short";
     size_t n = object.size() - kTrailerSize;
-    if (sha256_raw(object.data(), n + 8) != object.substr(n + 8)) return "checksum mismatch (object is corrupted)";
+    ObjectDigest d;
+    d.update(object.data(), n + 8);
+    std::string digest = d.value();
     std::string err = decode_header(reinterpret_cast<const unsigned char*>(object.data()), n, h);
+    if (digest.empty() && !err.empty()) return err;  // a version without a known digest, or no walship object
+    if (digest != object.substr(n + 8)) return "checksum mismatch (object is corrupted)";
     if (!err.empty()) return err;
     h->db_checksum = get_u64le(reinterpret_cast<const unsigned char*>(object.data()) + n);
     if (h->body_len > (uint64_t(1) << 34)) return "implausible body length";

@@ -11,9 +11,10 @@
 namespace walship {
 
 constexpr char kMagic[8] = {'W', 'A', 'L', 'S', 'H', 'I', 'P', '1'};
-constexpr uint8_t kFormatVersion = 2;  // 2: the fast page hash (1: SHA-256 page hash, development builds)
+// 3: objects end with object_hash (2: with SHA-256, still read; 1: development builds only)
+constexpr uint8_t kFormatVersion = 3;
 constexpr size_t kHeaderSize = 112;
-constexpr size_t kTrailerSize = 40;  // u64 database checksum, then SHA-256 of everything before it
+constexpr size_t kTrailerSize = 40;  // u64 database checksum, then 32 bytes: the object's digest
 
 enum class ObjectKind : uint8_t { Snapshot = 1, Segment = 2 };
 enum : uint16_t { kFlagDbChecksum = 1 };
@@ -87,7 +88,42 @@ private:
     uint64_t sum_ = 0;
 };
 
-// Appends the trailer (database checksum + SHA-256 of everything so far) to a whole object.
+// FORMAT.md, "Trailer": the 64-bit hash of a version 3 object's bytes, fed in pieces of any size.
+class ObjectHash {
+public:
+    void update(const void* data, size_t len);
+    uint64_t value() const;
+
+private:
+    void blocks(const unsigned char* p, size_t n);  // n a multiple of 32
+    uint64_t a_[4] = {0x9E3779B185EBCA87ull, 0xC2B2AE3D27D4EB4Full, 0x165667B19E3779F9ull,
+                      0x9E3779B185EBCA87ull ^ 0xC2B2AE3D27D4EB4Full};
+    unsigned char tail_[32] = {};
+    size_t tail_len_ = 0;
+    uint64_t total_ = 0;
+};
+
+// The digest at the end of an object's trailer, over every byte before it: SHA-256 for version 2
+// objects, object_hash (u64, then 24 zero bytes) for version 3. The version is the object's own
+// (header byte 9), so the bytes are fed from the object's first one on.
+class ObjectDigest {
+public:
+    ObjectDigest() = default;
+    ObjectDigest(const ObjectDigest&) = delete;
+    ObjectDigest& operator=(const ObjectDigest&) = delete;
+    ~ObjectDigest();
+    void update(const void* data, size_t len);
+    // The 32 digest bytes for what was fed; "" if the object's version has no digest walship knows.
+    std::string value();
+
+private:
+    unsigned char start_[10] = {};  // the header up to its version byte
+    size_t seen_ = 0;
+    void* sha_ = nullptr;  // EVP_MD_CTX for version 2
+    ObjectHash hash_;
+};
+
+// Appends the trailer (database checksum, then the digest of everything so far) to a whole object.
 void append_trailer(std::string& object, uint64_t db_checksum);
 
 void encode_header(const ObjectHeader& h, unsigned char out[kHeaderSize]);
@@ -107,8 +143,6 @@ std::string decode_segment_body(const ObjectHeader& h, const std::string& body, 
 
 // Checks the trailer of a whole object held in memory and decompresses its body.
 std::string open_object(const std::string& object, ObjectHeader* h, std::string* body);
-
-std::string sha256_raw(const void* data, size_t len);
 
 void put_u32le(std::string& s, uint32_t v);
 void put_u64le(std::string& s, uint64_t v);

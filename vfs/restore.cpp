@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <openssl/evp.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -17,6 +16,7 @@
 #include <future>
 #include <condition_variable>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <thread>
@@ -81,10 +81,23 @@ public:
         std::unique_lock<std::mutex> lock(mu_);
         if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
         queue_.push_back({buf, len, at});
+        pending_++;
         cv_.notify_all();
         return error_.empty();
     }
-    // Waits until everything queued is written: "" or the error.
+    // Returns a buffer from buffer() that will not be written.
+    void release(char* buf) {
+        std::lock_guard<std::mutex> lock(mu_);
+        free_.push_back(buf);
+        cv_.notify_all();
+    }
+    // Waits until everything queued so far is written: "" or the error.
+    std::string wait() {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return pending_ == 0; });
+        return error_;
+    }
+    // wait(), then stops the writing thread.
     std::string finish() {
         {
             std::lock_guard<std::mutex> lock(mu_);
@@ -115,6 +128,7 @@ private:
             std::string err;
             if (!failed && !put(r)) err = std::string("restore: write failed: ") + strerror(errno);
             lock.lock();
+            pending_--;
             free_.push_back(r.buf);
             if (!err.empty() && error_.empty()) error_ = err;
             cv_.notify_all();
@@ -144,6 +158,7 @@ private:
     std::mutex mu_;
     std::condition_variable cv_;
     std::deque<Run> queue_;
+    size_t pending_ = 0;  // runs queued and not yet written
     bool done_ = false;
     std::string error_;
     std::thread thread_;
@@ -151,17 +166,15 @@ private:
 
 // Receives one object of a snapshot in chunks: verifies its header and trailer, decompresses
 // its pages straight into the writer's run buffers at their place in the file, and hashes them.
+// The writer and the zstd context serve one object after another (their memory is set up once).
 class SnapshotApplier {
 public:
-    SnapshotApplier(int fd, const std::string& path, const std::string& key, DbChecksum* sum)
-        : writer_(fd, path), key_(key), sum_(sum) {
-        md_ = EVP_MD_CTX_new();
-        EVP_DigestInit_ex(md_, EVP_sha256(), nullptr);
-        dctx_ = ZSTD_createDCtx();
+    SnapshotApplier(AsyncWriter& writer, ZSTD_DCtx* dctx, const std::string& key, DbChecksum* sum)
+        : writer_(writer), key_(key), sum_(sum), dctx_(dctx) {
+        ZSTD_DCtx_reset(dctx_, ZSTD_reset_session_only);
     }
     ~SnapshotApplier() {
-        EVP_MD_CTX_free(md_);
-        ZSTD_freeDCtx(dctx_);
+        if (run_) writer_.release(run_);
     }
     // The object's bytes in order; the last kTrailerSize seen so far are held back (the trailer).
     bool feed(const char* p, size_t n) {
@@ -180,15 +193,12 @@ public:
     }
     s3::Error finish(ObjectHeader* out) {
         if (error_.ok() && run_len_ > 0) flush_run();
-        std::string werr = writer_.finish();  // the snapshot is on disk before any segment applies
+        std::string werr = writer_.wait();  // the snapshot is on disk before any segment applies
         if (error_.ok() && !werr.empty()) error_ = make_error(ErrorKind::Io, werr);
         if (!error_.ok()) return error_;
         if (!have_header_ || held_.size() != kTrailerSize) return corrupt(key_, "object is truncated");
-        EVP_DigestUpdate(md_, held_.data(), 8);
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int len = 0;
-        EVP_DigestFinal_ex(md_, md, &len);
-        if (memcmp(md, held_.data() + 8, 32) != 0) return corrupt(key_, "checksum mismatch (object is corrupted)");
+        digest_.update(held_.data(), 8);
+        if (digest_.value() != held_.substr(8)) return corrupt(key_, "checksum mismatch (object is corrupted)");
         if (!stream_done_ || left_ != 0 || run_len_ != 0) return corrupt(key_, "snapshot body is incomplete");
         *out = h_;
         out->db_checksum = get_u64le(reinterpret_cast<const unsigned char*>(held_.data()));  // checked by the caller
@@ -196,12 +206,12 @@ public:
     }
     const s3::Error& error() const { return error_; }
     // Waits for the writes queued so far (before the file is closed on any path).
-    void drain() { writer_.finish(); }
+    void drain() { writer_.wait(); }
 
 private:
     bool consume(const char* p, size_t n) {
         if (!error_.ok()) return false;
-        EVP_DigestUpdate(md_, p, n);
+        digest_.update(p, n);
         if (!have_header_) {
             size_t take = std::min(n, kHeaderSize - hdr_.size());
             hdr_.append(p, take);
@@ -250,14 +260,14 @@ private:
         return false;
     }
     bool fail_io() {
-        if (error_.ok()) error_ = make_error(ErrorKind::Io, writer_.finish());
+        if (error_.ok()) error_ = make_error(ErrorKind::Io, writer_.wait());
         return false;
     }
 
-    AsyncWriter writer_;
+    AsyncWriter& writer_;
     std::string key_;
     DbChecksum* sum_;
-    EVP_MD_CTX* md_;
+    ObjectDigest digest_;
     ZSTD_DCtx* dctx_;
     std::string held_, hdr_;
     ObjectHeader h_;
@@ -361,9 +371,16 @@ s3::Error apply_snapshot(s3::Store& store, const Plan& plan, int fd, const std::
     std::atomic<size_t> next{0};
     std::atomic<bool> failed{false};
     auto work = [&] {
+        AsyncWriter writer(fd, path);
+        std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
         for (size_t i; !failed && (i = next++) < keys.size();) {
             Part& part = parts[i];
-            SnapshotApplier applier(fd, path, keys[i], &part.sum);
+            if (!dctx) {
+                part.error = make_error(ErrorKind::Io, "restore: out of memory");
+                failed = true;
+                return;
+            }
+            SnapshotApplier applier(writer, dctx.get(), keys[i], &part.sum);
             bool stopped = false;  // another part failed: this one's error would say nothing
             s3::Error st = store.get_stream(keys[i], [&](const char* p, size_t n) {
                 part.bytes += n;

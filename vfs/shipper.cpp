@@ -12,7 +12,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
-#include <openssl/evp.h>
 
 #include <chrono>
 #include <cstring>
@@ -56,16 +55,11 @@ public:
     SnapshotWriter(s3::ObjectWriter* w, int level) : w_(w) {
         cctx_ = ZSTD_createCCtx();
         ZSTD_CCtx_setParameter(cctx_, ZSTD_c_compressionLevel, level);
-        md_ = EVP_MD_CTX_new();
-        EVP_DigestInit_ex(md_, EVP_sha256(), nullptr);
         out_.resize(ZSTD_CStreamOutSize());
     }
-    ~SnapshotWriter() {
-        ZSTD_freeCCtx(cctx_);
-        EVP_MD_CTX_free(md_);
-    }
+    ~SnapshotWriter() { ZSTD_freeCCtx(cctx_); }
     s3::Status raw(const void* p, size_t n) {
-        EVP_DigestUpdate(md_, p, n);
+        digest_.update(p, n);
         return w_->write(p, n);
     }
     s3::Status page(const void* p, size_t n, ZSTD_EndDirective mode = ZSTD_e_continue) {
@@ -86,11 +80,8 @@ public:
         if (!st.ok()) return st;
         std::string t;
         put_u64le(t, db_checksum);
-        EVP_DigestUpdate(md_, t.data(), t.size());
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int len = 0;
-        EVP_DigestFinal_ex(md_, md, &len);
-        t.append(reinterpret_cast<char*>(md), len);
+        digest_.update(t.data(), t.size());
+        t += digest_.value();
         st = w_->write(t.data(), t.size());
         if (!st.ok()) return st;
         return w_->commit();
@@ -99,7 +90,7 @@ public:
 private:
     s3::ObjectWriter* w_;
     ZSTD_CCtx* cctx_;
-    EVP_MD_CTX* md_;
+    ObjectDigest digest_;
     std::string out_;
 };
 
