@@ -147,6 +147,36 @@ TEST_CASE("compaction: after 10,000 small transactions the latest state restores
     CHECK(db.integer("select count(*) from t") == 10000);
 }
 
+TEST_CASE("compaction does not delete in front of remote-durable commits: merged-away segments go once the commits pause", "[longrun][compaction]") {
+    std::string url = "file://" + temp_dir() + "/replica";
+    std::string path = temp_dir() + "/remote.db";
+    auto segments = [&] {
+        auto listing = store_for(url)->list("generations/");
+        REQUIRE(listing.ok());
+        size_t n = 0;
+        for (auto& o : listing->objects)
+            if (auto k = parse_key(o.key); k && !k->snapshot) n++;
+        return n;
+    };
+    {
+        Db db(uri(path, url, "durability=remote"));
+        db.exec("create table t(id integer primary key, v text)");
+        for (int i = 0; i < 200; i++) db.exec("insert into t(v) values('row " + std::to_string(i) + "')");
+        // Every commit was one upload and compaction merged them (one object per level is at most
+        // 8), but while the commits kept coming the absorbed segments were left for later.
+        CHECK(status_field(db, "compactions") >= 20);
+        CHECK(segments() >= 150);
+        // A pause in the commits: they are deleted while the database stays open.
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (segments() > 21 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        CHECK(segments() <= 21);  // at most 7 per level, 3 levels for 200
+    }
+    RestoreOptions opt;
+    opt.output = temp_dir() + "/latest.db";
+    REQUIRE(restore(*store_for(url), opt).ok());
+    CHECK(compare_pages(path, opt.output, 4096) == "");
+}
+
 TEST_CASE("retention keeps a snapshot's parts with it and removes parts whose snapshot never completed", "[longrun]") {
     const uint64_t b = 1700000000000;  // the generation's creation time (ms)
     uint64_t gen = (b << 16) | 7;

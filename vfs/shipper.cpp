@@ -560,7 +560,7 @@ void Shipper::run() {
         }
     }
     lock.unlock();
-    delete_merged(false);  // leave no leftovers (unless uploads are failing)
+    delete_merged(true);  // leave no leftovers (unless uploads are failing)
 }
 
 // A remote-durable commit waiting for an upload does not wait for the interval, and after a
@@ -584,6 +584,7 @@ void Shipper::ship_pass(bool urgent) {
     }
     // sync_interval and error backoff; the loop wakes us when it is time. A held WAL reset does not
     // wait for the interval, nor does a remote-durable commit whose frames are in the spill file.
+    if (commit_waiting(side)) last_remote_commit_ms_ = now_ms();
     if (side->holding_since_ms.load() || (commit_waiting(side) && side->spill_len.load() > spill_off_ && commit_may_retry())) urgent = true;
     const bool paced = Clock::now() < next_upload_ && !urgent;
     if (paced && !have_generation_) return;
@@ -675,7 +676,7 @@ void Shipper::recover_checksum() {
 // Scheduled work of the shipping process: snapshots (only when something was written since the
 // last one) and retention runs. An idle database makes no requests but these.
 void Shipper::maintain(const ShmHeader& h) {
-    delete_merged(commit_waiting(side_.state()));
+    delete_merged(false);
     if (frame_ == h.mx_frame && txid_ > last_snapshot_txid_ && now_ms() - last_snapshot_ms_ >= cfg_.snapshot_interval_ms &&
         Clock::now() >= next_upload_)
         snapshot_in_generation("snapshot_interval");
@@ -1364,10 +1365,13 @@ bool Shipper::upload_segment(ObjectHeader oh, std::string body, uint64_t db_chec
 // Deletes the segments that compaction merged into larger ones. A crash before this, or a failed
 // delete, leaves them in the bucket, where they are redundant (restore prefers the merged object)
 // until retention removes them.
-void Shipper::delete_merged(bool waiting) {
+void Shipper::delete_merged(bool at_end) {
     // Not while uploads fail (a request retrying against a dead store would hold up the next
-    // upload), nor in front of a waiting commit unless too many have piled up.
-    if (merged_away_.empty() || backoff_ms_ > 0 || (waiting && merged_away_.size() < 1000)) return;
+    // upload). Not in front of a waiting commit, nor while remote-durable commits keep coming (the
+    // next one would wait for the request): then in full batches, or once they pause.
+    if (merged_away_.empty() || backoff_ms_ > 0) return;
+    const bool remote = commit_waiting(side_.state()) || (last_remote_commit_ms_ && now_ms() - last_remote_commit_ms_ < kRemotePauseMs);
+    if (!at_end && remote && merged_away_.size() < kDeleteBatch) return;
     s3::Status st = store_->remove_many(merged_away_);
     if (!st.ok()) log_warn("compaction: deleting merged segments failed (retention will retry): " + st.str());
     merged_away_.clear();

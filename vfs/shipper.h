@@ -97,7 +97,7 @@ private:
     bool snapshot_in_generation(const std::string& why);
     bool upload_segment(ObjectHeader oh, std::string body, uint64_t db_checksum);
     void run_retention();
-    void delete_merged(bool waiting);
+    void delete_merged(bool at_end);
     static constexpr int kUrgentRetryMs = 250;  // how often a flush or a waiting commit retries after a failure
     std::chrono::steady_clock::time_point urgent_retry_at() const;  // after a failure: 250 ms on, not the backoff
     bool commit_may_retry() const;
@@ -189,6 +189,11 @@ private:
     static constexpr uint64_t kMaxMergeBytes = 32u << 20;
     std::vector<std::vector<CachedSegment>> levels_;
     std::vector<std::string> merged_away_;  // absorbed by a merged segment, not yet deleted
+    // Merged-away segments are deleted in one request per kDeleteBatch, or once remote-durable
+    // commits have paused for kRemotePauseMs (a commit arriving during the request waits for it).
+    static constexpr size_t kDeleteBatch = 1000;
+    static constexpr int64_t kRemotePauseMs = 2000;
+    int64_t last_remote_commit_ms_ = 0;  // when a pass last found a remote-durable commit waiting
     std::chrono::steady_clock::time_point next_upload_{};
     std::chrono::steady_clock::time_point pace_tat_{};  // pacing's theoretical arrival time (upload())
     std::chrono::steady_clock::time_point next_wal_switch_{};  // switch_to_wal failed: not before this
