@@ -87,7 +87,10 @@ sqlite3* open_db(const std::string& system, const std::string& path, const std::
     }
     must(rc, db, "open");
     sqlite3_busy_timeout(db, 30000);
-    must(sqlite3_exec(db, "pragma journal_mode=wal", nullptr, nullptr, nullptr), db, "journal_mode");
+    // Processes starting together on a new database: switching it to WAL needs the exclusive
+    // lock, and SQLite answers BUSY at once (no busy handler) when another holds a shared one.
+    for (int i = 0; (rc = sqlite3_exec(db, "pragma journal_mode=wal", nullptr, nullptr, nullptr)) == SQLITE_BUSY && i < 200; i++) usleep(10000);
+    must(rc, db, "journal_mode");
     must(sqlite3_exec(db, "pragma synchronous=NORMAL", nullptr, nullptr, nullptr), db,
          "synchronous");
     must(sqlite3_exec(db, "create table if not exists t(id integer primary key, v text)", nullptr, nullptr, nullptr), db, "create");

@@ -28,6 +28,7 @@
 #include <fstream>
 #include <random>
 
+#include "fileio.h"
 #include "format.h"
 #include "restore.h"
 #include "retention.h"
@@ -92,11 +93,6 @@ bool parse_rfc3339(const std::string& s, int64_t* ms) {
     return true;
 }
 
-bool exists_nonempty(const std::string& path) {
-    struct stat st {};
-    return ::stat(path.c_str(), &st) == 0 && st.st_size > 0;
-}
-
 int cmd_restore(std::vector<std::string> args) {
     RestoreOptions opt;
     bool if_db_not_exists = false, if_replica_exists = false;
@@ -157,11 +153,11 @@ int cmd_restore(std::vector<std::string> args) {
         fprintf(stderr, "walship restore: no output path (use -o PATH or set WALSHIP_DB)\n");
         return kUsage;
     }
-    if (if_db_not_exists && exists_nonempty(opt.output)) {
+    if (if_db_not_exists && file_size(opt.output) > 0) {
         printf("database %s already exists, skipping restore\n", opt.output.c_str());
         return kOk;
     }
-    if (!if_db_not_exists && exists_nonempty(opt.output)) {
+    if (!if_db_not_exists && file_size(opt.output) > 0) {
         fprintf(stderr, "walship restore: %s already exists (remove it, or use --if-db-not-exists)\n", opt.output.c_str());
         return kFail;
     }
