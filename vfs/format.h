@@ -95,7 +95,7 @@ public:
     uint64_t value() const;
 
 private:
-    void blocks(const unsigned char* p, size_t n);  // n a multiple of 32
+    // page_hash's starting lanes (K1, K2, K3, K1 ^ K2)
     uint64_t a_[4] = {0x9E3779B185EBCA87ull, 0xC2B2AE3D27D4EB4Full, 0x165667B19E3779F9ull,
                       0x9E3779B185EBCA87ull ^ 0xC2B2AE3D27D4EB4Full};
     unsigned char tail_[32] = {};
