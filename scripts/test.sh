@@ -4,7 +4,7 @@
 # The local S3-compatible server is moto (python3 -m moto.server), started by the test run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh python3-django gunicorn caddy chromium
+bash scripts/deps.sh python3-django gunicorn caddy chromium zstd
 if ! python3 -c 'import moto, botocore' 2>/dev/null; then
   echo "error: the default python3 ($(command -v python3)) needs moto and botocore (preinstalled in the pyenv python3)" >&2
   exit 1
