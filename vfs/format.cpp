@@ -112,6 +112,7 @@ std::optional<ParsedKey> parse_key(const std::string& key) {
 
 namespace {
 constexpr uint64_t K1 = 0x9E3779B185EBCA87ull, K2 = 0xC2B2AE3D27D4EB4Full, K3 = 0x165667B19E3779F9ull;
+constexpr uint64_t kLanesStart[4] = {K1, K2, K3, K1 ^ K2};
 inline uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 
 // The four lanes of page_hash and object_hash over n bytes of whole 32-byte blocks.
@@ -145,7 +146,8 @@ uint64_t page_hash(uint32_t pgno, const void* data, size_t len) {
     // Four lanes over the page's 32-byte blocks (a tail is zero-padded; SQLite's page sizes have
     // none), folded, then mixed with the page number and size.
     const unsigned char* p = static_cast<const unsigned char*>(data);
-    uint64_t a[4] = {K1, K2, K3, K1 ^ K2};
+    uint64_t a[4];
+    memcpy(a, kLanesStart, sizeof a);
     size_t whole = len & ~size_t(31);
     lane_blocks(a, p, whole);
     if (whole < len) {
@@ -155,6 +157,8 @@ uint64_t page_hash(uint32_t pgno, const void* data, size_t len) {
     }
     return finish_lanes(a, uint64_t(pgno) << 32 | uint64_t(uint32_t(len)));
 }
+
+ObjectHash::ObjectHash() { memcpy(a_, kLanesStart, sizeof a_); }
 
 void ObjectHash::update(const void* data, size_t len) {
     const unsigned char* p = static_cast<const unsigned char*>(data);

@@ -91,13 +91,12 @@ private:
 // FORMAT.md, "Trailer": the 64-bit hash of a version 3 object's bytes, fed in pieces of any size.
 class ObjectHash {
 public:
+    ObjectHash();  // page_hash's starting lanes
     void update(const void* data, size_t len);
     uint64_t value() const;
 
 private:
-    // page_hash's starting lanes (K1, K2, K3, K1 ^ K2)
-    uint64_t a_[4] = {0x9E3779B185EBCA87ull, 0xC2B2AE3D27D4EB4Full, 0x165667B19E3779F9ull,
-                      0x9E3779B185EBCA87ull ^ 0xC2B2AE3D27D4EB4Full};
+    uint64_t a_[4];
     unsigned char tail_[32] = {};
     size_t tail_len_ = 0;
     uint64_t total_ = 0;

@@ -97,18 +97,18 @@ public:
         cv_.wait(lock, [&] { return pending_ == 0; });
         return error_;
     }
-    // wait(), then stops the writing thread.
-    std::string finish() {
+
+private:
+    // Writes what is queued, then stops the writing thread.
+    void finish() {
         {
             std::lock_guard<std::mutex> lock(mu_);
             done_ = true;
         }
         cv_.notify_all();
         if (thread_.joinable()) thread_.join();
-        return error_;
     }
 
-private:
     static constexpr size_t kBuffers = 6, kAlign = 4096;
     struct Run {
         char* buf;

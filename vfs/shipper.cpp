@@ -584,8 +584,9 @@ void Shipper::ship_pass(bool urgent) {
     }
     // sync_interval and error backoff; the loop wakes us when it is time. A held WAL reset does not
     // wait for the interval, nor does a remote-durable commit whose frames are in the spill file.
-    if (commit_waiting(side)) last_remote_commit_ms_ = now_ms();
-    if (side->holding_since_ms.load() || (commit_waiting(side) && side->spill_len.load() > spill_off_ && commit_may_retry())) urgent = true;
+    const bool commit_asks = commit_waiting(side);
+    if (commit_asks) last_remote_commit_ms_ = now_ms();
+    if (side->holding_since_ms.load() || (commit_asks && side->spill_len.load() > spill_off_ && commit_may_retry())) urgent = true;
     const bool paced = Clock::now() < next_upload_ && !urgent;
     if (paced && !have_generation_) return;
     if (!have_generation_) {
