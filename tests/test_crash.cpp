@@ -4,6 +4,7 @@
 // committed.
 #include <catch2/catch.hpp>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -299,4 +300,110 @@ TEST_CASE("auto-restore when several processes start at once: one restores, the 
         CHECK(wait_exit(c.pid) == 0);
         CHECK(all == "N " + std::to_string(rows) + "\n");
     }
+}
+
+namespace {
+
+// Reads a child's output for `ms` milliseconds (or until `enough` confirmations); collects
+// committed ids and returns the time of each confirmation (ms from the call).
+std::vector<double> confirmations_for(Child& c, int ms, std::set<long long>* ids, std::string* partial, size_t enough = SIZE_MAX) {
+    std::vector<double> at;
+    auto t0 = std::chrono::steady_clock::now();
+    auto since = [&] { return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(); };
+    while (since() < ms && at.size() < enough) {
+        pollfd p{c.out, POLLIN, 0};
+        if (poll(&p, 1, 10) <= 0) continue;
+        char buf[4096];
+        ssize_t n = read(c.out, buf, sizeof buf);
+        if (n <= 0) break;
+        partial->append(buf, size_t(n));
+        size_t nl;
+        while ((nl = partial->find('\n')) != std::string::npos) {
+            if (partial->compare(0, 2, "C ") == 0) {
+                ids->insert(std::stoll(partial->substr(2, nl - 2)));
+                at.push_back(since());
+            }
+            partial->erase(0, nl + 1);
+        }
+    }
+    return at;
+}
+
+// Children still running when a test ends (a failed REQUIRE) are killed, not left writing into a
+// deleted directory while ctest waits for their output.
+struct Reaper {
+    std::vector<Child*> children;
+    ~Reaper() {
+        for (Child* c : children)
+            if (c->out >= 0) {
+                kill(c->pid, SIGKILL);
+                close(c->out);
+                wait_exit(c->pid);
+            }
+    }
+};
+
+pid_t wait_for_shipper(const std::string& db, pid_t want) {
+    for (int i = 0; i < 500 && pid_t(pid_of_shipper(db)) != want; i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return pid_t(pid_of_shipper(db));
+}
+
+}  // namespace
+
+TEST_CASE("several processes, durability=remote: when the shipping process closes or dies, another takes over at once, not at its once-a-second attempt", "[multiprocess][remote][integration]") {
+    set_process_env();
+    std::string url = new_s3_url();
+    std::string dir = temp_dir();
+    std::string db = dir + "/handoff.db";
+    {
+        Child f = spawn({writer_path(), "flush", db, url});
+        std::set<long long> none;
+        collect(f, &none);
+        REQUIRE(wait_exit(f.pid) == 0);
+    }
+    std::set<long long> committed;
+    std::string pb, pc;
+    Child a, b, c;
+    Reaper reaper{{&a, &b, &c}};
+    a = spawn({writer_path(), "run", db, url, "1", "remote"});
+    REQUIRE(wait_for_shipper(db, a.pid) == a.pid);
+    b = spawn({writer_path(), "run", db, url, "2", "remote"});
+    REQUIRE(confirmations_for(b, 10000, &committed, &pb, 5).size() == 5);  // b waits on a's uploads
+
+    // a closes the database (a worker recycled): b's commits keep being confirmed.
+    kill(a.pid, SIGTERM);
+    std::vector<double> at = confirmations_for(b, 1500, &committed, &pb);
+    collect(a, &committed);
+    CHECK(wait_exit(a.pid) == 0);
+    REQUIRE(at.size() > 5);
+    double gap = at.front();
+    for (size_t i = 1; i < at.size(); i++) gap = std::max(gap, at[i] - at[i - 1]);
+    CHECK(wait_for_shipper(db, b.pid) == b.pid);
+    printf("handoff after a clean close: longest wait for a confirmation %.0f ms\n", gap);
+    CHECK(gap < 500);
+
+    // b freezes, then dies: c, waiting on it, takes over.
+    c = spawn({writer_path(), "run", db, url, "3", "remote"});
+    REQUIRE(confirmations_for(c, 10000, &committed, &pc, 5).size() == 5);
+    kill(b.pid, SIGSTOP);
+    confirmations_for(c, 150, &committed, &pc);  // c's commit now waits for the frozen shipper
+    kill(b.pid, SIGKILL);
+    at = confirmations_for(c, 1500, &committed, &pc);
+    collect(b, &committed);
+    wait_exit(b.pid);
+    REQUIRE(!at.empty());
+    printf("handoff after the shipping process died: first confirmation %.0f ms after the kill\n", at.front());
+    CHECK(at.front() < 500);
+    CHECK(wait_for_shipper(db, c.pid) == c.pid);
+
+    kill(c.pid, SIGTERM);
+    collect(c, &committed);
+    CHECK(wait_exit(c.pid) == 0);
+    std::string out = dir + "/restored.db";
+    REQUIRE(restore_latest(url, out) == "");
+    CHECK(compare_pages(db, out, 4096) == "");
+    Db r(out, nullptr, SQLITE_OPEN_READONLY);
+    long long missing = 0;
+    for (long long id : committed) missing += r.integer("select count(*) = 0 from log where id = " + std::to_string(id));
+    CHECK(missing == 0);
 }

@@ -161,8 +161,13 @@ Shipper::~Shipper() {
     close_handles();
     if (spill_fd_ >= 0) ::close(spill_fd_);
     if (is_shipper_) {
-        side_.state()->shipper_pid = 0;
+        SideState* side = side_.state();
+        side->shipper_pid = 0;
         side_.unlock(SideFile::kShipLock);
+        // A remote-durable commit of another process waiting for us sees at once that nobody
+        // ships, and has its own process take over (flush_through).
+        side->shipped_seq.fetch_add(1);
+        futex_wake(&side->shipped_seq);
     }
     std::lock_guard<std::mutex> lock(registry_mu);
     auto it = registry().find(cfg_.db_path);
@@ -502,9 +507,10 @@ void Shipper::run() {
                 // On the side file's futex, so that other processes' commits wake us too.
                 SideState* side = side_.state();
                 side->shipper_idle = paced ? 0 : 1;
-                uint32_t seen = side->wake.load();
                 lock.unlock();
-                if (!notified_) futex_wait(&side->wake, seen, int(wait.count()));
+                // wake_seen_ was read before the last pass looked for work: a commit of another
+                // process that asked during that pass (its upload) ends this wait at once.
+                if (!notified_) futex_wait(&side->wake, wake_seen_, int(wait.count()));
                 lock.lock();
                 side->shipper_idle = 0;
             } else if (!notified_) {
@@ -517,6 +523,7 @@ void Shipper::run() {
         notified_ = false;
         uint64_t ticket = flush_requested_;
         lock.unlock();
+        wake_seen_ = side_.state()->wake.load();
 
         if (!is_shipper_ && side_.try_lock(SideFile::kShipLock)) {
             is_shipper_ = true;
@@ -987,6 +994,9 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, bool visible, std::st
         side->shipped_waiters.fetch_add(1);
         futex_wait(&side->shipped_seq, seq, 10);  // the shipping process may be another one
         side->shipped_waiters.fetch_sub(1);
+        // The shipping process closed the database, or died: this process's thread takes the ship
+        // lock now, not at its once-a-second attempt.
+        if (!is_shipper_ && !side_.held_elsewhere(SideFile::kShipLock)) wake();
     }
     std::lock_guard<std::mutex> lock(mu_);
     // Stop asking for these frames before the interval.

@@ -140,8 +140,10 @@ private:
     uint64_t flush_requested_ = 0, flush_done_ = 0;
     bool snapshot_requested_ = false;
 
+    std::atomic<bool> is_shipper_{false};  // this process holds the ship lock (read by committers)
+
     // Shipper-thread state.
-    bool is_shipper_ = false;
+    uint32_t wake_seen_ = 0;  // the side file's wake counter before the last pass
     sqlite3_file* db_ = nullptr;   // our own handle on the database through the base VFS
     sqlite3_filename name_ = nullptr;
     std::atomic<volatile void*> shm0_{nullptr};

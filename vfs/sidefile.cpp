@@ -54,12 +54,17 @@ bool SideFile::open(const std::string& db_path, std::string* error) {
     return true;
 }
 
-static bool ofd_lock(int fd, int byte, short type, bool wait) {
+static struct flock lock_byte(int byte, short type) {
     struct flock fl {};
     fl.l_type = type;
     fl.l_whence = SEEK_SET;
     fl.l_start = 1024 + byte;  // outside the mapped state's hot bytes; any offset works
     fl.l_len = 1;
+    return fl;
+}
+
+static bool ofd_lock(int fd, int byte, short type, bool wait) {
+    struct flock fl = lock_byte(byte, type);
     for (;;) {
         if (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0) return true;
         if (errno == EINTR) continue;
@@ -80,5 +85,10 @@ void futex_wake(std::atomic<uint32_t>* word) {
 bool SideFile::try_lock(LockByte b) { return ofd_lock(fd_, b, F_WRLCK, false); }
 void SideFile::lock_wait(LockByte b) { ofd_lock(fd_, b, F_WRLCK, true); }
 void SideFile::unlock(LockByte b) { ofd_lock(fd_, b, F_UNLCK, false); }
+
+bool SideFile::held_elsewhere(LockByte b) {
+    struct flock fl = lock_byte(b, F_WRLCK);
+    return fcntl(fd_, F_OFD_GETLK, &fl) != 0 || fl.l_type != F_UNLCK;  // an error: assume held
+}
 
 }  // namespace walship

@@ -68,6 +68,7 @@ public:
     bool try_lock(LockByte b);
     void lock_wait(LockByte b);
     void unlock(LockByte b);
+    bool held_elsewhere(LockByte b);  // another open file description holds the lock
 
 private:
     int fd_ = -1;

@@ -1,12 +1,14 @@
 // A writer process for the crash and multi-process tests.
 //
 //   walship-test-writer run DB URL WRITER_ID [durability] [snapshots]
-//       inserts rows forever; after each COMMIT prints "C <id>" (the row id, now committed);
-//       every so often checkpoints, and with "snapshots" asks for snapshots from a second thread.
+//       inserts rows until SIGTERM (then closes the database and exits 0); after each COMMIT prints
+//       "C <id>" (the row id, now committed); every so often checkpoints, and with "snapshots" asks
+//       for snapshots from a second thread.
 //   walship-test-writer count DB URL
 //       opens the database (auto-restoring it if missing) and prints "N <rows in log>".
 //   walship-test-writer flush DB URL
 //       opens the database (which ships what is left in the WAL), flushes, closes; exit 0 if ok.
+#include <signal.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -19,6 +21,8 @@
 #include <thread>
 
 #include "walship.h"
+
+static volatile sig_atomic_t terminated = 0;
 
 static std::string encode(const std::string& s) {
     std::string o;
@@ -89,7 +93,8 @@ int main(int argc, char** argv) {
     std::mt19937 rng{unsigned(getpid())};
     sqlite3_stmt* ins = nullptr;
     sqlite3_prepare_v2(db, "insert into log(writer, pad) values(?, randomblob(?))", -1, &ins, nullptr);
-    for (long i = 0;; i++) {
+    signal(SIGTERM, [](int) { terminated = 1; });
+    for (long i = 0; !terminated; i++) {
         sqlite3_bind_int(ins, 1, writer);
         sqlite3_bind_int(ins, 2, 100 + int(rng() % 4000));
         int rc = sqlite3_step(ins);
@@ -107,4 +112,8 @@ int main(int argc, char** argv) {
         usleep(100 + rng() % 400);
         if (i % 200 == 199) sqlite3_exec(db, "pragma wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr);
     }
+    stop = true;
+    if (snapper.joinable()) snapper.join();
+    sqlite3_finalize(ins);
+    return sqlite3_close(db) == SQLITE_OK ? 0 : 1;
 }
