@@ -407,3 +407,51 @@ TEST_CASE("several processes, durability=remote: when the shipping process close
     for (long long id : committed) missing += r.integer("select count(*) = 0 from log where id = " + std::to_string(id));
     CHECK(missing == 0);
 }
+
+TEST_CASE("fork after open: the child gets a shipper of its own, and closing the inherited connection neither hangs nor releases the parent's ship lock", "[multiprocess][remote][integration]") {
+    // What a pre-forking server does when the application touched the database before forking its
+    // workers (gunicorn --preload with a query at import time): each worker inherits a connection,
+    // closes it, and opens its own.
+    use_walship();
+    std::string url = new_s3_url();
+    std::string dir = temp_dir();
+    std::string db = dir + "/forked.db";
+    Db parent(uri(db, url, "durability=remote"));
+    parent.exec("create table t(x integer primary key, who text)");
+    parent.exec("insert into t(who) values('parent')");
+    REQUIRE(pid_t(pid_of_shipper(db)) == getpid());
+
+    pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        alarm(30);  // a hang fails the test (SIGALRM) instead of blocking it
+        int rc = sqlite3_close(parent.get());
+        sqlite3* own = nullptr;
+        if (rc == SQLITE_OK) rc = sqlite3_open_v2(uri(db, url, "durability=remote").c_str(), &own, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, "walship");
+        for (int i = 0; i < 20 && rc == SQLITE_OK; i++) rc = sqlite3_exec(own, "insert into t(who) values('child')", nullptr, nullptr, nullptr);
+        if (rc == SQLITE_OK) rc = sqlite3_close(own);
+        _exit(rc == SQLITE_OK ? 0 : 1);
+    }
+    CHECK(wait_exit(child) == 0);  // 128 + SIGALRM: the child hung
+
+    // The parent still ships: its lock is held, and its own remote-durable commit is confirmed.
+    CHECK(pid_t(pid_of_shipper(db)) == getpid());
+    int fd = ::open((db + "-walship").c_str(), O_RDWR);
+    REQUIRE(fd >= 0);
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = 1024;  // the ship lock's byte (sidefile.cpp)
+    fl.l_len = 1;
+    REQUIRE(fcntl(fd, F_OFD_GETLK, &fl) == 0);
+    ::close(fd);
+    CHECK(fl.l_type != F_UNLCK);
+    parent.exec("insert into t(who) values('parent')");
+    CHECK(parent.integer("select count(*) from t where who = 'child'") == 20);
+
+    std::string out = dir + "/restored.db";
+    REQUIRE(restore_latest(url, out) == "");
+    Db r(out, nullptr, SQLITE_OPEN_READONLY);
+    CHECK(r.integer("select count(*) from t where who = 'child'") == 20);
+    CHECK(r.integer("select count(*) from t where who = 'parent'") == 2);
+}

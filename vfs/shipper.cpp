@@ -9,6 +9,7 @@
 #include "spill.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -30,6 +31,9 @@ int64_t now_ms() {
 namespace {
 
 std::mutex registry_mu;
+// A fork() while another thread holds the registry lock would leave it locked in the child.
+const int registry_atfork = pthread_atfork([] { registry_mu.lock(); }, [] { registry_mu.unlock(); }, [] { registry_mu.unlock(); });
+
 std::map<std::string, std::weak_ptr<Shipper>>& registry() {
     static std::map<std::string, std::weak_ptr<Shipper>> r;
     return r;
@@ -106,7 +110,7 @@ std::shared_ptr<Shipper> Shipper::acquire(sqlite3_vfs* base, const Config& cfg, 
     std::lock_guard<std::mutex> lock(registry_mu);
     auto it = registry().find(cfg.db_path);
     if (it != registry().end()) {
-        if (auto s = it->second.lock()) {
+        if (auto s = it->second.lock(); s && !s->forked()) {
             auto o = location_owner().find(canon);
             if (o == location_owner().end() || o->second != cfg.db_path) {
                 *error = "walship: " + cfg.db_path + " is already replicating to a different location in this process";
@@ -118,13 +122,20 @@ std::shared_ptr<Shipper> Shipper::acquire(sqlite3_vfs* base, const Config& cfg, 
     auto owner = location_owner().find(canon);
     if (owner != location_owner().end() && owner->second != cfg.db_path) {
         auto other = registry().find(owner->second);
-        if (other != registry().end() && !other->second.expired()) {
+        auto live = other != registry().end() ? other->second.lock() : nullptr;
+        if (live && !live->forked()) {
             *error = "walship: replica location " + canon + " is already used by " + owner->second +
                      "; two databases cannot share one replica location";
             return nullptr;
         }
     }
-    std::shared_ptr<Shipper> s(new Shipper(base, cfg));
+    // A copy inherited through fork() (an application that opened the database, then forked its
+    // workers) is never destroyed in the child: its thread does not exist there, and its ship lock
+    // (an OFD lock, shared with the parent), store connections and TLS sessions are the parent's.
+    // The child gets a Shipper of its own.
+    std::shared_ptr<Shipper> s(new Shipper(base, cfg), [](Shipper* p) {
+        if (!p->forked()) delete p;
+    });
     if (!s->start(error)) return nullptr;
     registry()[cfg.db_path] = s;
     location_owner()[canon] = cfg.db_path;

@@ -10,6 +10,8 @@
 
 #include "sqlite.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -38,6 +40,8 @@ public:
     ~Shipper();
 
     const Config& config() const { return cfg_; }
+    // This object was copied into a child process by fork(): it belongs to the parent.
+    bool forked() const { return pid_ != ::getpid(); }
 
     // A connection of this process released the WAL write lock: a commit may be waiting.
     void notify();
@@ -128,6 +132,7 @@ private:
 
     sqlite3_vfs* base_;
     Config cfg_;
+    const pid_t pid_ = ::getpid();
     std::unique_ptr<s3::Store> store_;
     SideFile side_;
 
