@@ -38,7 +38,7 @@ Phases:
 
 Environment (defaults): ROUNDS (5), WRITES (20000), LONG_WRITES (200000), WRITERS (4),
 REMOTE_WRITES (1000), RATE_TPS (50), RATE_SECS (60), IDLE_SECS (60), LAG_SAMPLES (100),
-LAG_GAP_MS (1100), LAG_MAX_SECS (300), BUSY_TPS (50), RESTORE_MB (1024), RESTORE_TXNS (10000), RESTORE_ROUNDS (3), OUTAGE_TPS (100),
+LAG_GAP_MS (1100), LAG_MAX_SECS (300), BUSY_TPS (50), RESTORE_MB (1024), RESTORE_TXNS (10000), RESTORE_ROUNDS (5), OUTAGE_TPS (100),
 OUTAGE_SECS (10), OUTAGE_MODE (503), PHASES (writes,cost,lag,restore,outage,put), SYSTEMS (plain,walship,walship-remote,
 litestream,litestream-fast: the write and cost phases; plain must stay for the ratios).
 """
@@ -73,7 +73,7 @@ ROUNDS, WRITES, LONG_WRITES, WRITERS = env("ROUNDS", 5), env("WRITES", 20000), e
 REMOTE_WRITES = env("REMOTE_WRITES", 1000)
 RATE_TPS, RATE_SECS, IDLE_SECS = env("RATE_TPS", 50), env("RATE_SECS", 60), env("IDLE_SECS", 60)
 LAG_SAMPLES, LAG_GAP_MS, BUSY_TPS = env("LAG_SAMPLES", 100), env("LAG_GAP_MS", 1100), env("BUSY_TPS", 50)
-RESTORE_ROUNDS = env("RESTORE_ROUNDS", 3)
+RESTORE_ROUNDS = env("RESTORE_ROUNDS", 5)
 LAG_MAX_SECS = env("LAG_MAX_SECS", 300)  # a lag run stops taking marks after this long (Litestream restores slow down as segments pile up)
 RESTORE_MB, RESTORE_TXNS = env("RESTORE_MB", 1024), env("RESTORE_TXNS", 10000)
 OUTAGE_TPS, OUTAGE_SECS, OUTAGE_MODE = env("OUTAGE_TPS", 100), env("OUTAGE_SECS", 10), env("OUTAGE_MODE", "503")
