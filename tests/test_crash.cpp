@@ -83,6 +83,15 @@ void kill_and_collect(Child& c, std::set<long long>* ids) {
     wait_exit(c.pid);
 }
 
+// Opens the database in a writer process in "flush" mode (it ships what the WAL holds, then
+// flushes) and returns its exit code. It prints no confirmations.
+int flush_with_writer(const std::string& db, const std::string& url) {
+    Child f = spawn({writer_path(), "flush", db, url});
+    std::set<long long> none;
+    collect(f, &none);
+    return wait_exit(f.pid);
+}
+
 std::string restore_latest(const std::string& url, const std::string& out) {
     auto store = s3::open_store(url, test::env());
     REQUIRE(store.ok());
@@ -122,9 +131,7 @@ TEST_CASE("crash: SIGKILL at random points, then catch-up: the replica equals th
         std::this_thread::sleep_for(std::chrono::milliseconds(30 + rng() % 400));
         kill_and_collect(w, &committed);
         // Catch up: a clean open ships what the WAL still holds, and its close checkpoints.
-        Child f = spawn({writer_path(), "flush", db, url});
-        collect(f, &committed);
-        REQUIRE(wait_exit(f.pid) == 0);
+        REQUIRE(flush_with_writer(db, url) == 0);
         std::string out = dir + "/restored.db";
         REQUIRE(restore_latest(url, out) == "");
         std::string diff = compare_pages(db, out, 4096);
@@ -186,9 +193,7 @@ TEST_CASE("crash with the store down: SIGKILL while WAL resets spill, the store 
         Child w = spawn({writer_path(), "run", db, url, "1"});
         std::this_thread::sleep_for(std::chrono::milliseconds(300));
         kill_and_collect(w, &committed);
-        Child f = spawn({writer_path(), "flush", db, url});
-        collect(f, &committed);
-        REQUIRE(wait_exit(f.pid) == 0);
+        REQUIRE(flush_with_writer(db, url) == 0);
     }
     for (int cycle = 0; cycle < n; cycle++) {
         Child w = spawn({writer_path(), "run", db, url, "1"});
@@ -201,9 +206,7 @@ TEST_CASE("crash with the store down: SIGKILL while WAL resets spill, the store 
         bool spilled = ::stat((db + "-walship-spill").c_str(), &st) == 0 && st.st_size > 0;
         with_spill += spilled;
         proxy.reset();
-        Child f = spawn({writer_path(), "flush", db, url});
-        collect(f, &committed);
-        REQUIRE(wait_exit(f.pid) == 0);
+        REQUIRE(flush_with_writer(db, url) == 0);
         std::string out = dir + "/restored.db";
         REQUIRE(restore_latest(url, out) == "");
         INFO("cycle " << cycle << (spilled ? ", the spill file held frames" : ""));
@@ -230,13 +233,7 @@ TEST_CASE("several processes: 4 writers, the shipping process killed repeatedly,
     std::string url = new_s3_url();
     std::string dir = temp_dir();
     std::string db = dir + "/multi.db";
-    {
-        // Create the schema first so the writers do not race to create it.
-        Child f = spawn({writer_path(), "flush", db, url});
-        std::set<long long> none;
-        collect(f, &none);
-        REQUIRE(wait_exit(f.pid) == 0);
-    }
+    REQUIRE(flush_with_writer(db, url) == 0);  // the schema first, so the writers do not race to create it
     std::set<long long> committed;
     std::vector<Child> writers;
     for (int i = 0; i < 4; i++) writers.push_back(spawn({writer_path(), "run", db, url, std::to_string(i + 1)}));
@@ -253,10 +250,7 @@ TEST_CASE("several processes: 4 writers, the shipping process killed repeatedly,
         }
     }
     for (auto& w : writers) kill_and_collect(w, &committed);
-    Child f = spawn({writer_path(), "flush", db, url});
-    std::set<long long> ignore;
-    collect(f, &ignore);
-    REQUIRE(wait_exit(f.pid) == 0);
+    REQUIRE(flush_with_writer(db, url) == 0);
     std::string out = dir + "/restored.db";
     REQUIRE(restore_latest(url, out) == "");
     CHECK(compare_pages(db, out, 4096) == "");
@@ -280,10 +274,7 @@ TEST_CASE("auto-restore when several processes start at once: one restores, the 
         std::set<long long> ids;
         kill_and_collect(w, &ids);
     }
-    Child f = spawn({writer_path(), "flush", db, url});
-    std::set<long long> none;
-    collect(f, &none);
-    REQUIRE(wait_exit(f.pid) == 0);
+    REQUIRE(flush_with_writer(db, url) == 0);
     Db local(db, nullptr, SQLITE_OPEN_READONLY);
     long long rows = local.integer("select count(*) from log");
     REQUIRE(rows > 0);
@@ -355,12 +346,7 @@ TEST_CASE("several processes, durability=remote: when the shipping process close
     std::string url = new_s3_url();
     std::string dir = temp_dir();
     std::string db = dir + "/handoff.db";
-    {
-        Child f = spawn({writer_path(), "flush", db, url});
-        std::set<long long> none;
-        collect(f, &none);
-        REQUIRE(wait_exit(f.pid) == 0);
-    }
+    REQUIRE(flush_with_writer(db, url) == 0);
     std::set<long long> committed;
     std::string pb, pc;
     Child a, b, c;
