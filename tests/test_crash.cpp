@@ -92,6 +92,13 @@ int flush_with_writer(const std::string& db, const std::string& url) {
     return wait_exit(f.pid);
 }
 
+// How many of the ids a writer saw committed are not in the (restored) database.
+long long missing_ids(Db& r, const std::set<long long>& committed) {
+    long long missing = 0;
+    for (long long id : committed) missing += r.integer("select count(*) = 0 from log where id = " + std::to_string(id));
+    return missing;
+}
+
 std::string restore_latest(const std::string& url, const std::string& out) {
     auto store = s3::open_store(url, test::env());
     REQUIRE(store.ok());
@@ -140,8 +147,7 @@ TEST_CASE("crash: SIGKILL at random points, then catch-up: the replica equals th
         CHECK(diff == "");
     }
     Db r(dir + "/restored.db", nullptr, SQLITE_OPEN_READONLY);
-    long long missing = 0;
-    for (long long id : committed) missing += r.integer("select count(*) = 0 from log where id = " + std::to_string(id));
+    long long missing = missing_ids(r, committed);
     printf("crash test (local durability): %d cycles, %zu transactions committed, %lld lost, %d mismatched restores\n",
            n, committed.size(), missing, losses);
     CHECK(missing == 0);
@@ -215,8 +221,7 @@ TEST_CASE("crash with the store down: SIGKILL while WAL resets spill, the store 
         CHECK(diff == "");
     }
     Db r(dir + "/restored.db", nullptr, SQLITE_OPEN_READONLY);
-    long long missing = 0;
-    for (long long id : committed) missing += r.integer("select count(*) = 0 from log where id = " + std::to_string(id));
+    long long missing = missing_ids(r, committed);
     auto store = s3::open_store(url, test::env());
     REQUIRE(store.ok());
     auto gens = list_generations(*store.value());
@@ -256,8 +261,7 @@ TEST_CASE("several processes: 4 writers, the shipping process killed repeatedly,
     CHECK(compare_pages(db, out, 4096) == "");
     Db r(out, nullptr, SQLITE_OPEN_READONLY);
     CHECK(r.integer("select count(distinct writer) from log") == 4);
-    long long missing = 0;
-    for (long long id : committed) missing += r.integer("select count(*) = 0 from log where id = " + std::to_string(id));
+    long long missing = missing_ids(r, committed);
     printf("multi-process test: 4 writers, shipper killed %d times, %zu transactions committed, %lld lost\n", kills, committed.size(), missing);
     CHECK(kills >= 3);
     CHECK(missing == 0);
@@ -389,8 +393,7 @@ TEST_CASE("several processes, durability=remote: when the shipping process close
     REQUIRE(restore_latest(url, out) == "");
     CHECK(compare_pages(db, out, 4096) == "");
     Db r(out, nullptr, SQLITE_OPEN_READONLY);
-    long long missing = 0;
-    for (long long id : committed) missing += r.integer("select count(*) = 0 from log where id = " + std::to_string(id));
+    long long missing = missing_ids(r, committed);
     CHECK(missing == 0);
 }
 
