@@ -201,6 +201,10 @@ void Shipper::notify() {
         s->wake.fetch_add(1);
         futex_wake(&s->wake);
     }
+    // Nobody ships (the shipping process closed the database): this process's thread takes the
+    // ship lock now, not at its once-a-second attempt. A shipper that died leaves its pid; that
+    // case waits for the attempt (or, for a remote-durable commit, see flush_through).
+    if (!is_shipper_ && s->shipper_pid.load() == 0) wake();
 }
 
 void Shipper::wake() {
