@@ -345,7 +345,7 @@ pid_t wait_for_shipper(const std::string& db, pid_t want) {
 
 }  // namespace
 
-TEST_CASE("several processes, durability=remote: when the shipping process closes or dies, another takes over at once, not at its once-a-second attempt", "[multiprocess][remote][integration]") {
+TEST_CASE("several processes, durability=remote: when the shipping process closes or dies, another takes over at once, not at its next lock attempt", "[multiprocess][remote][integration]") {
     set_process_env();
     std::string url = new_s3_url();
     std::string dir = temp_dir();
@@ -358,7 +358,7 @@ TEST_CASE("several processes, durability=remote: when the shipping process close
     a = spawn({writer_path(), "run", db, url, "1", "remote"});
     REQUIRE(wait_for_shipper(db, a.pid) == a.pid);
     b = spawn({writer_path(), "run", db, url, "2", "remote"});
-    REQUIRE(confirmations_for(b, 10000, &committed, &pb, 5).size() == 5);  // b waits on a's uploads
+    REQUIRE(confirmations_for(b, 10000, &committed, &pb, 5).size() >= 5);  // b waits on a's uploads
 
     // a closes the database (a worker recycled): b's commits keep being confirmed.
     kill(a.pid, SIGTERM);
@@ -374,7 +374,7 @@ TEST_CASE("several processes, durability=remote: when the shipping process close
 
     // b freezes, then dies: c, waiting on it, takes over.
     c = spawn({writer_path(), "run", db, url, "3", "remote"});
-    REQUIRE(confirmations_for(c, 10000, &committed, &pc, 5).size() == 5);
+    REQUIRE(confirmations_for(c, 10000, &committed, &pc, 5).size() >= 5);
     kill(b.pid, SIGSTOP);
     confirmations_for(c, 150, &committed, &pc);  // c's commit now waits for the frozen shipper
     kill(b.pid, SIGKILL);
@@ -445,23 +445,23 @@ TEST_CASE("fork after open: the child gets a shipper of its own, and closing the
     CHECK(r.integer("select count(*) from t where who = 'parent'") == 2);
 }
 
-TEST_CASE("several processes, durability=local: when the shipping process closes, the next commit of another process has its process take over", "[multiprocess][integration]") {
+TEST_CASE("several processes, durability=local: when the shipping process closes, the next commit of another process has its process take over, and when it dies another takes over within its 200 ms attempt", "[multiprocess][integration]") {
     set_process_env();
     std::string url = new_s3_url();
     std::string dir = temp_dir();
     std::string db = dir + "/handoff-local.db";
     REQUIRE(flush_with_writer(db, url) == 0);
     std::set<long long> committed;
-    std::string partial;
-    std::vector<Child> w(4);
-    Reaper reaper{{&w[0], &w[1], &w[2], &w[3]}};
+    std::vector<std::string> partial(6);  // each child's unfinished line
+    std::vector<Child> w(6);
+    Reaper reaper{{&w[0], &w[1], &w[2], &w[3], &w[4], &w[5]}};
     w[0] = spawn({writer_path(), "run", db, url, "1"});
     REQUIRE(wait_for_shipper(db, w[0].pid) == w[0].pid);
     // Three hand-overs: the old code took them at a once-a-second attempt (each under 300 ms with
     // probability 0.3).
     for (int i = 1; i < 4; i++) {
         w[i] = spawn({writer_path(), "run", db, url, std::to_string(i + 1)});
-        REQUIRE(confirmations_for(w[i], 10000, &committed, &partial, 5).size() == 5);
+        REQUIRE(confirmations_for(w[i], 10000, &committed, &partial[i], 5).size() >= 5);
         kill(w[i - 1].pid, SIGTERM);
         collect(w[i - 1], &committed);
         CHECK(wait_exit(w[i - 1].pid) == 0);
@@ -472,9 +472,22 @@ TEST_CASE("several processes, durability=local: when the shipping process closes
         CHECK(now == w[i].pid);
         CHECK(ms < 300);
     }
-    kill(w[3].pid, SIGTERM);
-    collect(w[3], &committed);
-    CHECK(wait_exit(w[3].pid) == 0);
+    // Two deaths: the lock goes with the process, the pid stays in the side file. The old code
+    // waited for a once-a-second attempt (each under 450 ms with probability 0.45).
+    for (int i = 4; i < 6; i++) {
+        w[i] = spawn({writer_path(), "run", db, url, std::to_string(i + 1)});
+        REQUIRE(confirmations_for(w[i], 10000, &committed, &partial[i], 5).size() >= 5);
+        kill_and_collect(w[i - 1], &committed);
+        auto t0 = std::chrono::steady_clock::now();
+        pid_t now = wait_for_shipper(db, w[i].pid);
+        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        printf("hand-over after SIGKILL: the next process ships after %.0f ms\n", ms);
+        CHECK(now == w[i].pid);
+        CHECK(ms < 450);
+    }
+    kill(w[5].pid, SIGTERM);
+    collect(w[5], &committed);
+    CHECK(wait_exit(w[5].pid) == 0);
     std::string out = dir + "/restored.db";
     REQUIRE(restore_latest(url, out) == "");
     CHECK(compare_pages(db, out, 4096) == "");

@@ -202,7 +202,7 @@ void Shipper::notify() {
         futex_wake(&s->wake);
     }
     // Nobody ships (the shipping process closed the database): this process's thread takes the
-    // ship lock now, not at its once-a-second attempt. A shipper that died leaves its pid; that
+    // ship lock now, not at its next attempt (200 ms). A shipper that died leaves its pid; that
     // case waits for the attempt (or, for a remote-durable commit, see flush_through).
     if (!is_shipper_ && s->shipper_pid.load() == 0) wake();
 }
@@ -503,7 +503,7 @@ void Shipper::run() {
             // The shipper polls the wal-index (memory, no requests) for commits that do not wake it
             // (a writer outside walship). While paced it sleeps until the next upload is due: a
             // flush, a waiting remote-durable commit or a held WAL reset wakes it (wake()).
-            auto wait = std::chrono::milliseconds(is_shipper_ ? 25 : 1000);
+            auto wait = std::chrono::milliseconds(is_shipper_ ? 25 : kShipLockRetryMs);
             auto now = Clock::now();
             bool paced = next_upload_ > now;
             if (paced && (is_shipper_ || next_upload_ - now < wait))
@@ -515,7 +515,7 @@ void Shipper::run() {
                 if (retry < next_upload_) wait = std::chrono::duration_cast<std::chrono::milliseconds>(retry - now) + std::chrono::milliseconds(1);
             }
             // Only a shipper waiting for commits wants them to wake it. A process that does not
-            // ship tries the ship lock once a second; waking it at every commit would cost each
+            // ship tries the ship lock every 200 ms; waking it at every commit would cost each
             // of its commits a context switch and a lock attempt.
             idle_wait_ = is_shipper_ && !paced;
             if (is_shipper_) {
@@ -778,6 +778,11 @@ bool Shipper::ship_frames(const ShmHeader& h) {
             uint32_t n = std::min(chunk, end - f);
             buf.resize(size_t(n) * frame_size);
             if (!pread_all(wal_fd_, &buf[0], buf.size(), off_t(kWalHeaderSize) + off_t(f) * off_t(frame_size))) {
+                // A TRUNCATE checkpoint can cut the file after a reset that spilled these frames
+                // (the next pass reads the spill, or sees the new WAL); anything else is an error.
+                ShmHeader now;
+                if (read_header(&now) && (now.salt1 != salt1_ || now.salt2 != salt2_ || side_.state()->spill_len.load() > spill_off_))
+                    return false;
                 set_error("reading " + cfg_.db_path + "-wal failed at frame " + std::to_string(f + 1));
                 return false;
             }
@@ -1010,7 +1015,7 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, bool visible, std::st
         futex_wait(&side->shipped_seq, seq, 10);  // the shipping process may be another one
         side->shipped_waiters.fetch_sub(1);
         // The shipping process closed the database, or died: this process's thread takes the ship
-        // lock now, not at its once-a-second attempt.
+        // lock now, not at its next attempt.
         if (!is_shipper_ && !side_.held_elsewhere(SideFile::kShipLock)) wake();
     }
     std::lock_guard<std::mutex> lock(mu_);

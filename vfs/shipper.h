@@ -102,6 +102,7 @@ private:
     bool upload_segment(ObjectHeader oh, std::string body, uint64_t db_checksum);
     void run_retention();
     void delete_merged(bool at_end);
+    static constexpr int kShipLockRetryMs = 200;  // how often a process that does not ship tries the ship lock
     static constexpr int kUrgentRetryMs = 250;  // how often a flush or a waiting commit retries after a failure
     std::chrono::steady_clock::time_point urgent_retry_at() const;  // after a failure: 250 ms on, not the backoff
     bool commit_may_retry() const;
