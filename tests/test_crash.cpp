@@ -76,6 +76,13 @@ int wait_exit(pid_t pid) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+// Asks the writer to close its database and exit (SIGTERM); collects what it printed; its exit code.
+int term_and_collect(Child& c, std::set<long long>* ids) {
+    kill(c.pid, SIGTERM);
+    collect(c, ids);
+    return wait_exit(c.pid);
+}
+
 void kill_and_collect(Child& c, std::set<long long>* ids) {
     kill(c.pid, SIGKILL);
     // Drain while it dies so a full pipe never blocks it.
@@ -386,9 +393,7 @@ TEST_CASE("several processes, durability=remote: when the shipping process close
     CHECK(at.front() < 500);
     CHECK(wait_for_shipper(db, c.pid) == c.pid);
 
-    kill(c.pid, SIGTERM);
-    collect(c, &committed);
-    CHECK(wait_exit(c.pid) == 0);
+    CHECK(term_and_collect(c, &committed) == 0);
     std::string out = dir + "/restored.db";
     REQUIRE(restore_latest(url, out) == "");
     CHECK(compare_pages(db, out, 4096) == "");
@@ -457,37 +462,27 @@ TEST_CASE("several processes, durability=local: when the shipping process closes
     Reaper reaper{{&w[0], &w[1], &w[2], &w[3], &w[4], &w[5]}};
     w[0] = spawn({writer_path(), "run", db, url, "1"});
     REQUIRE(wait_for_shipper(db, w[0].pid) == w[0].pid);
+    // Writer i starts and commits; writer i - 1 (the shipping one) goes away; the time until
+    // writer i ships.
+    auto hand_over = [&](int i, bool die) {
+        w[i] = spawn({writer_path(), "run", db, url, std::to_string(i + 1)});
+        REQUIRE(confirmations_for(w[i], 10000, &committed, &partial[i], 5).size() >= 5);
+        if (die) kill_and_collect(w[i - 1], &committed);
+        else CHECK(term_and_collect(w[i - 1], &committed) == 0);
+        auto t0 = std::chrono::steady_clock::now();
+        pid_t now = wait_for_shipper(db, w[i].pid);
+        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        printf("hand-over %d after %s: the next process ships after %.0f ms\n", i, die ? "SIGKILL" : "a clean close", ms);
+        CHECK(now == w[i].pid);
+        return ms;
+    };
     // Three hand-overs: the old code took them at a once-a-second attempt (each under 300 ms with
     // probability 0.3).
-    for (int i = 1; i < 4; i++) {
-        w[i] = spawn({writer_path(), "run", db, url, std::to_string(i + 1)});
-        REQUIRE(confirmations_for(w[i], 10000, &committed, &partial[i], 5).size() >= 5);
-        kill(w[i - 1].pid, SIGTERM);
-        collect(w[i - 1], &committed);
-        CHECK(wait_exit(w[i - 1].pid) == 0);
-        auto t0 = std::chrono::steady_clock::now();
-        pid_t now = wait_for_shipper(db, w[i].pid);
-        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        printf("hand-over %d after a clean close: the next process ships after %.0f ms\n", i, ms);
-        CHECK(now == w[i].pid);
-        CHECK(ms < 300);
-    }
+    for (int i = 1; i < 4; i++) CHECK(hand_over(i, false) < 300);
     // Two deaths: the lock goes with the process, the pid stays in the side file. The old code
     // waited for a once-a-second attempt (each under 450 ms with probability 0.45).
-    for (int i = 4; i < 6; i++) {
-        w[i] = spawn({writer_path(), "run", db, url, std::to_string(i + 1)});
-        REQUIRE(confirmations_for(w[i], 10000, &committed, &partial[i], 5).size() >= 5);
-        kill_and_collect(w[i - 1], &committed);
-        auto t0 = std::chrono::steady_clock::now();
-        pid_t now = wait_for_shipper(db, w[i].pid);
-        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        printf("hand-over after SIGKILL: the next process ships after %.0f ms\n", ms);
-        CHECK(now == w[i].pid);
-        CHECK(ms < 450);
-    }
-    kill(w[5].pid, SIGTERM);
-    collect(w[5], &committed);
-    CHECK(wait_exit(w[5].pid) == 0);
+    for (int i = 4; i < 6; i++) CHECK(hand_over(i, true) < 450);
+    CHECK(term_and_collect(w[5], &committed) == 0);
     std::string out = dir + "/restored.db";
     REQUIRE(restore_latest(url, out) == "");
     CHECK(compare_pages(db, out, 4096) == "");

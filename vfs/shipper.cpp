@@ -781,8 +781,7 @@ bool Shipper::ship_frames(const ShmHeader& h) {
                 // A TRUNCATE checkpoint can cut the file after a reset that spilled these frames
                 // (the next pass reads the spill, or sees the new WAL); anything else is an error.
                 ShmHeader now;
-                if (read_header(&now) && (now.salt1 != salt1_ || now.salt2 != salt2_ || side_.state()->spill_len.load() > spill_off_))
-                    return false;
+                if (read_header(&now) && wal_moved_on(now)) return false;
                 set_error("reading " + cfg_.db_path + "-wal failed at frame " + std::to_string(f + 1));
                 return false;
             }
@@ -795,8 +794,7 @@ bool Shipper::ship_frames(const ShmHeader& h) {
                     // Reading the WAL can race a reset that spilled these frames: they are in the
                     // spill now. Anything else breaks the chain.
                     ShmHeader now;
-                    if (!read_header(&now) || now.salt1 != salt1_ || now.salt2 != salt2_ || side_.state()->spill_len.load() > spill_off_)
-                        return false;
+                    if (!read_header(&now) || wal_moved_on(now)) return false;
                     start_generation("the WAL checksum chain is broken at frame " + std::to_string(f + i + 1));
                     return false;
                 }
@@ -851,6 +849,12 @@ bool Shipper::ship_frames(const ShmHeader& h) {
         if (frame_ >= end) stats_.oldest_unshipped_ms = 0;
     }
     return true;
+}
+
+// A pass reading the WAL raced a reset: the wal-index now shows another WAL, or the reset spilled
+// the frames being read. The next pass follows the new WAL or ships the spill.
+bool Shipper::wal_moved_on(const ShmHeader& now) const {
+    return now.salt1 != salt1_ || now.salt2 != salt2_ || side_.state()->spill_len.load() > spill_off_;
 }
 
 // True when the WAL with this salt-2, followed up to `frame`, was reset by walship with nothing

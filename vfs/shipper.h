@@ -91,6 +91,7 @@ private:
     int open_spill(std::string* error);
     void spill_consumed();
     void enter_wal(uint32_t salt1, uint32_t salt2);
+    bool wal_moved_on(const ShmHeader& now) const;
     bool wal_ended_cleanly(uint32_t salt2, uint32_t frame, uint32_t ended, uint32_t seen) const;
     bool ship_txns(std::vector<Txn>& txns, uint32_t salt1, uint32_t salt2, uint32_t frame, uint32_t c1, uint32_t c2);
     bool open_handles();
