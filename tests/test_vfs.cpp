@@ -733,6 +733,32 @@ TEST_CASE("restore to an earlier transaction gives exactly the database as of th
     CHECK_FALSE(file_exists(opt.output));
 }
 
+TEST_CASE("a transaction larger than the shipper reads at once, or than a segment, ships and restores exactly", "[vfs][integration]") {
+    // The shipper reads the WAL 1 MiB at a time and fills segments up to 16 MiB of pages: a
+    // transaction of 20 MiB spans twenty reads and makes a segment of its own, and the small ones
+    // around it share the reads it starts and ends in. Both durabilities (a remote-durable COMMIT
+    // waits for its upload).
+    for (std::string durability : {"local", "remote"}) {
+        INFO("durability=" << durability);
+        std::string url = new_s3_url();
+        std::string path = temp_dir() + "/big-" + durability + ".db";
+        {
+            Db db(uri(path, url, "durability=" + durability + "&flush_timeout=60000"));
+            db.exec("pragma wal_autocheckpoint=0");
+            db.exec("create table t(id integer primary key, v blob)");
+            db.exec("insert into t(v) values(randomblob(100))");
+            db.exec("insert into t(v) select randomblob(4000) from " + series(5000));
+            db.exec("insert into t(v) values(randomblob(100))");
+            db.exec("begin; update t set v = randomblob(3000) where id % 2 = 0; insert into t(v) values(zeroblob(5000000)); commit");
+            db.exec("insert into t(v) values(randomblob(100))");
+            REQUIRE(db.text("pragma walship_flush=60000") == "ok");
+            CHECK(status_field(db, "pending_frames") == 0);
+            CHECK(db.integer("select count(*) from t") == 5004);
+        }
+        check_round_trip(url, path, 4096);
+    }
+}
+
 TEST_CASE("restarts continue the same generation and lose nothing", "[vfs][integration]") {
     std::string url = new_s3_url();
     std::string path = temp_dir() + "/restart.db";

@@ -785,7 +785,8 @@ bool Shipper::ship_frames(const ShmHeader& h) {
                 set_error("reading " + cfg_.db_path + "-wal failed at frame " + std::to_string(f + 1));
                 return false;
             }
-            for (uint32_t i = 0; i < n && bytes < cfg_.max_segment_bytes + 1; i++) {
+            uint32_t i = 0;
+            for (; i < n && bytes < cfg_.max_segment_bytes; i++) {
                 const unsigned char* fr = reinterpret_cast<const unsigned char*>(buf.data()) + size_t(i) * frame_size;
                 WalFrameHeader fh = parse_frame_header(fr);
                 wal_checksum(big_endian_, fr, 8, &c1, &c2);
@@ -822,10 +823,10 @@ bool Shipper::ship_frames(const ShmHeader& h) {
                     seg_end = f + i + 1, e1 = c1, e2 = c2;
                 }
             }
-            f = seg_end;
-            c1 = e1, c2 = e2;
-            if (!cur.pages.empty()) cur = Txn();  // an unfinished transaction is re-read next time
+            f += i;  // a transaction may go on in the next chunk
         }
+        // What follows seg_end (a transaction the WAL does not hold all of yet, or one that did not
+        // fit in this segment) is read again from its first frame next time.
         if (txns.empty()) {
             if (seg_end > frame_) {  // only padding
                 frame_ = seg_end, cksum1_ = e1, cksum2_ = e2;
