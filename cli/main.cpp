@@ -485,6 +485,9 @@ int main(int argc, char** argv) {
         usage(stderr);
         return kUsage;
     }
+    // A file size limit (ulimit -f) makes a write fail with EFBIG, reported like a full disk,
+    // instead of killing the command halfway through a restore.
+    signal(SIGXFSZ, SIG_IGN);
     std::string cmd = argv[1];
     std::vector<std::string> args(argv + 2, argv + argc);
     if (cmd == "restore") return cmd_restore(args);

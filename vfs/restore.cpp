@@ -52,7 +52,7 @@ s3::Error corrupt(const std::string& key, const std::string& what) {
 class AsyncWriter {
 public:
     static constexpr size_t kRun = 1u << 20;  // a multiple of every SQLite page size
-    AsyncWriter(int fd, const std::string& path) : fd_(fd) {
+    AsyncWriter(int fd, const std::string& path) : fd_(fd), path_(path) {
         direct_fd_ = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
         for (size_t i = 0; i < kBuffers; i++) {
             void* b = nullptr;
@@ -126,7 +126,7 @@ private:
             bool failed = !error_.empty();
             lock.unlock();
             std::string err;
-            if (!failed && !put(r)) err = std::string("restore: write failed: ") + strerror(errno);
+            if (!failed && !put(r)) err = "restore: writing " + path_ + " failed: " + strerror(errno);
             lock.lock();
             pending_--;
             free_.push_back(r.buf);
@@ -153,6 +153,7 @@ private:
     }
 
     int fd_, direct_fd_ = -1;  // direct_fd_: writer thread only, after construction
+    std::string path_;
     size_t buffered_ = 0;      // writer thread only
     std::vector<char*> all_, free_;
     std::mutex mu_;
@@ -164,13 +165,35 @@ private:
     std::thread thread_;
 };
 
+// Allocates the restored file's blocks once, when the first snapshot header read gives the
+// database's size: a full disk fails the restore before it downloads anything, and on ext4 the
+// writing threads' O_DIRECT writes then go into allocated blocks side by side instead of taking
+// turns to allocate them. File systems without fallocate just write.
+class Allocation {
+public:
+    Allocation(int fd, const std::string& path) : fd_(fd), path_(path) {}
+    const s3::Error& ensure(uint64_t bytes) {
+        std::call_once(once_, [&] {
+            if (bytes > 0 && fallocate(fd_, 0, 0, off_t(bytes)) != 0 && (errno == ENOSPC || errno == EFBIG || errno == EDQUOT))
+                error_ = make_error(ErrorKind::Io, "restore: cannot allocate " + std::to_string(bytes) + " bytes (the snapshot's size) for " + path_ + ": " + strerror(errno));
+        });
+        return error_;
+    }
+
+private:
+    int fd_;
+    std::string path_;
+    std::once_flag once_;
+    s3::Error error_;
+};
+
 // Receives one object of a snapshot in chunks: verifies its header and trailer, decompresses
 // its pages straight into the writer's run buffers at their place in the file, and hashes them.
 // The writer and the zstd context serve one object after another (their memory is set up once).
 class SnapshotApplier {
 public:
-    SnapshotApplier(AsyncWriter& writer, ZSTD_DCtx* dctx, const std::string& key, DbChecksum* sum)
-        : writer_(writer), key_(key), sum_(sum), dctx_(dctx) {
+    SnapshotApplier(AsyncWriter& writer, Allocation& allocation, ZSTD_DCtx* dctx, const std::string& key, DbChecksum* sum)
+        : writer_(writer), allocation_(allocation), key_(key), sum_(sum), dctx_(dctx) {
         ZSTD_DCtx_reset(dctx_, ZSTD_reset_session_only);
     }
     ~SnapshotApplier() {
@@ -221,6 +244,10 @@ private:
             std::string err = decode_header(reinterpret_cast<const unsigned char*>(hdr_.data()), kHeaderSize, &h_);
             if (err.empty() && h_.kind != ObjectKind::Snapshot) err = "not a snapshot";
             if (!err.empty()) return fail(err);
+            if (!allocation_.ensure(uint64_t(h_.db_pages) * h_.page_size).ok()) {
+                error_ = allocation_.ensure(0);
+                return false;
+            }
             have_header_ = true;
             page_no_ = h_.first_page - 1;
             left_ = h_.body_len;
@@ -265,6 +292,7 @@ private:
     }
 
     AsyncWriter& writer_;
+    Allocation& allocation_;
     std::string key_;
     DbChecksum* sum_;
     ObjectDigest digest_;
@@ -370,6 +398,7 @@ s3::Error apply_snapshot(s3::Store& store, const Plan& plan, int fd, const std::
     std::vector<Part> parts(keys.size());
     std::atomic<size_t> next{0};
     std::atomic<bool> failed{false};
+    Allocation allocation(fd, path);
     auto work = [&] {
         AsyncWriter writer(fd, path);
         std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
@@ -380,7 +409,7 @@ s3::Error apply_snapshot(s3::Store& store, const Plan& plan, int fd, const std::
                 failed = true;
                 return;
             }
-            SnapshotApplier applier(writer, dctx.get(), keys[i], &part.sum);
+            SnapshotApplier applier(writer, allocation, dctx.get(), keys[i], &part.sum);
             bool stopped = false;  // another part failed: this one's error would say nothing
             s3::Error st = store.get_stream(keys[i], [&](const char* p, size_t n) {
                 part.bytes += n;
@@ -435,10 +464,10 @@ s3::Error apply_snapshot(s3::Store& store, const Plan& plan, int fd, const std::
     return {};
 }
 
-s3::Error write_pages(int fd, const Txn& t, uint32_t ps) {
+s3::Error write_pages(int fd, const std::string& path, const Txn& t, uint32_t ps) {
     for (auto& [pgno, data] : t.pages)
-        if (pwrite(fd, data.data(), ps, off_t(pgno - 1) * ps) != ssize_t(ps))
-            return make_error(ErrorKind::Io, std::string("restore: write failed: ") + strerror(errno));
+        if (!pwrite_all(fd, data.data(), ps, off_t(pgno - 1) * ps))
+            return make_error(ErrorKind::Io, "restore: writing " + path + " failed: " + strerror(errno));
     return {};
 }
 
@@ -542,7 +571,7 @@ static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptio
                 stop = true;
                 break;
             }
-            st = write_pages(fd, t, h.page_size);
+            st = write_pages(fd, tmp, t, h.page_size);
             if (!st.ok()) return fail(st);
             for (auto& [pgno, data] : t.pages) sum.set_page(pgno, data.data(), data.size());
             sum.truncate(t.db_pages);
