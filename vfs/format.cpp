@@ -316,54 +316,69 @@ std::string decode_header(const unsigned char* in, size_t len, ObjectHeader* h) 
     return "";
 }
 
-std::string encode_segment_body(const std::vector<Txn>& txns) {
-    size_t size = 0;  // sized once: a growing 16 MiB string would be copied and faulted in ~10 times
-    for (const Txn& t : txns) {
-        size += 32;
-        for (auto& page : t.pages) size += 4 + page.second.size();
-    }
-    std::string body;
-    body.reserve(size);
-    for (const Txn& t : txns) {
-        put_u64le(body, t.txid);
-        put_u64le(body, t.ts_ms);
-        put_u32le(body, t.db_pages);
-        put_u32le(body, uint32_t(t.pages.size()));
-        put_u64le(body, t.has_checksum ? t.db_checksum : 0);
-        for (auto& [pgno, data] : t.pages) {
-            put_u32le(body, pgno);
-            body += data;
-        }
-    }
-    return body;
-}
-
-std::string compress_body(const std::string& body, int zstd_level) {
+// The segment body (see FORMAT.md: per transaction a 32-byte header, then each page with its
+// number) compressed as one zstd frame. It is encoded and compressed 1 MiB at a time, so a large
+// transaction is never held a second time uncompressed, and the result has room for
+// seal_segment's header and trailer, so sealing does not copy it either.
+std::string compress_segment_body(const std::vector<Txn>& txns, int zstd_level, uint64_t* body_len) {
     // One context per thread, reused: creating one per call allocates and clears its tables (a
-    // few MiB at the default level) every time. The output is written to uninitialised memory
-    // and copied out at its real size, so only what zstd writes is ever touched.
+    // few MiB at the default level) every time.
     struct Ctx {
         ZSTD_CCtx* c = ZSTD_createCCtx();
         ~Ctx() { ZSTD_freeCCtx(c); }
     };
     thread_local Ctx ctx;
-    if (!ctx.c) return "";
-    size_t bound = ZSTD_compressBound(body.size());
-    std::unique_ptr<char[]> out(new char[bound]);
-    size_t n = ZSTD_compressCCtx(ctx.c, out.get(), bound, body.data(), body.size(), zstd_level);
-    if (ZSTD_isError(n)) return "";
-    return std::string(out.get(), n);
+    ZSTD_CCtx* c = ctx.c;
+    uint64_t size = 0;
+    for (const Txn& t : txns) {
+        size += 32;
+        for (auto& page : t.pages) size += 4 + page.second.size();
+    }
+    *body_len = size;
+    if (!c || ZSTD_isError(ZSTD_CCtx_reset(c, ZSTD_reset_session_only)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, zstd_level)) || ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(c, size)))
+        return "";
+    std::string out, in;
+    // Reserved, not written: only the bytes appended are ever touched.
+    out.reserve(kHeaderSize + ZSTD_compressBound(size) + kTrailerSize);
+    in.reserve(1u << 20);
+    std::unique_ptr<char[]> buf(new char[ZSTD_CStreamOutSize()]);
+    auto compress = [&](ZSTD_EndDirective mode) {
+        ZSTD_inBuffer src{in.data(), in.size(), 0};
+        size_t left;
+        do {
+            ZSTD_outBuffer dst{buf.get(), ZSTD_CStreamOutSize(), 0};
+            left = ZSTD_compressStream2(c, &dst, &src, mode);
+            if (ZSTD_isError(left)) return false;
+            out.append(buf.get(), dst.pos);
+        } while (mode == ZSTD_e_end ? left != 0 : src.pos < src.size);
+        in.clear();
+        return true;
+    };
+    for (const Txn& t : txns) {
+        put_u64le(in, t.txid);
+        put_u64le(in, t.ts_ms);
+        put_u32le(in, t.db_pages);
+        put_u32le(in, uint32_t(t.pages.size()));
+        put_u64le(in, t.has_checksum ? t.db_checksum : 0);
+        for (auto& [pgno, data] : t.pages) {
+            put_u32le(in, pgno);
+            in += data;
+            if (in.size() >= (1u << 20) && !compress(ZSTD_e_continue)) return "";
+        }
+    }
+    if (!compress(ZSTD_e_end)) return "";
+    return out;
 }
 
-std::string seal_segment(ObjectHeader h, uint64_t body_len, const std::string& frames, uint64_t db_checksum) {
+std::string seal_segment(ObjectHeader h, uint64_t body_len, std::string frames, uint64_t db_checksum) {
     h.kind = ObjectKind::Segment;
     h.body_len = body_len;
-    std::string out(kHeaderSize, '\0');
-    encode_header(h, reinterpret_cast<unsigned char*>(&out[0]));
-    out.reserve(kHeaderSize + frames.size() + kTrailerSize);
-    out += frames;
-    append_trailer(out, db_checksum);
-    return out;
+    unsigned char header[kHeaderSize] = {};
+    encode_header(h, header);
+    frames.insert(0, reinterpret_cast<const char*>(header), kHeaderSize);
+    append_trailer(frames, db_checksum);
+    return frames;
 }
 
 std::string decode_segment_body(const ObjectHeader& h, const std::string& body, std::vector<Txn>* txns) {

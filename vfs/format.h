@@ -129,13 +129,13 @@ void encode_header(const ObjectHeader& h, unsigned char out[kHeaderSize]);
 // Fails (returns an error text) on bad magic, version or sizes.
 std::string decode_header(const unsigned char* in, size_t len, ObjectHeader* h);
 
-// A segment object is built in three steps: the body (a concatenation of transaction records),
-// its compression (one or more zstd frames), then header and trailer around it. The compressed
-// bodies of consecutive segments concatenate into that of a larger one (compaction, without
+// A segment object is built in two steps: the body (a concatenation of transaction records)
+// compressed (one or more zstd frames), then header and trailer around it. The compressed bodies
+// of consecutive segments concatenate into that of a larger one (compaction, without
 // recompressing).
-std::string encode_segment_body(const std::vector<Txn>& txns);
-std::string compress_body(const std::string& body, int zstd_level);  // one zstd frame; "" on error
-std::string seal_segment(ObjectHeader h, uint64_t body_len, const std::string& frames, uint64_t db_checksum);
+// The segment body of txns as one zstd frame ("" on error); *body_len: its uncompressed size.
+std::string compress_segment_body(const std::vector<Txn>& txns, int zstd_level, uint64_t* body_len);
+std::string seal_segment(ObjectHeader h, uint64_t body_len, std::string frames, uint64_t db_checksum);
 
 // Parses a segment body (already decompressed) into transactions; error text on malformed data.
 std::string decode_segment_body(const ObjectHeader& h, const std::string& body, std::vector<Txn>* txns);

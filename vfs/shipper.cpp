@@ -12,6 +12,9 @@
 #include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <zstd.h>
 
 #include <chrono>
@@ -894,7 +897,15 @@ bool Shipper::ship_txns(std::vector<Txn>& txns, uint32_t salt1, uint32_t salt2, 
     oh.wal_frame = frame;
     oh.wal_cksum1 = c1;
     oh.wal_cksum2 = c2;
-    if (!upload_segment(oh, encode_segment_body(txns), txns.back().db_checksum)) {
+    uint64_t body_len = 0;
+    std::string frames = compress_segment_body(txns, cfg_.zstd_level, &body_len);
+    // The pages are in frames now: a large transaction is not held twice while it uploads, and
+    // the heap they took goes back to the system (it would stay with the process).
+    for (Txn& t : txns) t.pages.clear();
+#ifdef __GLIBC__
+    if (body_len >= kTrimBytes) malloc_trim(0);
+#endif
+    if (!upload_segment(oh, body_len, std::move(frames), txns.back().db_checksum)) {
         checksum_ = saved;
         return false;
     }
@@ -1347,11 +1358,8 @@ bool Shipper::snapshot_in_generation(const std::string& why) {
 // Uploads a segment. Compaction rides along: when a level already holds kFanout - 1 segments, the
 // new segment absorbs them (one larger object, still one PUT) and they are deleted; this cascades
 // up the levels, so restoring any point needs at most (kFanout - 1) segments per level.
-bool Shipper::upload_segment(ObjectHeader oh, std::string body, uint64_t db_checksum) {
+bool Shipper::upload_segment(ObjectHeader oh, uint64_t body_len, std::string frames, uint64_t db_checksum) {
     std::vector<std::string> absorbed;
-    uint64_t body_len = body.size();
-    std::string frames = compress_body(body, cfg_.zstd_level);
-    body = std::string();
     if (frames.empty()) {
         set_error("zstd could not compress a segment");
         return false;
@@ -1376,11 +1384,13 @@ bool Shipper::upload_segment(ObjectHeader oh, std::string body, uint64_t db_chec
         body_len = total;
     }
     std::string key = segment_key(generation_, oh.first_txid, oh.last_txid, oh.last_ts_ms);
-    if (!upload(key, seal_segment(oh, body_len, frames, db_checksum))) return false;
+    // Compaction keeps the compressed body of what it may merge later (at most kMaxMergeBytes).
+    std::string kept = body_len <= kMaxMergeBytes ? frames : std::string();
+    if (!upload(key, seal_segment(oh, body_len, std::move(frames), db_checksum))) return false;
     for (size_t l = 0; l < level && l < levels_.size(); l++) levels_[l].clear();
     if (levels_.size() <= level) levels_.resize(level + 1);
     if (levels_[level].size() >= kFanout - 1) levels_[level].clear();  // too large to merge further
-    levels_[level].push_back({key, oh.first_txid, oh.first_ts_ms, oh.flags, oh.txn_count, body_len, std::move(frames)});
+    levels_[level].push_back({key, oh.first_txid, oh.first_ts_ms, oh.flags, oh.txn_count, body_len, std::move(kept)});
     // Keep the cache bounded: forget the largest level first (its objects simply stay as they are).
     auto cached = [&] {
         uint64_t n = 0;

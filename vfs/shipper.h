@@ -100,7 +100,7 @@ private:
     bool read_header(ShmHeader* h);
     bool start_generation(const std::string& why);
     bool snapshot_in_generation(const std::string& why);
-    bool upload_segment(ObjectHeader oh, std::string body, uint64_t db_checksum);
+    bool upload_segment(ObjectHeader oh, uint64_t body_len, std::string frames, uint64_t db_checksum);
     void run_retention();
     void delete_merged(bool at_end);
     static constexpr int kShipLockRetryMs = 200;  // how often a process that does not ship tries the ship lock
@@ -201,6 +201,7 @@ private:
     // Merged-away segments are deleted in one request per kDeleteBatch, or once remote-durable
     // commits have paused for kRemotePauseMs (a commit arriving during the request waits for it).
     static constexpr size_t kDeleteBatch = 1000;
+    static constexpr uint64_t kTrimBytes = 16u << 20;  // a segment this large returns its heap after building
     static constexpr int64_t kRemotePauseMs = 2000;
     int64_t last_remote_commit_ms_ = 0;  // when a pass last found a remote-durable commit waiting
     std::chrono::steady_clock::time_point next_upload_{};
