@@ -321,14 +321,19 @@ std::string decode_header(const unsigned char* in, size_t len, ObjectHeader* h) 
 // transaction is never held a second time uncompressed, and the result has room for
 // seal_segment's header and trailer, so sealing does not copy it either.
 std::string compress_segment_body(const std::vector<Txn>& txns, int zstd_level, uint64_t* body_len) {
-    // One context per thread, reused: creating one per call allocates and clears its tables (a
-    // few MiB at the default level) every time.
+    // One context and one pair of buffers per thread, reused: creating a context per call
+    // allocates and clears its tables (a few MiB at the default level), and fresh buffers would
+    // be mapped and faulted in again for every small segment.
     struct Ctx {
         ZSTD_CCtx* c = ZSTD_createCCtx();
+        std::string in;
+        std::unique_ptr<char[]> buf{new char[ZSTD_CStreamOutSize()]};
         ~Ctx() { ZSTD_freeCCtx(c); }
     };
     thread_local Ctx ctx;
     ZSTD_CCtx* c = ctx.c;
+    std::string& in = ctx.in;
+    char* buf = ctx.buf.get();
     uint64_t size = 0;
     for (const Txn& t : txns) {
         size += 32;
@@ -338,19 +343,18 @@ std::string compress_segment_body(const std::vector<Txn>& txns, int zstd_level, 
     if (!c || ZSTD_isError(ZSTD_CCtx_reset(c, ZSTD_reset_session_only)) ||
         ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, zstd_level)) || ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(c, size)))
         return "";
-    std::string out, in;
+    std::string out;
     // Reserved, not written: only the bytes appended are ever touched.
     out.reserve(kHeaderSize + ZSTD_compressBound(size) + kTrailerSize);
-    in.reserve(1u << 20);
-    std::unique_ptr<char[]> buf(new char[ZSTD_CStreamOutSize()]);
+    in.clear();
     auto compress = [&](ZSTD_EndDirective mode) {
         ZSTD_inBuffer src{in.data(), in.size(), 0};
         size_t left;
         do {
-            ZSTD_outBuffer dst{buf.get(), ZSTD_CStreamOutSize(), 0};
+            ZSTD_outBuffer dst{buf, ZSTD_CStreamOutSize(), 0};
             left = ZSTD_compressStream2(c, &dst, &src, mode);
             if (ZSTD_isError(left)) return false;
-            out.append(buf.get(), dst.pos);
+            out.append(buf, dst.pos);
         } while (mode == ZSTD_e_end ? left != 0 : src.pos < src.size);
         in.clear();
         return true;
