@@ -244,8 +244,9 @@ private:
             std::string err = decode_header(reinterpret_cast<const unsigned char*>(hdr_.data()), kHeaderSize, &h_);
             if (err.empty() && h_.kind != ObjectKind::Snapshot) err = "not a snapshot";
             if (!err.empty()) return fail(err);
-            if (!allocation_.ensure(uint64_t(h_.db_pages) * h_.page_size).ok()) {
-                error_ = allocation_.ensure(0);
+            const s3::Error& room = allocation_.ensure(uint64_t(h_.db_pages) * h_.page_size);
+            if (!room.ok()) {
+                error_ = room;
                 return false;
             }
             have_header_ = true;
