@@ -38,20 +38,14 @@ expect 0 "no data" -- "$build/walship" status "$url"
 # same way with ENOSPC): a clear error naming the file, and nothing left behind. Once the data is
 # in a snapshot, the restore is refused before its download, naming the size.
 url2="s3://$bucket/big?endpoint=$endpoint"
-sqlite3 >/dev/null <<SQL
-.load $build/libwalship
-.open file:$dir/big.db?replica=$(python3 -c 'import sys,urllib.parse;print(urllib.parse.quote(sys.argv[1],safe=":/"))' "$url2")
-create table t(b blob);
-insert into t select randomblob(4000) from generate_series(1, 1000);
-pragma walship_flush;
-SQL
+"$build/walship-example" "$dir/big.db" "$url2" 5000 >/dev/null 2>&1 || { echo "FAIL: walship-example"; fail=1; }
 mkdir "$dir/small"
-limited() { bash -c 'ulimit -f 1024 && exec "$0" restore -o "$1" "$2"' "$build/walship" "$dir/small/r.db" "$url2"; }
+limited() { bash -c 'ulimit -f 32 && exec "$0" restore -o "$1" "$2"' "$build/walship" "$dir/small/r.db" "$url2"; }
 expect 1 "writing .*small/r.db.* failed: File too large" -- limited
 test -z "$(ls -A "$dir/small")" || { echo "FAIL: a failed restore left $(ls -A "$dir/small")"; fail=1; }
 expect 0 "snapshot" -- "$build/walship" snapshot --db "$dir/big.db" "$url2"
 expect 1 "cannot allocate [0-9]+ bytes .*small/r.db.*: File too large" -- limited
 test -z "$(ls -A "$dir/small")" || { echo "FAIL: a failed restore left $(ls -A "$dir/small")"; fail=1; }
 expect 0 "restored" -- "$build/walship" restore -o "$dir/small/r.db" "$url2"
-[ "$(sqlite3 "$dir/small/r.db" 'select count(*) from t')" = 1000 ] || { echo "FAIL: the restore after it is not whole"; fail=1; }
+[ "$(sqlite3 "$dir/small/r.db" 'select count(*) from kv')" = 5000 ] || { echo "FAIL: the restore after it is not whole"; fail=1; }
 exit $fail
