@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -32,6 +33,7 @@
 #include "format.h"
 #include "restore.h"
 #include "retention.h"
+#include "sidefile.h"
 #include "walship.h"
 #include "walship/s3/store.h"
 
@@ -174,12 +176,14 @@ int cmd_restore(std::vector<std::string> args) {
     }
     auto r = restore(*store.value(), opt);
     if (!r.ok()) {
-        if (r.error().kind == s3::ErrorKind::NotFound && if_replica_exists && !opt.txid && !opt.timestamp_ms && !opt.generation) {
+        if (is_no_replica_data(r.error()) && if_replica_exists && !opt.txid && !opt.timestamp_ms && !opt.generation) {
             printf("no replica data in %s, skipping restore\n", store.value()->describe().c_str());
             return kOk;
         }
-        fprintf(stderr, "walship %s\n", r.error().str().c_str());  // the message starts with "restore: "
-        return r.error().kind == s3::ErrorKind::NotFound ? kNoData : kFail;
+        std::string msg = r.error().str();
+        if (msg.rfind("restore: ", 0) == 0) msg.erase(0, 9);
+        fprintf(stderr, "walship restore: %s\n", msg.c_str());
+        return is_no_replica_data(r.error()) ? kNoData : kFail;
     }
     printf("restored %s from %s: generation %s, txid %llu (%s), %u pages of %u bytes, %llu objects, %llu bytes downloaded%s\n",
            opt.output.c_str(), store.value()->describe().c_str(), generation_name(r->generation).c_str(),
@@ -331,11 +335,11 @@ int cmd_status(std::vector<std::string> args) {
     bool shipper_alive = false;
     if (!a.db.empty()) {
         std::ifstream f(a.db + "-walship", std::ios::binary);
-        char buf[32] = {};
-        if (f.read(buf, sizeof buf) && memcmp(buf, "WSHPSID1", 8) == 0) {
+        char buf[sizeof(SideState)] = {};
+        if (f.read(buf, sizeof buf) && memcmp(buf, kSideMagic, 8) == 0) {
             have_local = true;
-            memcpy(&shipped, buf + 8, 8);
-            memcpy(&pid, buf + 24, 8);
+            memcpy(&shipped, buf + offsetof(SideState, shipped), 8);
+            memcpy(&pid, buf + offsetof(SideState, shipper_pid), 8);
             shipper_alive = pid != 0 && kill(pid_t(pid), 0) == 0;
         }
     }

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -18,6 +19,7 @@
 #include <thread>
 
 #include "restore.h"
+#include "retention.h"
 #include "support/db.h"
 #include "support/proxy.h"
 #include "support/test_server.h"
@@ -483,6 +485,46 @@ TEST_CASE("several processes, durability=local: when the shipping process closes
     // waited for a once-a-second attempt (each under 450 ms with probability 0.45).
     for (int i = 4; i < 6; i++) CHECK(hand_over(i, true) < 450);
     CHECK(term_and_collect(w[5], &committed) == 0);
+    std::string out = dir + "/restored.db";
+    REQUIRE(restore_latest(url, out) == "");
+    CHECK(compare_pages(db, out, 4096) == "");
+    Db r(out, nullptr, SQLITE_OPEN_READONLY);
+    CHECK(missing_ids(r, committed) == 0);
+}
+
+TEST_CASE("walship snapshot --db while another process ships: that process writes the snapshot, and the command waits for it", "[multiprocess][integration]") {
+    set_process_env();
+    std::string url = new_s3_url();
+    std::string dir = temp_dir();
+    std::string db = dir + "/snapcmd.db";
+    REQUIRE(flush_with_writer(db, url) == 0);
+    std::set<long long> committed;
+    std::string partial;
+    Child w = spawn({writer_path(), "run", db, url, "1"});
+    Reaper reaper{{&w}};
+    REQUIRE(wait_for_shipper(db, w.pid) == w.pid);
+    auto store = store_for(url);
+    auto snapshots = [&] {
+        auto listing = store->list("generations/");
+        REQUIRE(listing.ok());
+        std::vector<uint64_t> txids;
+        for (auto& o : parse_listing(listing->objects))
+            if (o.k.snapshot && !o.k.part) txids.push_back(o.k.first);
+        return txids;
+    };
+    for (int i = 0; i < 2; i++) {
+        REQUIRE(confirmations_for(w, 10000, &committed, &partial, 20).size() >= 20);
+        size_t before = snapshots().size();
+        Child c = spawn({binary_dir() + "/walship", "snapshot", "--db", db, url});
+        std::set<long long> none;
+        collect(c, &none);
+        CHECK(wait_exit(c.pid) == 0);
+        // The snapshot is in the bucket when the command returns, taken after the writer's commits.
+        auto after = snapshots();
+        CHECK(after.size() == before + 1);
+        CHECK(*std::max_element(after.begin(), after.end()) >= uint64_t(committed.size()));
+    }
+    CHECK(term_and_collect(w, &committed) == 0);
     std::string out = dir + "/restored.db";
     REQUIRE(restore_latest(url, out) == "");
     CHECK(compare_pages(db, out, 4096) == "");

@@ -209,3 +209,36 @@ TEST_CASE("retention keeps a snapshot's parts with it and removes parts whose sn
     std::sort(want.begin(), want.end());
     CHECK(drop == want);
 }
+
+TEST_CASE("scheduled snapshots are taken under steady writes (commits closer than sync_interval), and retention then deletes", "[longrun][integration]") {
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/steady.db";
+    {
+        // A commit every 5 ms and no flush: the shipper never sees a quiet moment.
+        Db db(uri(path, url, "sync_interval=200ms&snapshot_interval=500ms&retention=1s&retention_check_interval=250ms"));
+        db.exec("create table t(id integer primary key, v blob)");
+        auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(4500);
+        while (std::chrono::steady_clock::now() < until) {
+            db.exec("insert into t(v) values(randomblob(200))");
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        INFO(db.text("pragma walship_status"));
+        CHECK(status_field(db, "snapshots") >= 4);  // about one per 500 ms of the 4.5 s
+        CHECK(status_field(db, "last_snapshot_txid") > 0);
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+    }
+    auto store = store_for(url);
+    auto listing = store->list("generations/");
+    REQUIRE(listing.ok());
+    auto objs = parse_listing(listing->objects);
+    size_t snapshots = 0;
+    for (auto& o : objs) snapshots += o.k.snapshot && !o.k.part;
+    INFO("objects left: " << objs.size() << ", snapshots: " << snapshots);
+    CHECK(snapshots >= 1);
+    CHECK(snapshots <= 6);  // retention removed the older ones
+    RestoreOptions opt;
+    opt.output = temp_dir() + "/steady-restored.db";
+    auto r = restore(*store, opt);
+    REQUIRE(r.ok());
+    CHECK(compare_pages(path, opt.output, 4096) == "");
+}

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "restore.h"
+#include "retention.h"
 #include "support/db.h"
 #include "support/proxy.h"
 #include "support/test_server.h"
@@ -448,4 +449,55 @@ TEST_CASE("a bucket that does not exist: a new database refuses to open, an exis
     CHECK(close_ms < 3500);
     struct stat st {};
     CHECK((::stat((path + "-wal").c_str(), &st) == 0 && st.st_size > 0));
+}
+
+TEST_CASE("a listed object that answers 404 is an error, never \"no data\": restore fails and auto-restore refuses to open", "[outage][integration]") {
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string url = via_proxy();
+    std::string path = temp_dir() + "/gone.db";
+    {
+        Db db(uri(path, url));
+        db.exec("create table t(x)");
+        for (int i = 0; i < 5; i++) db.exec("insert into t values(randomblob(100))");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+    }
+    auto store = store_for(url);
+    // The two LISTs of a restore pass; every GET after them answers 404 NoSuchKey (as when an
+    // object vanishes between the listing and its download), through all the restore's attempts.
+    auto fail_gets = [&] {
+        proxy.reset();
+        for (int attempt = 0; attempt < 3; attempt++) {
+            proxy.fault("pass", 2);
+            proxy.fault("404", 8);
+        }
+    };
+    fail_gets();
+    RestoreOptions opt;
+    opt.output = temp_dir() + "/gone-restored.db";
+    auto r = restore(*store, opt);
+    std::vector<std::string> lines;
+    proxy.requests(&lines);
+    REQUIRE(lines.size() >= 3);
+    CHECK(lines[2].rfind("GET ", 0) == 0);
+    CHECK(lines[2].find("list-type") == std::string::npos);
+    REQUIRE_FALSE(r.ok());
+    CHECK_FALSE(is_no_replica_data(r.error()));
+    CHECK(r.error().str().find("NoSuchKey") != std::string::npos);
+    CHECK_FALSE(file_exists(opt.output));
+    // Auto-restore of a lost database: the open fails; no empty database, no new generation.
+    remove_db_files(path);
+    fail_gets();
+    std::string err;
+    CHECK(Db::open_rc(uri(path, url), &err) != SQLITE_OK);
+    CHECK_FALSE(file_exists(path));
+    proxy.reset();
+    auto gens = list_generations(*store);
+    REQUIRE(gens.ok());
+    CHECK(gens->size() == 1);
+    // With the store answering again, the same open restores.
+    {
+        Db db(uri(path, url));
+        CHECK(db.integer("select count(*) from t") == 5);
+    }
 }

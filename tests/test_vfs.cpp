@@ -12,6 +12,7 @@
 #include "config.h"
 #include "format.h"
 #include "restore.h"
+#include "retention.h"
 #include "support/db.h"
 #include "support/test_server.h"
 #include "walship.h"
@@ -696,7 +697,44 @@ TEST_CASE("a replica with no data is reported as such", "[vfs][integration]") {
     auto r = restore(*store, opt);
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().kind == s3::ErrorKind::NotFound);
+    CHECK(is_no_replica_data(r.error()));
     CHECK_FALSE(file_exists(opt.output));
+}
+
+TEST_CASE("a replica whose snapshot is gone is damaged, not empty: restore and auto-restore fail, nothing starts empty", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/nosnap.db";
+    {
+        Db db(uri(path, url));
+        db.exec("create table t(x)");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+        for (int i = 0; i < 5; i++) db.exec("insert into t values(randomblob(100))");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+    }
+    auto store = store_for(url);
+    auto listing = store->list("generations/");
+    REQUIRE(listing.ok());
+    int segments = 0;
+    for (auto& o : parse_listing(listing->objects)) {
+        if (o.k.snapshot) REQUIRE(store->remove(o.key).ok());
+        else segments++;
+    }
+    REQUIRE(segments > 0);
+    RestoreOptions opt;
+    opt.output = temp_dir() + "/nosnap-restored.db";
+    auto r = restore(*store, opt);
+    REQUIRE_FALSE(r.ok());
+    CHECK_FALSE(is_no_replica_data(r.error()));
+    CHECK(r.error().str().find("no snapshot") != std::string::npos);
+    CHECK_FALSE(file_exists(opt.output));
+    // The database is lost locally: the open fails instead of starting a new, empty generation.
+    remove_db_files(path);
+    std::string err;
+    CHECK(Db::open_rc(uri(path, url), &err) != SQLITE_OK);  // the reason is in walship's log (SQLite has no way to carry it)
+    CHECK_FALSE(file_exists(path));
+    auto gens = list_generations(*store);
+    REQUIRE(gens.ok());
+    CHECK(gens->size() == 1);
 }
 
 TEST_CASE("restore to an earlier transaction gives exactly the database as of that commit", "[vfs][integration]") {
@@ -827,4 +865,100 @@ TEST_CASE("a WAL reset walship allowed continues the generation", "[vfs][integra
     REQUIRE(gens.ok());
     CHECK(gens->size() == 1);
     check_round_trip(url, path, 4096);
+}
+
+namespace {
+// The snapshot objects (not parts) of a replica, as parsed keys.
+std::vector<ParsedKey> snapshot_objects(const std::string& url) {
+    auto listing = store_for(url)->list("generations/");
+    REQUIRE(listing.ok());
+    std::vector<ParsedKey> out;
+    for (auto& o : parse_listing(listing->objects))
+        if (o.k.snapshot && !o.k.part) out.push_back(o.k);
+    return out;
+}
+}  // namespace
+
+TEST_CASE("PRAGMA walship_snapshot after WAL resets writes a snapshot at the latest txid, and replication goes on", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/snapreset.db";
+    {
+        Db db(uri(path, url));  // default sync_interval: the shipper is paced between uploads
+        db.exec("create table t(x)");
+        for (int round = 0; round < 3; round++) {
+            INFO("round " << round);
+            for (int i = 0; i < 20; i++) db.exec("insert into t values(randomblob(300))");
+            REQUIRE(db.text("pragma walship_flush") == "ok");
+            REQUIRE(db.text("pragma wal_checkpoint(TRUNCATE)") == "0");  // a new WAL follows
+            db.exec("insert into t values(randomblob(300))");
+            size_t before = snapshot_objects(url).size();
+            REQUIRE(db.text("pragma walship_snapshot") == "ok");
+            // The snapshot is in the bucket when the pragma returns, at the commit before it.
+            auto snaps = snapshot_objects(url);
+            CHECK(snaps.size() == before + 1);
+            uint64_t newest = 0;
+            for (auto& k : snaps) newest = std::max(newest, k.first);
+            CHECK(newest == uint64_t(status_field(db, "txid")));
+            CHECK(status_field(db, "errors") == 0);
+        }
+        db.exec("insert into t values(1)");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+    }
+    check_round_trip(url, path, 4096);
+}
+
+TEST_CASE("an explicit wal_checkpoint(TRUNCATE) succeeds at once while the shipper waits for its interval", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/ckpt.db";
+    {
+        Db db(uri(path, url, "sync_interval=5s"));
+        db.exec("create table t(x)");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+        for (int round = 0; round < 3; round++) {
+            INFO("round " << round);
+            for (int i = 0; i < 5; i++) db.exec("insert into t values(randomblob(300))");
+            REQUIRE(db.text("pragma walship_flush") == "ok");
+            REQUIRE(db.text("pragma wal_checkpoint(TRUNCATE)") == "0");
+            // Commits into the new WAL, which the shipper (paced: the flush used its uploads)
+            // has not looked at yet. busy = 0: the checkpoint waits for the shipper's position
+            // instead of refusing (SQLite would answer SQLITE_BUSY at once).
+            for (int i = 0; i < 3; i++) db.exec("insert into t values(randomblob(300))");
+            auto t0 = std::chrono::steady_clock::now();
+            REQUIRE(db.text("pragma wal_checkpoint(TRUNCATE)") == "0");
+            CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(400));
+            CHECK(db.integer("select count(*) from t") == 8 * (round + 1));
+        }
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+        CHECK(status_field(db, "errors") == 0);
+    }
+    auto gens = list_generations(*store_for(url));
+    REQUIRE(gens.ok());
+    CHECK(gens->size() == 1);
+    check_round_trip(url, path, 4096);
+}
+
+TEST_CASE("walship_status counts the transactions committed and not yet shipped", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    Db db(uri(temp_dir() + "/pending.db", url, "sync_interval=10s"));
+    db.exec("create table t(x)");
+    REQUIRE(db.text("pragma walship_flush") == "ok");
+    CHECK(status_field(db, "pending_txns") == 0);
+    // The first commits after a quiet interval may ship at once (pacing lets two uploads through);
+    // after them the shipper waits for its interval, and every commit counts.
+    for (int i = 0; i < 10; i++) db.exec("insert into t values(randomblob(100))");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    long long p0 = status_field(db, "pending_txns");
+    CHECK(p0 <= 10);
+    for (int i = 0; i < 6; i++) db.exec("insert into t values(randomblob(100))");
+    long long p1 = status_field(db, "pending_txns");
+    CHECK(p1 == p0 + 6);
+    db.exec("begin; insert into t values(1); insert into t values(2); commit");  // one transaction
+    for (int i = 0; i < 4; i++) db.exec("insert into t values(randomblob(5000))");  // two frames each
+    CHECK(status_field(db, "pending_txns") == p1 + 5);
+    CHECK(status_field(db, "pending_frames") >= p1 + 9);
+    CHECK(status_field(db, "pending_bytes") > 0);
+    REQUIRE(db.text("pragma walship_flush") == "ok");
+    CHECK(status_field(db, "pending_txns") == 0);
+    CHECK(status_field(db, "pending_frames") == 0);
+    CHECK(status_field(db, "pending_bytes") == 0);
 }

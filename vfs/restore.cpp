@@ -31,6 +31,8 @@ using s3::make_error;
 
 namespace {
 
+const char* const kNoReplicaData = "NoReplicaData";  // the error code of "the location holds no walship data"
+
 struct Plan {
     uint64_t generation = 0;
     std::string snapshot_key;
@@ -322,7 +324,15 @@ s3::Result<Plan> make_plan(s3::Store& store, const RestoreOptions& opts) {
     if (candidates.empty()) {
         if (opts.timestamp_ms && !gens->empty())
             return make_error(ErrorKind::NotFound, "restore: the replica holds nothing at or before the requested time (it is outside the retention window)");
-        return make_error(ErrorKind::NotFound, "restore: no generations with a snapshot in " + store.describe());
+        // Transactions without a snapshot to apply them to: someone deleted it. Not "no data":
+        // an application starting empty over this would hide what the replica still holds.
+        for (auto& g : gens.value())
+            if (g.segments)
+                return make_error(ErrorKind::Corrupt, "restore: generation " + generation_name(g.id) + " in " + store.describe() + " has " +
+                                                          std::to_string(g.segments) + " segments but no snapshot (the replica is damaged)");
+        // Only parts of a first snapshot that never completed (a crash during it): nothing was
+        // ever replicated.
+        return make_error(ErrorKind::NotFound, "restore: no generations with a snapshot in " + store.describe(), 0, kNoReplicaData);
     }
     const uint64_t target = opts.txid ? *opts.txid : UINT64_MAX;
     const uint64_t time = opts.timestamp_ms ? uint64_t(*opts.timestamp_ms) : UINT64_MAX;
@@ -502,6 +512,8 @@ s3::Result<std::vector<GenerationInfo>> list_generations(s3::Store& store) {
 }
 
 static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptions& opts);
+
+bool is_no_replica_data(const s3::Error& e) { return e.kind == ErrorKind::NotFound && e.code == kNoReplicaData; }
 
 s3::Result<RestoreInfo> restore(s3::Store& store, const RestoreOptions& opts) {
     // Compaction and retention may delete a planned object while we run: plan again.

@@ -41,7 +41,10 @@ struct GenerationInfo {
 // Generations in the location, oldest first. Empty when the replica has no data.
 s3::Result<std::vector<GenerationInfo>> list_generations(s3::Store& store);
 
-// Restores into opts.output. NotFound error when the replica holds no restorable data.
+// Restores into opts.output. An error for which is_no_replica_data() is true when the location
+// holds no walship data at all; any other failure (a missing bucket, a listed object that cannot
+// be read, a generation without a snapshot, a point not in the replica) is a plain error.
 s3::Result<RestoreInfo> restore(s3::Store& store, const RestoreOptions& opts);
+bool is_no_replica_data(const s3::Error& e);
 
 }  // namespace walship

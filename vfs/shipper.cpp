@@ -221,12 +221,31 @@ void Shipper::wake() {
     futex_wake(&s->wake);
 }
 
-void Shipper::request_snapshot() {
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        snapshot_requested_ = true;
-    }
+// PRAGMA walship_snapshot: asks the shipping process (this one or another) for a snapshot and
+// waits until one taken after the request is in the bucket.
+int Shipper::snapshot(int timeout_ms, std::string* error) {
+    SideState* side = side_.state();
+    const uint64_t ticket = side->snapshot_asked.fetch_add(1) + 1;
     wake();
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+        uint32_t seq = side->shipped_seq.load();
+        if (side->snapshot_done.load() >= ticket) return SQLITE_OK;
+        if (Clock::now() >= deadline) break;
+        side->shipped_waiters.fetch_add(1);
+        futex_wait(&side->shipped_seq, seq, 10);
+        side->shipped_waiters.fetch_sub(1);
+        if (!is_shipper_ && !side_.held_elsewhere(SideFile::kShipLock)) wake();  // nobody ships: take over
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    *error = "walship: snapshot not written within " + std::to_string(timeout_ms) + " ms";
+    if (!stats_.last_error.empty()) *error += "; last error: " + stats_.last_error;
+    return SQLITE_BUSY;
+}
+
+bool Shipper::snapshot_wanted() const {
+    const SideState* side = side_.state();
+    return side->snapshot_asked.load() > side->snapshot_done.load();
 }
 
 namespace {
@@ -325,15 +344,28 @@ bool Shipper::allow_checkpoint(const ShmHeader& h) {
     if (wal_bytes > cfg_.max_wal_bytes) return true;
     // Until a shipper has a position in this WAL (or follows it through the spill), the database
     // file must stay as it was, to prove that the replica continues (DESIGN.md).
-    bool established = uint32_t(s->shipped.load() >> 32) == h.salt2 || s->spill_shipped.load() < s->spill_len.load();
+    auto established = [&] { return uint32_t(s->shipped.load() >> 32) == h.salt2 || s->spill_shipped.load() < s->spill_len.load(); };
     // While a reset is held (the spill is full), a checkpoint after every commit would copy one
     // frame and sync twice: let checkpoints through only in batches.
-    bool storm = s->holding_since_ms.load() && h.mx_frame - std::min(h.mx_frame, h.n_backfill) < 1000;
-    // Refused, the checkpoint is tried again after the next commit. The shipper is not woken: a
-    // paced one takes a position at its next upload anyway, and waking it here would cost every
-    // commit a wake-up while the WAL is past the checkpoint size (several writer processes keep it
-    // there for long stretches).
-    return established && !storm;
+    if (s->holding_since_ms.load() && h.mx_frame - std::min(h.mx_frame, h.n_backfill) < 1000) return false;
+    if (established()) return true;
+    // A paced shipper takes its position in a new WAL only at its next pass (up to sync_interval
+    // away), and SQLite does not retry a refused checkpoint lock: an explicit wal_checkpoint would
+    // answer SQLITE_BUSY at once. So wake the shipper (of whichever process) and wait for the
+    // position, which takes a pass of memory reads. Once per WAL: refused, the checkpoint is tried
+    // again after a later commit, and every commit must not pay a wait while the shipper cannot
+    // take a position (no generation yet, the store down at the start).
+    if (ckpt_waited_salt2_.exchange(h.salt2) == h.salt2) return false;
+    wake();
+    const auto deadline = Clock::now() + std::chrono::milliseconds(kCheckpointWaitMs);
+    while (!established() && Clock::now() < deadline) {
+        uint32_t seq = s->shipped_seq.load();
+        if (established()) break;
+        s->shipped_waiters.fetch_add(1);
+        futex_wait(&s->shipped_seq, seq, 10);
+        s->shipped_waiters.fetch_sub(1);
+    }
+    return established();
 }
 
 int Shipper::flush(int timeout_ms, std::string* error) {
@@ -369,7 +401,47 @@ void Shipper::publish_position() {
     if (side->shipped_waiters.load()) futex_wake(&side->shipped_seq);
 }
 
-std::string Shipper::status_json() {
+// What is committed locally and not yet in the bucket (by whichever process ships), counted now
+// from the wal-index, the WAL's frame headers after the shipped position and the spill file.
+Shipper::Pending Shipper::count_pending(const volatile void* shm0) {
+    Pending p;
+    SideState* side = side_.state();
+    ShmHeader h;
+    if (shm0 && read_shm_header(shm0, &h) && h.mx_frame) {
+        uint64_t pos = side->shipped.load();
+        uint32_t first = uint32_t(pos >> 32) == h.salt2 ? std::min(uint32_t(pos), h.mx_frame) : 0;
+        p.frames = h.mx_frame - first;
+        p.bytes = p.frames * (uint64_t(h.page_size) + kWalFrameHeaderSize);
+        int fd = p.frames ? ::open((cfg_.db_path + "-wal").c_str(), O_RDONLY | O_CLOEXEC) : -1;
+        const size_t fsz = kWalFrameHeaderSize + h.page_size;
+        std::string buf;
+        for (uint32_t f = first; fd >= 0 && f < h.mx_frame;) {
+            uint32_t n = std::min<uint32_t>(h.mx_frame - f, uint32_t(std::max<size_t>(1, (1u << 20) / fsz)));
+            buf.resize(size_t(n) * fsz);
+            if (!pread_all(fd, &buf[0], buf.size(), off_t(kWalHeaderSize) + off_t(f) * off_t(fsz))) break;  // reset meanwhile
+            for (uint32_t i = 0; i < n; i++) {
+                WalFrameHeader fh = parse_frame_header(reinterpret_cast<const unsigned char*>(buf.data()) + size_t(i) * fsz);
+                if (fh.salt1 == h.salt1 && fh.salt2 == h.salt2 && fh.commit_size) p.txns++;
+            }
+            f += n;
+        }
+        if (fd >= 0) ::close(fd);
+    }
+    uint64_t off = side->spill_shipped.load(), len = side->spill_len.load();
+    int fd = off < len ? ::open(spill_path(cfg_.db_path).c_str(), O_RDONLY | O_CLOEXEC) : -1;
+    SpillRecord r;
+    while (fd >= 0 && off < len && read_spill_record(fd, off, len, &r)) {  // each record ships as one transaction
+        p.txns++;
+        p.frames += r.count;
+        p.bytes += r.size;
+        off = r.offset + r.size;
+    }
+    if (fd >= 0) ::close(fd);
+    return p;
+}
+
+std::string Shipper::status_json(const volatile void* shm0) {
+    Pending pending = count_pending(shm0);
     std::lock_guard<std::mutex> lock(mu_);
     int64_t now = now_ms();
     int64_t lag = stats_.oldest_unshipped_ms ? now - stats_.oldest_unshipped_ms : 0;
@@ -383,9 +455,9 @@ std::string Shipper::status_json() {
     uint64_t txid = is_shipper_ ? txid_ : side_.state()->txid.load();
     s += ",\"generation\":\"" + (gen ? generation_name(gen) : std::string()) + "\"";
     s += ",\"txid\":" + std::to_string(txid);
-    s += ",\"pending_frames\":" + std::to_string(stats_.pending_frames);
-    s += ",\"pending_bytes\":" + std::to_string(stats_.pending_bytes);
-    s += ",\"pending_txns\":" + std::to_string(stats_.pending_txns_est);
+    s += ",\"pending_frames\":" + std::to_string(pending.frames);
+    s += ",\"pending_bytes\":" + std::to_string(pending.bytes);
+    s += ",\"pending_txns\":" + std::to_string(pending.txns);
     s += ",\"lag_ms\":" + std::to_string(lag);
     s += ",\"uploads\":" + std::to_string(stats_.uploads);
     s += ",\"upload_bytes\":" + std::to_string(stats_.upload_bytes);
@@ -492,7 +564,7 @@ bool Shipper::read_header(ShmHeader* h) {
 void Shipper::run() {
     std::unique_lock<std::mutex> lock(mu_);
     while (!stop_) {
-        bool urgent = flush_requested_ > flush_done_ || snapshot_requested_;
+        bool urgent = flush_requested_ > flush_done_ || (is_shipper_ && snapshot_wanted());
         if (!is_shipper_ && urgent) {
             // Another process ships: wait for the side file to show our commits shipped.
             done_cv_.wait_for(lock, std::chrono::milliseconds(5));
@@ -536,7 +608,7 @@ void Shipper::run() {
             }
             idle_wait_ = false;
             if (stop_) break;
-            urgent = flush_requested_ > flush_done_ || snapshot_requested_;
+            urgent = flush_requested_ > flush_done_ || (is_shipper_ && snapshot_wanted());
         }
         notified_ = false;
         uint64_t ticket = flush_requested_;
@@ -602,11 +674,8 @@ void Shipper::ship_pass(bool urgent) {
     ShmHeader h;
     if (!read_header(&h)) return;
     SideState* side = side_.state();
-    bool want_snapshot = false;
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        want_snapshot = snapshot_requested_;
-    }
+    const bool want_snapshot = snapshot_wanted();
+    if (want_snapshot) urgent = true;  // asked for: not at the interval
     // sync_interval and error backoff; the loop wakes us when it is time. A held WAL reset does not
     // wait for the interval, nor does a remote-durable commit whose frames are in the spill file.
     const bool commit_asks = commit_waiting(side);
@@ -631,11 +700,6 @@ void Shipper::ship_pass(bool urgent) {
     // Spilled records ship at the interval too, before anything of the live WAL: a write burst
     // costs one upload per interval, not one per WAL cycle.
     if (side->spill_len.load() > spill_off_ && (paced || !ship_spill())) return;
-    if (want_snapshot) {
-        if (!paced && h.salt1 == salt1_ && h.salt2 == salt2_ && ship_frames(h))
-            snapshot_in_generation("requested");
-        return;
-    }
     if (h.salt1 == salt1_ && h.salt2 == salt2_) last_seen_mx_ = std::max(last_seen_mx_, h.mx_frame);
     // A remote-durable commit may ask for frames that the wal-index does not show yet; for the
     // first commit into a new WAL file even the salts are only in the file's header.
@@ -670,14 +734,21 @@ void Shipper::ship_pass(bool urgent) {
     bool waiting = through_salt2 == h.salt2 && through_frame > frame_ && commit_may_retry();
     {
         std::lock_guard<std::mutex> lock(mu_);
-        stats_.pending_frames = h.mx_frame - frame_;
-        stats_.pending_bytes = uint64_t(h.mx_frame - frame_) * (page_size_ + kWalFrameHeaderSize);
         if (h.mx_frame == frame_) stats_.oldest_unshipped_ms = 0;
         else if (!stats_.oldest_unshipped_ms) stats_.oldest_unshipped_ms = now_ms();
     }
+    // A requested snapshot, or one snapshot_interval after the last: at the next upload, after the
+    // frames up to now, whether or not writes go on (a snapshot waiting for a quiet moment never
+    // came under steady writes, and retention then never deleted anything).
+    const bool interval_due = txid_ > last_snapshot_txid_ && now_ms() - last_snapshot_ms_ >= cfg_.snapshot_interval_ms;
+    if ((want_snapshot || interval_due) && !paced) {
+        if (h.mx_frame == frame_ || ship_frames(h)) snapshot_in_generation(want_snapshot ? "requested" : "snapshot_interval");
+        maintain();
+        return;
+    }
     if (h.mx_frame > frame_ && (!paced || waiting)) ship_frames(h);
     if (!have_checksum_ && frame_ == h.mx_frame && h.salt2 == salt2_) recover_checksum();
-    maintain(h);
+    maintain();
 }
 
 // After a resume that could not carry the database checksum along (through the spill file, or
@@ -699,13 +770,9 @@ void Shipper::recover_checksum() {
     log_debug("database checksum recomputed at txid " + std::to_string(txid_));
 }
 
-// Scheduled work of the shipping process: snapshots (only when something was written since the
-// last one) and retention runs. An idle database makes no requests but these.
-void Shipper::maintain(const ShmHeader& h) {
+// Scheduled work of the shipping process: deleting what compaction merged, and retention runs.
+void Shipper::maintain() {
     delete_merged(false);
-    if (frame_ == h.mx_frame && txid_ > last_snapshot_txid_ && now_ms() - last_snapshot_ms_ >= cfg_.snapshot_interval_ms &&
-        Clock::now() >= next_upload_)
-        snapshot_in_generation("snapshot_interval");
     auto now = Clock::now();
     if (next_retention_ == Clock::time_point{}) next_retention_ = now + std::chrono::milliseconds(cfg_.retention_check_ms);
     if (now >= next_retention_) {
@@ -848,8 +915,6 @@ bool Shipper::ship_frames(const ShmHeader& h) {
         prev_commit_valid_ = true;
         publish_position();
         std::lock_guard<std::mutex> lock(mu_);
-        stats_.pending_frames = end - frame_;
-        stats_.pending_bytes = uint64_t(end - frame_) * frame_size;
         if (frame_ >= end) stats_.oldest_unshipped_ms = 0;
     }
     return true;
@@ -1092,7 +1157,7 @@ bool Shipper::restore_if_empty(std::string* error) {
         if (r.ok()) {
             log_info("restored " + cfg_.db_path + " from " + store_->describe() + " (generation " + generation_name(r->generation) +
                      ", txid " + std::to_string(r->txid) + ", " + std::to_string(r->pages) + " pages)");
-        } else if (r.error().kind == s3::ErrorKind::NotFound && r.error().code != "NoSuchBucket") {
+        } else if (is_no_replica_data(r.error())) {
             log_info("no replica data in " + store_->describe() + "; starting " + cfg_.db_path + " empty");
         } else {
             *error = "walship: cannot restore " + cfg_.db_path + " from " + store_->describe() + ": " + r.error().str();
@@ -1233,6 +1298,7 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
     // restore can download them in parallel: parts 1..n-1 (".part" keys) first, the ".snap" key
     // last, so that a snapshot exists only once all its parts do (FORMAT.md).
     uint64_t snap_ts = uint64_t(now_ms());
+    const uint64_t asked = side_.state()->snapshot_asked.load();  // requests this snapshot answers
     std::unique_ptr<s3::ObjectWriter> w;
     std::unique_ptr<SnapshotWriter> sw;
     s3::Status st;
@@ -1302,8 +1368,13 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
     last_snapshot_ms_ = now_ms();
     last_snapshot_txid_ = txid;
     levels_.clear();  // restores of later points start from this snapshot
+    // Answers the requests made before this snapshot began.
+    uint64_t done = side_.state()->snapshot_done.load();
+    while (done < asked && !side_.state()->snapshot_done.compare_exchange_weak(done, asked)) {
+    }
+    side_.state()->shipped_seq.fetch_add(1);
+    futex_wake(&side_.state()->shipped_seq);
     std::lock_guard<std::mutex> lock(mu_);
-    snapshot_requested_ = false;
     stats_.snapshots++;
     stats_.uploads += objects;
     stats_.upload_bytes += uploaded;
@@ -1346,7 +1417,7 @@ bool Shipper::snapshot_in_generation(const std::string& why) {
     // Only at a transaction every connection can see (remote durability may have shipped frames
     // that the wal-index does not show yet).
     ShmHeader h;
-    if (!read_header(&h) || h.mx_frame != frame_ || h.salt2 != salt2_) return false;
+    if (!read_header(&h) || h.mx_frame < frame_ || h.salt2 != salt2_) return false;
     if (!write_snapshot(generation_, txid_, frame_, &info, &sum)) return false;
     checksum_ = sum;
     have_checksum_ = true;

@@ -59,10 +59,17 @@ public:
     int flush(int timeout_ms, std::string* error);
     // Committed frames not yet in the bucket (as far as the side file tells), in the WAL or the spill.
     bool unshipped(const ShmHeader* h) const;
-    // One JSON object with the replication state (PRAGMA walship_status).
-    std::string status_json();
-    // Asks for a new snapshot (and generation) on the next pass.
-    void request_snapshot();
+    // What is committed locally and not yet in the bucket.
+    struct Pending {
+        uint64_t frames = 0, bytes = 0, txns = 0;
+    };
+    Pending count_pending(const volatile void* shm0);
+    // PRAGMA walship_status, one JSON object; shm0 is the calling connection's wal-index (for what is pending).
+    std::string status_json(const volatile void* shm0);
+    // PRAGMA walship_snapshot: a snapshot of the current generation, taken by whichever process
+    // ships, after this call began; waits for it. SQLITE_OK or an error with *error set.
+    int snapshot(int timeout_ms, std::string* error);
+    bool snapshot_wanted() const;  // a snapshot was asked for and not yet written
     // Remote durability: waits until frames up to `frame` of the WAL with this salt2 are in the
     // bucket. `visible`: the commit is already visible (durability=remote, after the write lock is
     // released); else it is written but not visible yet and fails if this does (remote-strict).
@@ -105,9 +112,10 @@ private:
     void delete_merged(bool at_end);
     static constexpr int kShipLockRetryMs = 200;  // how often a process that does not ship tries the ship lock
     static constexpr int kUrgentRetryMs = 250;  // how often a flush or a waiting commit retries after a failure
+    static constexpr int kCheckpointWaitMs = 500;  // how long a checkpoint waits for the shipper, once per WAL
     std::chrono::steady_clock::time_point urgent_retry_at() const;  // after a failure: 250 ms on, not the backoff
     bool commit_may_retry() const;
-    void maintain(const ShmHeader& h);
+    void maintain();
     void recover_checksum();
     enum class Resume { Yes, No, Busy, Error };
     Resume try_resume();
@@ -145,7 +153,7 @@ private:
     std::atomic<bool> notified_{false};
     std::atomic<bool> idle_wait_{false};  // the shipper waits for commits (not paced)
     uint64_t flush_requested_ = 0, flush_done_ = 0;
-    bool snapshot_requested_ = false;
+    std::atomic<uint32_t> ckpt_waited_salt2_{0};  // the WAL for which a checkpoint waited for a position
 
     std::atomic<bool> is_shipper_{false};  // this process holds the ship lock (read by committers)
 
@@ -216,7 +224,6 @@ private:
     struct Stats {
         uint64_t uploads = 0, upload_bytes = 0, txns_shipped = 0, snapshots = 0, errors = 0, compactions = 0;
         uint64_t unconfirmed_commits = 0;  // durability=remote commits that timed out (committed locally)
-        uint64_t pending_frames = 0, pending_bytes = 0, pending_txns_est = 0;
         int64_t last_ship_ms = 0, oldest_unshipped_ms = 0, last_commit_ms = 0;
         std::string last_error;
     } stats_;

@@ -14,7 +14,6 @@
 
 namespace walship {
 
-static constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '4'};
 static constexpr size_t kSideSize = 4096;
 
 SideFile::~SideFile() {

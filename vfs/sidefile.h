@@ -46,7 +46,14 @@ struct SideState {
     std::atomic<uint32_t> shipper_idle;
     std::atomic<uint32_t> shipped_seq;
     std::atomic<uint32_t> shipped_waiters;
+    // PRAGMA walship_snapshot in any process bumps `snapshot_asked` (and `wake`); the shipping
+    // process sets `snapshot_done` to the count it had read before the snapshot it then wrote
+    // (and bumps `shipped_seq`), so each asker waits for a snapshot taken after its request.
+    std::atomic<uint64_t> snapshot_asked;
+    std::atomic<uint64_t> snapshot_done;
 };
+
+constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '5'};
 
 // Waits until *word != seen, a wake, or timeout_ms; wakes every waiter on *word (any process).
 void futex_wait(std::atomic<uint32_t>* word, uint32_t seen, int timeout_ms);

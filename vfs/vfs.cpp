@@ -187,7 +187,7 @@ int db_pragma(sqlite3_file* f, void* arg) {
     for (auto& c : name) c = char(tolower(c));
     for (auto& c : value) c = char(tolower(c));
     Shipper* s = S(f);
-    if (name == "walship_status") return pragma_result(arg, SQLITE_OK, s->status_json());
+    if (name == "walship_status") return pragma_result(arg, SQLITE_OK, s->status_json(F(f)->shm0));
     if (name == "walship_flush") {
         int timeout = s->config().flush_timeout_ms;
         if (!value.empty()) timeout = atoi(value.c_str());
@@ -197,9 +197,8 @@ int db_pragma(sqlite3_file* f, void* arg) {
         return pragma_result(arg, SQLITE_ERROR, err);
     }
     if (name == "walship_snapshot") {
-        s->request_snapshot();
         std::string err;
-        int rc = s->flush(s->config().flush_timeout_ms, &err);
+        int rc = s->snapshot(s->config().flush_timeout_ms, &err);
         return pragma_result(arg, rc == SQLITE_OK ? SQLITE_OK : SQLITE_ERROR, rc == SQLITE_OK ? "ok" : err);
     }
     if (name == "journal_mode" && value.empty()) return pragma_result(arg, SQLITE_OK, "wal");

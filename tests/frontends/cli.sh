@@ -26,6 +26,12 @@ expect 2 "no output path" -- env -u WALSHIP_DB "$build/walship" restore "$url"
 expect 3 "no generations" -- "$build/walship" restore -o "$dir/a.db" "$url"
 expect 0 "skipping" -- "$build/walship" restore --if-replica-exists -o "$dir/a.db" "$url"
 test ! -e "$dir/a.db" || { echo "FAIL: a database file appeared"; fail=1; }
+# A bucket that does not exist is an error, not an empty replica, also under --if-replica-exists.
+nobucket="s3://no-such-$bucket/db?endpoint=$endpoint"
+expect 1 "NoSuchBucket" -- "$build/walship" restore -o "$dir/a.db" "$nobucket"
+expect 1 "NoSuchBucket" -- "$build/walship" restore --if-replica-exists -o "$dir/a.db" "$nobucket"
+expect 1 "NoSuchBucket" -- "$build/walship" generations "$nobucket"
+test ! -e "$dir/a.db" || { echo "FAIL: a database file appeared"; fail=1; }
 expect 1 "network|connect|refused|timed out" -- env WALSHIP_S3_ATTEMPTS=1 "$build/walship" generations "s3://bkt/p?endpoint=http://127.0.0.1:9"
 expect 1 "credentials" -- env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY "$build/walship" generations "s3://bkt/p"
 expect 2 "invalid timestamp" -- "$build/walship" restore -o "$dir/a.db" --timestamp yesterday "$url"
