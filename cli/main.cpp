@@ -15,12 +15,14 @@
 #include <unistd.h>
 
 #include <cstddef>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <map>
 #include <string>
+#include <set>
 #include <tuple>
 #include <vector>
 
@@ -67,31 +69,69 @@ std::string iso_time(int64_t ms) {
     return std::string(buf) + "." + std::to_string(1000 + ms % 1000).substr(1) + "Z";
 }
 
-// Parses RFC 3339 ("2026-11-25T06:37:11Z", "...T06:37:11.5+01:00") into ms since the epoch.
+// Parses RFC 3339 ("2026-11-25T06:37:11Z", "...t06:37:11.5+01:00") into ms since the epoch;
+// every field is checked (a 30 February or a +99:99 offset is refused, not normalised).
 bool parse_rfc3339(const std::string& s, int64_t* ms) {
-    struct tm tm {};
-    const char* rest = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!rest) return false;
-    int64_t frac = 0;
-    if (*rest == '.') {
-        int digits = 0;
-        rest++;
-        while (*rest >= '0' && *rest <= '9') {
-            if (digits < 3) frac = frac * 10 + (*rest - '0'), digits++;
-            rest++;
+    size_t pos = 0;
+    auto number = [&](size_t digits, int lo, int hi, int* out) {
+        if (pos + digits > s.size()) return false;
+        int v = 0;
+        for (size_t k = 0; k < digits; k++) {
+            char c = s[pos + k];
+            if (c < '0' || c > '9') return false;
+            v = v * 10 + (c - '0');
         }
-        while (digits++ < 3) frac *= 10;
+        pos += digits;
+        *out = v;
+        return v >= lo && v <= hi;
+    };
+    auto literal = [&](const char* any) {
+        if (pos >= s.size() || !strchr(any, s[pos])) return false;
+        pos++;
+        return true;
+    };
+    int y, mo, d, h, mi, sec;
+    if (!number(4, 1970, 9999, &y) || !literal("-") || !number(2, 1, 12, &mo) || !literal("-") || !number(2, 1, 31, &d) ||
+        !literal("Tt") || !number(2, 0, 23, &h) || !literal(":") || !number(2, 0, 59, &mi) || !literal(":") || !number(2, 0, 60, &sec))
+        return false;
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > days[mo - 1] + (mo == 2 && leap)) return false;
+    int64_t frac = 0;
+    if (pos < s.size() && s[pos] == '.') {
+        pos++;
+        int digits = 0;
+        while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+            if (digits < 3) frac = frac * 10 + (s[pos] - '0');
+            digits++;
+            pos++;
+        }
+        if (digits == 0) return false;
+        for (; digits < 3; digits++) frac *= 10;
     }
     int64_t offset = 0;
-    if (*rest == 'Z' || *rest == 'z') rest++;
-    else if (*rest == '+' || *rest == '-') {
-        int h = 0, m = 0;
-        if (sscanf(rest + 1, "%2d:%2d", &h, &m) != 2) return false;
-        offset = (h * 60 + m) * 60 * (*rest == '+' ? 1 : -1);
-        rest += 6;
-    } else return false;
-    if (*rest) return false;
+    if (literal("Zz")) {
+    } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
+        int sign = s[pos++] == '+' ? 1 : -1, oh, om;
+        if (!number(2, 0, 23, &oh) || !literal(":") || !number(2, 0, 59, &om)) return false;
+        offset = sign * (oh * 60 + om) * 60;
+    } else {
+        return false;
+    }
+    if (pos != s.size()) return false;
+    struct tm tm {};
+    tm.tm_year = y - 1900, tm.tm_mon = mo - 1, tm.tm_mday = d, tm.tm_hour = h, tm.tm_min = mi, tm.tm_sec = sec;
     *ms = (int64_t(timegm(&tm)) - offset) * 1000 + frac;
+    return true;
+}
+
+// A non-negative decimal integer that fits in 64 bits, nothing else.
+bool parse_u64(const std::string& t, uint64_t* v) {
+    if (t.empty() || t.size() > 20 || t.find_first_not_of("0123456789") != std::string::npos) return false;
+    errno = 0;
+    unsigned long long x = strtoull(t.c_str(), nullptr, 10);
+    if (errno == ERANGE) return false;
+    *v = x;
     return true;
 }
 
@@ -121,9 +161,8 @@ int cmd_restore(std::vector<std::string> args) {
             opt.generation = *id;
         } else if (a == "--txid") {
             std::string t = value("--txid");
-            char* end = nullptr;
-            unsigned long long v = strtoull(t.c_str(), &end, 10);
-            if (t.empty() || *end) {
+            uint64_t v = 0;
+            if (!parse_u64(t, &v)) {
                 fprintf(stderr, "walship restore: invalid txid '%s'\n", t.c_str());
                 return kUsage;
             }
@@ -200,7 +239,12 @@ int cmd_generations(std::vector<std::string> args) {
         else if (!a.empty() && a[0] == '-') {
             fprintf(stderr, "walship generations: unknown option %s\n", a.c_str());
             return kUsage;
-        } else url = a;
+        } else if (url.empty()) {
+            url = a;
+        } else {
+            fprintf(stderr, "walship generations: unexpected argument %s\n", a.c_str());
+            return kUsage;
+        }
     }
     if (url.empty() && getenv("WALSHIP_REPLICA_URL")) url = getenv("WALSHIP_REPLICA_URL");
     if (url.empty()) {
@@ -248,13 +292,29 @@ bool parse_args(const char* verb, std::vector<std::string> args, Args* a) {
     for (size_t i = 0; i < args.size(); i++) {
         const std::string& x = args[i];
         if (x == "--json") a->json = true;
-        else if ((x == "--db" || x == "--sample") && i + 1 < args.size()) {
+        else if (x == "--db" || x == "--sample") {
+            if (i + 1 >= args.size()) {
+                fprintf(stderr, "walship %s: %s needs a value\n", verb, x.c_str());
+                return false;
+            }
             if (x == "--db") a->db = args[++i];
-            else a->sample = atoi(args[++i].c_str());
+            else {
+                uint64_t n = 0;
+                if (!parse_u64(args[++i], &n) || n > 10000) {
+                    fprintf(stderr, "walship %s: invalid --sample '%s' (a count from 0 to 10000)\n", verb, args[i].c_str());
+                    return false;
+                }
+                a->sample = int(n);
+            }
         } else if (!x.empty() && x[0] == '-') {
             fprintf(stderr, "walship %s: unknown option %s\n", verb, x.c_str());
             return false;
-        } else a->url = x;
+        } else if (a->url.empty()) {
+            a->url = x;
+        } else {
+            fprintf(stderr, "walship %s: unexpected argument %s\n", verb, x.c_str());
+            return false;
+        }
     }
     if (a->url.empty() && getenv("WALSHIP_REPLICA_URL")) a->url = getenv("WALSHIP_REPLICA_URL");
     if (a->db.empty() && getenv("WALSHIP_DB")) a->db = getenv("WALSHIP_DB");
@@ -298,7 +358,7 @@ int cmd_snapshots(std::vector<std::string> args) {
         if (a.json) {
             printf("%s{\"generation\":\"%s\",\"txid\":%llu,\"time\":\"%s\",\"bytes\":%llu,\"key\":\"%s\"}", first ? "" : ",",
                    generation_name(o.k.gen).c_str(), (unsigned long long)o.k.first, iso_time(int64_t(o.k.ts_ms)).c_str(),
-                   (unsigned long long)size, o.key.c_str());
+                   (unsigned long long)size, json_escape(o.key).c_str());
         } else {
             printf("%-16s  %10llu  %-24s  %12llu\n", generation_name(o.k.gen).c_str(), (unsigned long long)o.k.first,
                    iso_time(int64_t(o.k.ts_ms)).c_str(), (unsigned long long)size);
@@ -344,15 +404,17 @@ int cmd_status(std::vector<std::string> args) {
         }
     }
     int64_t age = last_ts ? int64_t(time(nullptr)) * 1000 - int64_t(last_ts) : -1;
+    std::set<uint64_t> generations;
+    for (auto& o : objs) generations.insert(o.k.gen);
     if (a.json) {
         printf("{\"replica\":\"%s\",\"generations\":%zu,\"generation\":\"%s\",\"last_txid\":%llu,\"last_commit\":\"%s\","
                "\"snapshots\":%llu,\"segments\":%llu,\"objects\":%zu,\"bytes\":%llu",
-               store->describe().c_str(), list_generations(*store).ok() ? list_generations(*store)->size() : 0, gen ? generation_name(gen).c_str() : "",
+               json_escape(store->describe()).c_str(), generations.size(), gen ? generation_name(gen).c_str() : "",
                (unsigned long long)last_txid, iso_time(int64_t(last_ts)).c_str(), (unsigned long long)snapshots,
                (unsigned long long)segments, objs.size(), (unsigned long long)bytes);
         if (have_local)
             printf(",\"local\":{\"database\":\"%s\",\"shipped_wal_frame\":%llu,\"shipper_pid\":%llu,\"shipper_running\":%s}",
-                   a.db.c_str(), (unsigned long long)(shipped & 0xffffffff), (unsigned long long)pid, shipper_alive ? "true" : "false");
+                   json_escape(a.db).c_str(), (unsigned long long)(shipped & 0xffffffff), (unsigned long long)pid, shipper_alive ? "true" : "false");
         printf("}\n");
         return kOk;
     }
@@ -379,9 +441,10 @@ int cmd_verify(std::vector<std::string> args) {
     if (!parse_args("verify", args, &a)) return kUsage;
     auto store = open_or_report("verify", a.url);
     if (!store) return kFail;
-    char tmpl[] = "/tmp/walship-verify-XXXXXX";
-    if (!mkdtemp(tmpl)) {
-        perror("walship verify: mkdtemp");
+    const char* tmpdir = getenv("TMPDIR");
+    std::string tmpl = std::string(tmpdir && *tmpdir ? tmpdir : "/tmp") + "/walship-verify-XXXXXX";
+    if (!mkdtemp(&tmpl[0])) {
+        fprintf(stderr, "walship verify: cannot create a directory %s: %s\n", tmpl.c_str(), strerror(errno));
         return kFail;
     }
     std::string dir = tmpl;
@@ -405,7 +468,8 @@ int cmd_verify(std::vector<std::string> args) {
         }
         sqlite3* db = nullptr;
         std::string result = "?";
-        if (sqlite3_open_v2(opt.output.c_str(), &db, SQLITE_OPEN_READONLY, "unix") == SQLITE_OK) {
+        // immutable: no -shm or -wal next to the copy (it is deleted right after).
+        if (sqlite3_open_v2(("file:" + opt.output + "?immutable=1").c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "unix") == SQLITE_OK) {
             sqlite3_stmt* st = nullptr;
             if (sqlite3_prepare_v2(db, "pragma integrity_check", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
                 result = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
@@ -415,18 +479,20 @@ int cmd_verify(std::vector<std::string> args) {
         bool ok = result == "ok";
         checks.push_back({what, ok, "txid " + std::to_string(r->txid) + ", " + std::to_string(r->pages) + " pages, checksums verified" +
                                         (r->checksum_verified ? " (objects and database)" : " (objects)") + ", integrity_check: " + result});
-        ::unlink(opt.output.c_str());
+        for (const char* suffix : {"", "-wal", "-shm", "-journal"}) ::unlink((opt.output + suffix).c_str());
         return r.value();
     };
     RestoreInfo latest = check_point("latest", {});
     if (latest.generation && a.sample > 0 && latest.txid > 0) {
+        // Distinct transactions of the latest generation, at most all of them.
         std::mt19937_64 rng(std::random_device{}());
-        for (int i = 0; i < a.sample; i++) {
+        std::set<uint64_t> picked;
+        while (picked.size() < std::min<uint64_t>(uint64_t(a.sample), latest.txid + 1)) picked.insert(rng() % (latest.txid + 1));
+        for (uint64_t txid : picked) {
             RestoreOptions opt;
             opt.generation = latest.generation;
-            opt.txid = rng() % (latest.txid + 1);
-            RestoreInfo r = check_point("txid " + std::to_string(*opt.txid), opt);
-            (void)r;
+            opt.txid = txid;
+            check_point("txid " + std::to_string(txid), opt);
         }
     }
     rmdir(dir.c_str());
@@ -435,7 +501,8 @@ int cmd_verify(std::vector<std::string> args) {
     if (a.json) {
         printf("{\"ok\":%s,\"checks\":[", all ? "true" : "false");
         for (size_t i = 0; i < checks.size(); i++)
-            printf("%s{\"point\":\"%s\",\"ok\":%s,\"detail\":\"%s\"}", i ? "," : "", checks[i].what.c_str(), checks[i].ok ? "true" : "false", checks[i].detail.c_str());
+            printf("%s{\"point\":\"%s\",\"ok\":%s,\"detail\":\"%s\"}", i ? "," : "", json_escape(checks[i].what).c_str(),
+                   checks[i].ok ? "true" : "false", json_escape(checks[i].detail).c_str());
         printf("]}\n");
     } else {
         for (auto& c : checks) printf("%-8s %-14s %s\n", c.ok ? "ok" : "FAILED", c.what.c_str(), c.detail.c_str());
@@ -452,16 +519,26 @@ int cmd_snapshot(std::vector<std::string> args) {
         fprintf(stderr, "walship snapshot: no database (use --db PATH or set WALSHIP_DB)\n");
         return kUsage;
     }
-    walship_register(0);
-    std::string uri = "file:" + a.db + "?replica=";
-    for (unsigned char c : a.url) {
-        if (isalnum(c) || strchr("-_.~/:", c)) uri += char(c);
-        else {
-            char b[4];
-            snprintf(b, sizeof b, "%%%02X", c);
-            uri += b;
-        }
+    // A mistyped path must not become a new database (auto-restore would create it).
+    struct stat st_db {};
+    if (::stat(a.db.c_str(), &st_db) != 0 || !S_ISREG(st_db.st_mode)) {
+        fprintf(stderr, "walship snapshot: no database at %s\n", a.db.c_str());
+        return kFail;
     }
+    walship_register(0);
+    auto encode = [](const std::string& v) {
+        std::string out;
+        for (unsigned char c : v) {
+            if (isalnum(c) || strchr("-_.~/:", c)) out += char(c);
+            else {
+                char b[4];
+                snprintf(b, sizeof b, "%%%02X", c);
+                out += b;
+            }
+        }
+        return out;
+    };
+    std::string uri = "file:" + encode(a.db) + "?replica=" + encode(a.url);
     sqlite3* db = nullptr;
     if (sqlite3_open_v2(uri.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, "walship") != SQLITE_OK) {
         fprintf(stderr, "walship snapshot: cannot open %s: %s\n", a.db.c_str(), db ? sqlite3_errmsg(db) : "?");

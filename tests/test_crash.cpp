@@ -515,14 +515,25 @@ TEST_CASE("walship snapshot --db while another process ships: that process write
     for (int i = 0; i < 2; i++) {
         REQUIRE(confirmations_for(w, 10000, &committed, &partial, 20).size() >= 20);
         size_t before = snapshots().size();
+        const std::set<long long> seen = committed;  // confirmed before the command starts
         Child c = spawn({binary_dir() + "/walship", "snapshot", "--db", db, url});
         std::set<long long> none;
         collect(c, &none);
         CHECK(wait_exit(c.pid) == 0);
-        // The snapshot is in the bucket when the command returns, taken after the writer's commits.
+        // The snapshot is in the bucket when the command returns, taken after the writer's commits:
+        // restored at its txid, it holds every one of them.
         auto after = snapshots();
         CHECK(after.size() == before + 1);
-        CHECK(*std::max_element(after.begin(), after.end()) >= uint64_t(committed.size()));
+        auto store2 = s3::open_store(url, test::env());
+        REQUIRE(store2.ok());
+        RestoreOptions opt;
+        opt.output = dir + "/at-snapshot-" + std::to_string(i) + ".db";
+        opt.txid = *std::max_element(after.begin(), after.end());
+        auto r = restore(*store2.value(), opt);
+        REQUIRE(r.ok());
+        CHECK(r->objects == 1);  // the snapshot alone
+        Db at(opt.output, nullptr, SQLITE_OPEN_READONLY);
+        CHECK(missing_ids(at, seen) == 0);
     }
     CHECK(term_and_collect(w, &committed) == 0);
     std::string out = dir + "/restored.db";
@@ -530,4 +541,44 @@ TEST_CASE("walship snapshot --db while another process ships: that process write
     CHECK(compare_pages(db, out, 4096) == "");
     Db r(out, nullptr, SQLITE_OPEN_READONLY);
     CHECK(missing_ids(r, committed) == 0);
+}
+
+TEST_CASE("two hosts on one replica location (a copy restored from it keeps writing): the fork is detected, the writers' histories are not mixed", "[multiprocess][integration]") {
+    set_process_env();
+    setenv("WALSHIP_RETENTION_CHECK_INTERVAL", "300ms", 1);  // the check rides on retention's LIST
+    std::string url = new_s3_url();
+    std::string dir = temp_dir();
+    std::string a_db = dir + "/host-a.db", b_db = dir + "/host-b.db";
+    REQUIRE(flush_with_writer(a_db, url) == 0);
+    std::set<long long> a_ids, b_ids;
+    std::string a_partial, b_partial;
+    Child a = spawn({writer_path(), "run", a_db, url, "1"});
+    Child b;
+    Reaper reaper{{&a, &b}};
+    REQUIRE(confirmations_for(a, 10000, &a_ids, &a_partial, 50).size() >= 50);
+    // Host B lost nothing but starts with the same replica URL: it restores A's data and writes too.
+    b = spawn({writer_path(), "run", b_db, url, "2"});
+    auto t0 = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(4)) {
+        confirmations_for(a, 50, &a_ids, &a_partial);
+        confirmations_for(b, 50, &b_ids, &b_partial);
+    }
+    unsetenv("WALSHIP_RETENTION_CHECK_INTERVAL");
+    CHECK(term_and_collect(a, &a_ids) == 0);
+    CHECK(term_and_collect(b, &b_ids) == 0);
+    REQUIRE(b_ids.size() > 0);
+    auto store = s3::open_store(url, test::env());
+    REQUIRE(store.ok());
+    auto gens = list_generations(*store.value());
+    REQUIRE(gens.ok());
+    INFO(gens->size() << " generations");
+    CHECK(gens->size() >= 2);  // the writer that was behind moved to a generation of its own
+    // The newest generation is one writer's history alone: it restores to that database exactly.
+    std::string out = dir + "/latest.db";
+    REQUIRE(restore_latest(url, out) == "");
+    bool is_a = compare_pages(a_db, out, 4096) == "", is_b = compare_pages(b_db, out, 4096) == "";
+    CHECK((is_a || is_b));
+    Db r(out, nullptr, SQLITE_OPEN_READONLY);
+    CHECK(r.text("pragma integrity_check") == "ok");
+    CHECK(missing_ids(r, is_a ? a_ids : b_ids) == 0);
 }

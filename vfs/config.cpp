@@ -4,6 +4,7 @@
 #include "sqlite.h"
 
 #include <cctype>
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <cstdlib>
@@ -14,14 +15,21 @@
 
 namespace walship {
 
-std::string setting(const char* uri_db, const char* name) {
+// A setting from the URI, else from WALSHIP_<NAME>; false when neither gives one. A URI parameter
+// given empty ("close_timeout=") counts as given (and is then refused as invalid); an empty
+// environment variable counts as unset.
+static bool setting(const char* uri_db, const char* name, std::string* out) {
     if (uri_db) {
-        if (const char* v = sqlite3_uri_parameter(uri_db, name)) return v;
+        if (const char* v = sqlite3_uri_parameter(uri_db, name)) {
+            *out = v;
+            return true;
+        }
     }
     std::string env = "WALSHIP_";
     for (const char* p = name; *p; p++) env += char(std::toupper(static_cast<unsigned char>(*p)));
     const char* v = std::getenv(env.c_str());
-    return v ? v : "";
+    *out = v ? v : "";
+    return !out->empty();
 }
 
 static bool parse_int(const std::string& s, long long lo, long long hi, long long* out) {
@@ -85,7 +93,10 @@ bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, st
     if (cfg->replica_url.empty()) {
         const char* url = std::getenv("WALSHIP_REPLICA_URL");
         const char* db = std::getenv("WALSHIP_DB");
-        if (url && *url && (!db || !*db || normalize_path(db) == normalize_path(path))) cfg->replica_url = url;
+        if (url && *url && (!db || !*db || normalize_path(db) == normalize_path(path))) {
+            cfg->replica_url = url;
+            cfg->url_from_env = !db || !*db;
+        }
     }
     if (cfg->replica_url.empty()) return true;
 
@@ -106,8 +117,8 @@ bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, st
         {"max_wal_size", IntSetting::Bytes, 1 << 20, 1ll << 50, &max_wal},
     };
     for (auto& s : ints) {
-        std::string v = setting(uri_db, s.name);
-        if (v.empty()) continue;
+        std::string v;
+        if (!setting(uri_db, s.name, &v)) continue;
         long long n = 0;
         bool ok = false;
         if (s.kind == IntSetting::Millis) {
@@ -136,8 +147,8 @@ bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, st
     } durations[] = {{"snapshot_interval", &cfg->snapshot_interval_ms}, {"retention", &cfg->retention_ms}, {"retention_check_interval", &cfg->retention_check_ms}};
     bool check_set = false;
     for (auto& d : durations) {
-        std::string value = setting(uri_db, d.name);
-        if (value.empty()) continue;
+        std::string value;
+        if (!setting(uri_db, d.name, &value)) continue;
         if (!parse_duration_ms(value, d.target) || *d.target <= 0) {
             *error = std::string("walship: invalid ") + d.name + " '" + value + "' (a duration like 30s, 15m, 24h, or milliseconds)";
             return false;
@@ -145,15 +156,14 @@ bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, st
         if (d.target == &cfg->retention_check_ms) check_set = true;
     }
     if (!check_set) cfg->retention_check_ms = std::min<int64_t>(3600 * 1000LL, std::max<int64_t>(cfg->retention_ms / 2, 1000));
-    std::string v = setting(uri_db, "restore");
-    if (v == "auto" || v.empty()) cfg->restore_auto = true;
+    std::string v;
+    if (!setting(uri_db, "restore", &v) || v == "auto") cfg->restore_auto = true;
     else if (v == "off") cfg->restore_auto = false;
     else {
         *error = "walship: invalid restore '" + v + "' (expected auto or off)";
         return false;
     }
-    v = setting(uri_db, "durability");
-    if (v == "local" || v.empty()) cfg->durability = Durability::Local;
+    if (!setting(uri_db, "durability", &v) || v == "local") cfg->durability = Durability::Local;
     else if (v == "remote") cfg->durability = Durability::Remote;
     else if (v == "remote-strict") cfg->durability = Durability::RemoteStrict;
     else {
@@ -171,6 +181,9 @@ static LogLevel configured_level() {
     if (s == "warn" || s == "warning") return LogLevel::Warn;
     if (s == "debug") return LogLevel::Debug;
     if (s == "off" || s == "none") return LogLevel(-1);
+    static std::atomic<bool> warned{false};
+    if (s != "info" && !warned.exchange(true))
+        fprintf(stderr, "walship: unknown WALSHIP_LOG_LEVEL '%s' (expected error, warn, info, debug or off); logging at info\n", v);
     return LogLevel::Info;
 }
 

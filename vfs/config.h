@@ -13,6 +13,7 @@ enum class Durability { Local, Remote, RemoteStrict };
 struct Config {
     std::string db_path;          // absolute path of the database file
     std::string replica_url;      // empty: this database does not replicate
+    bool url_from_env = false;    // WALSHIP_REPLICA_URL without WALSHIP_DB: meant for one database of the process
     int sync_interval_ms = 1000;  // at most one upload per interval under steady writes
     bool restore_auto = true;     // restore=auto|off
     Durability durability = Durability::Local;
@@ -29,10 +30,6 @@ struct Config {
 
 // Parses a duration: "250ms", "15s", "30m", "24h", "7d", or a number of milliseconds.
 bool parse_duration_ms(const std::string& s, int64_t* ms);
-
-// Reads a setting: the URI parameter `name` (when uri_db is non-null), else WALSHIP_<NAME>.
-// Returns "" when neither is set.
-std::string setting(const char* uri_db, const char* name);
 
 // Resolves the configuration for a database being opened. `uri_db` is the zName SQLite passed to
 // xOpen (it carries URI parameters). Fills *error and returns false on an invalid value.

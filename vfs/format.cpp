@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -34,6 +35,20 @@ static std::optional<uint64_t> parse_hex16(const std::string& s) {
         v = v << 4 | uint64_t(d);
     }
     return v;
+}
+
+std::string json_escape(const std::string& s) {
+    std::string o;
+    for (char c : s) {
+        if (c == '"' || c == '\\') o += '\\', o += c;
+        else if ((unsigned char)c < 0x20) {
+            char b[8];
+            snprintf(b, sizeof b, "\\u%04x", c);
+            o += b;
+        }
+        else o += c;
+    }
+    return o;
 }
 
 std::string generation_name(uint64_t gen) { return hex16(gen); }

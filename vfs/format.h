@@ -50,6 +50,8 @@ struct Txn {
 // Generations are 16 hex digits: milliseconds since the epoch (48 bits) then 16 random bits, so
 // names sort by creation time.
 std::string generation_name(uint64_t gen);
+// A string's contents for a JSON string literal (quotes, backslashes and control characters escaped).
+std::string json_escape(const std::string& s);
 std::optional<uint64_t> parse_generation(const std::string& name);
 uint64_t new_generation_id();
 

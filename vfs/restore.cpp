@@ -3,7 +3,9 @@
 // temporary file, verifying every object checksum and the database checksum as it goes.
 #include "restore.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -11,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <deque>
 #include <future>
@@ -21,6 +24,7 @@
 #include <new>
 #include <thread>
 
+#include "config.h"
 #include "fileio.h"
 #include "format.h"
 
@@ -513,6 +517,34 @@ s3::Result<std::vector<GenerationInfo>> list_generations(s3::Store& store) {
 
 static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptions& opts);
 
+// The file a restore writes before renaming it into place: "<output>.walship-restore-<pid>", or
+// "<dir>/.walship-restore-<pid>" when that name would be too long. Leftovers of restores that
+// were killed (their process is gone) are removed first: a database is large.
+static std::string restore_temp_path(const std::string& output) {
+    size_t slash = output.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : output.substr(0, slash + (slash == 0));
+    std::string base = slash == std::string::npos ? output : output.substr(slash + 1);
+    const std::string mark = ".walship-restore-";
+    if (DIR* d = opendir(dir.c_str())) {
+        while (dirent* e = readdir(d)) {
+            std::string name = e->d_name;
+            size_t at = name.rfind(mark);
+            bool ours = at != std::string::npos && (at == 0 || (at == base.size() && name.compare(0, at, base) == 0));
+            if (!ours) continue;
+            std::string pid = name.substr(at + mark.size());
+            if (pid.empty() || pid.size() > 10 || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+            if (::kill(pid_t(std::stol(pid)), 0) != 0 && errno == ESRCH) {
+                std::string path = dir + "/" + name;
+                if (::unlink(path.c_str()) == 0) log_info("removed " + path + ", left by a restore that did not finish");
+            }
+        }
+        closedir(d);
+    }
+    std::string name = base + mark + std::to_string(getpid());
+    if (name.size() > NAME_MAX) name = mark + std::to_string(getpid());
+    return (dir == "/" ? "" : dir) + "/" + name;
+}
+
 bool is_no_replica_data(const s3::Error& e) { return e.kind == ErrorKind::NotFound && e.code == kNoReplicaData; }
 
 s3::Result<RestoreInfo> restore(s3::Store& store, const RestoreOptions& opts) {
@@ -528,7 +560,7 @@ static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptio
     auto plan = make_plan(store, opts);
     if (!plan.ok()) return plan.error();
 
-    std::string tmp = opts.output + ".walship-restore-" + std::to_string(getpid());
+    std::string tmp = restore_temp_path(opts.output);
     int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return make_error(ErrorKind::Io, "restore: cannot create " + tmp + ": " + strerror(errno));
     RestoreInfo info;

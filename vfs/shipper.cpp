@@ -46,16 +46,6 @@ std::map<std::string, std::string>& location_owner() {  // canonical replica URL
     return r;
 }
 
-std::string json_escape(const std::string& s) {
-    std::string o;
-    for (char c : s) {
-        if (c == '"' || c == '\\') o += '\\', o += c;
-        else if ((unsigned char)c < 0x20) { char b[8]; snprintf(b, sizeof b, "\\u%04x", c); o += b; }
-        else o += c;
-    }
-    return o;
-}
-
 // Streams a snapshot object: header, zstd-compressed pages, trailer; hashes as it goes.
 class SnapshotWriter {
 public:
@@ -127,6 +117,15 @@ std::shared_ptr<Shipper> Shipper::acquire(sqlite3_vfs* base, const Config& cfg, 
         auto other = registry().find(owner->second);
         auto live = other != registry().end() ? other->second.lock() : nullptr;
         if (live && !live->forked()) {
+            // WALSHIP_REPLICA_URL alone names no database: it replicates the first one this
+            // process opened, and the others (a VACUUM INTO target, an ATTACHed or .backup file)
+            // open unreplicated (an empty *error says so to the caller).
+            if (cfg.url_from_env) {
+                log_info(cfg.db_path + " opens without replication: WALSHIP_REPLICA_URL replicates " + owner->second +
+                         " in this process (set WALSHIP_DB to choose the database)");
+                error->clear();
+                return nullptr;
+            }
             *error = "walship: replica location " + canon + " is already used by " + owner->second +
                      "; two databases cannot share one replica location";
             return nullptr;
@@ -693,6 +692,11 @@ void Shipper::ship_pass(bool urgent) {
         }
         return;
     }
+    if (broken_salt2_ && broken_salt2_ == h.salt2 && h.mx_frame) {
+        if (!paced) truncate_broken_wal();
+        return;
+    }
+    broken_salt2_ = 0;
     if (side->needs_snapshot.load()) {
         if (!paced) start_generation("the WAL was reset before it was shipped, or a remote-durable commit failed");
         return;
@@ -768,6 +772,76 @@ void Shipper::recover_checksum() {
     have_checksum_ = true;
     publish_position();
     log_debug("database checksum recomputed at txid " + std::to_string(txid_));
+}
+
+// SQLite (seen with 3.40.1) can commit frames whose headers it never completes: a ROLLBACK TO
+// after the cache spilled into the WAL leaves the next transaction's frames with zero salts and
+// checksums. The wal-index counts them, so SQLite reads and checkpoints them, but its recovery
+// after a crash stops before them, and no shipper can verify them or the frames after them. The
+// database file, once checkpointed through the wal-index, holds them: the shipper checkpoints and
+// truncates the WAL itself (truncate_broken_wal) and starts a new generation from the database.
+void Shipper::wal_chain_broken(uint32_t salt2, uint32_t frame) {
+    if (broken_salt2_ != salt2) {
+        broken_salt2_ = salt2;
+        side_.state()->needs_snapshot.fetch_add(1);  // WAL resets go ahead; a new generation follows
+        set_error("the WAL checksum chain is broken at frame " + std::to_string(frame) +
+                  " although SQLite counts the frame as committed (SQLite 3.40.1 leaves such frames after a ROLLBACK TO "
+                  "that followed a cache spill); checkpointing the WAL into the database and starting a new generation");
+    }
+    backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 100;
+    next_upload_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
+}
+
+void Shipper::truncate_broken_wal() {
+    sqlite3* db = nullptr;
+    bool ok = sqlite3_open_v2(cfg_.db_path.c_str(), &db, SQLITE_OPEN_READWRITE, base_->zName) == SQLITE_OK;
+    int busy = 1;
+    if (ok) {
+        sqlite3_busy_timeout(db, 200);
+        sqlite3_stmt* st = nullptr;
+        ok = sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW;
+        if (ok) busy = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    if (ok && busy == 0) {
+        log_info("checkpointed and truncated the WAL of " + cfg_.db_path + " (its checksum chain was broken)");
+        broken_salt2_ = 0;
+        backoff_ms_ = 0;
+        next_upload_ = Clock::now();
+        return;
+    }
+    backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 100;  // readers or a writer were busy: later
+    next_upload_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
+}
+
+// True when the WAL's checksum chain is intact through the wal-index's last frame (so that
+// SQLite's recovery at the next open would rebuild exactly what the wal-index shows).
+bool Shipper::wal_chain_intact(const ShmHeader& h) {
+    if (h.mx_frame == 0) return true;
+    int fd = ::open((cfg_.db_path + "-wal").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    unsigned char hdr[kWalHeaderSize];
+    WalHeader wh;
+    bool ok = pread_all(fd, hdr, sizeof hdr, 0) && parse_wal_header(hdr, &wh) && wh.salt1 == h.salt1 && wh.salt2 == h.salt2;
+    uint32_t c1 = wh.cksum1, c2 = wh.cksum2;
+    const size_t fsz = kWalFrameHeaderSize + wh.page_size;
+    std::string buf;
+    for (uint32_t f = 0; ok && f < h.mx_frame;) {
+        uint32_t n = std::min<uint32_t>(h.mx_frame - f, uint32_t(std::max<size_t>(1, (1u << 20) / fsz)));
+        buf.resize(size_t(n) * fsz);
+        ok = pread_all(fd, &buf[0], buf.size(), off_t(kWalHeaderSize) + off_t(f) * off_t(fsz));
+        for (uint32_t i = 0; ok && i < n; i++) {
+            const unsigned char* fr = reinterpret_cast<const unsigned char*>(buf.data()) + size_t(i) * fsz;
+            WalFrameHeader fh = parse_frame_header(fr);
+            wal_checksum(wh.big_endian_cksum(), fr, 8, &c1, &c2);
+            wal_checksum(wh.big_endian_cksum(), fr + kWalFrameHeaderSize, wh.page_size, &c1, &c2);
+            ok = fh.salt1 == wh.salt1 && fh.salt2 == wh.salt2 && fh.cksum1 == c1 && fh.cksum2 == c2;
+        }
+        f += n;
+    }
+    ::close(fd);
+    return ok;
 }
 
 // Scheduled work of the shipping process: deleting what compaction merged, and retention runs.
@@ -866,7 +940,7 @@ bool Shipper::ship_frames(const ShmHeader& h) {
                     // spill now. Anything else breaks the chain.
                     ShmHeader now;
                     if (!read_header(&now) || wal_moved_on(now)) return false;
-                    start_generation("the WAL checksum chain is broken at frame " + std::to_string(f + i + 1));
+                    wal_chain_broken(salt2_, f + i + 1);
                     return false;
                 }
                 std::string page(reinterpret_cast<const char*>(fr + kWalFrameHeaderSize), page_size_);
@@ -1249,7 +1323,7 @@ bool Shipper::read_state(uint32_t limit, StateInfo* info, const PageFn& fn) {
                 wal_checksum(info->big_endian, fr, 8, &c1, &c2);
                 wal_checksum(info->big_endian, fr + kWalFrameHeaderSize, ps, &c1, &c2);
                 if (fh.salt1 != wh.salt1 || fh.salt2 != wh.salt2 || fh.cksum1 != c1 || fh.cksum2 != c2) {
-                    set_error("the WAL checksum chain is broken at frame " + std::to_string(f + i + 1));
+                    wal_chain_broken(h.salt2, f + i + 1);  // our read mark holds this WAL in place: not a race
                     return false;
                 }
                 latest[fh.pgno] = f + i + 1;
@@ -1510,6 +1584,22 @@ void Shipper::run_retention() {
         set_error("another database is replicating to " + store_->describe() + " (its generation " + generation_name(newest) +
                   " is newer than this database's " + generation_name(generation_) + "); give each database its own replica location");
         return;  // and delete nothing
+    }
+    // Another writer in our own generation: a second host (or a copy of this database) that
+    // restored from this location and continued the generation, so both append transactions with
+    // the same txids. Our next upload starts at txid_ + 1 (an object starting there may be ours: an
+    // upload whose answer was lost); anything else past txid_ is not ours. The writer that is
+    // behind sees it and moves to a new generation, so neither history is mixed with the other's;
+    // the one ahead then sees a newer generation (above). Both say so until the setup is fixed.
+    for (auto& o : listing->objects) {
+        auto k = parse_key(o.key);
+        if (!k || k->gen != generation_ || !have_generation_) continue;
+        bool foreign = k->snapshot ? k->first > txid_ : (k->last > txid_ && k->first != txid_ + 1);
+        if (!foreign) continue;
+        set_error("another writer is appending to generation " + generation_name(generation_) + " in " + store_->describe() + " (" + o.key +
+                  " goes past this database's txid " + std::to_string(txid_) + "); starting a new generation. Give each database its own replica location");
+        start_generation("another writer shares the generation");
+        return;
     }
     // A grace period keeps what a restore that started a little earlier may still be reading.
     int64_t grace = std::min<int64_t>(cfg_.retention_ms, 5 * 60 * 1000);

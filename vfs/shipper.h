@@ -80,6 +80,9 @@ public:
     // True when the replica's last object carries no database checksum, so only the WAL can prove
     // on the next open that the replica continues (keep it at close).
     bool wal_proves_continuity();
+    // The WAL's checksum chain covers every frame the wal-index counts (read at close: a WAL that
+    // SQLite's recovery would cut short must not be kept, see wal_chain_broken).
+    bool wal_chain_intact(const ShmHeader& h);
     // Auto-restore: if the database file is still missing or empty (and has no WAL), restores it
     // from the replica. False with *error set when the replica cannot be read.
     bool restore_if_empty(std::string* error);
@@ -117,6 +120,8 @@ private:
     bool commit_may_retry() const;
     void maintain();
     void recover_checksum();
+    void wal_chain_broken(uint32_t salt2, uint32_t frame);
+    void truncate_broken_wal();
     enum class Resume { Yes, No, Busy, Error };
     Resume try_resume();
 
@@ -219,6 +224,7 @@ private:
     // A resume found the database busy, or switch_to_wal failed: a flush retries not before this.
     std::chrono::steady_clock::time_point resume_retry_at_{};
     int backoff_ms_ = 0;
+    uint32_t broken_salt2_ = 0;  // the WAL whose checksum chain breaks under committed frames (0: none)
 
     // Status, read by other threads under mu_.
     struct Stats {

@@ -190,7 +190,10 @@ int db_pragma(sqlite3_file* f, void* arg) {
     if (name == "walship_status") return pragma_result(arg, SQLITE_OK, s->status_json(F(f)->shm0));
     if (name == "walship_flush") {
         int timeout = s->config().flush_timeout_ms;
-        if (!value.empty()) timeout = atoi(value.c_str());
+        int64_t ms = 0;
+        if (!value.empty() && (!parse_duration_ms(value, &ms) || ms > 24 * 3600 * 1000))
+            return pragma_result(arg, SQLITE_ERROR, "walship: invalid walship_flush timeout '" + value + "' (milliseconds, or a duration such as 5s)");
+        if (!value.empty()) timeout = int(ms);
         std::string err;
         int rc = s->flush(timeout, &err);
         if (rc == SQLITE_OK) return pragma_result(arg, SQLITE_OK, "ok");
@@ -236,7 +239,12 @@ __attribute__((noinline)) int db_fcntl_watched(sqlite3_file* f, int op, void* ar
             // SQLite is about to delete the WAL at close: ship what is left first, and keep the WAL
             // if that does not finish in time (the next open ships it).
             ShmHeader h;
-            if (S(f)->wal_proves_continuity()) {
+            if (read_shm_header(F(f)->shm0, &h) && !S(f)->wal_chain_intact(h)) {
+                // The close's checkpoint copied every frame the wal-index counts into the
+                // database; SQLite's recovery would replay only the frames before the break, over
+                // newer pages. Let SQLite delete it (the next open starts a new generation).
+                log_warn("not keeping the WAL of " + S(f)->config().db_path + ": its checksum chain is broken before its last committed frame");
+            } else if (S(f)->wal_proves_continuity()) {
                 // Without a database checksum in the replica's last object, the next open proves
                 // continuity from the WAL's checksum chain: keep the WAL.
                 *v = 1;
@@ -498,19 +506,19 @@ int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
             }
             if (!cfg.replica_url.empty()) {
                 auto s = Shipper::acquire(base_vfs, cfg, &err);
-                if (!s) {
+                if (!s && !err.empty()) {
                     log_error(err + " (opening " + std::string(name) + ")");
                     return SQLITE_CANTOPEN;
                 }
-                if (cfg.restore_auto && file_size(name) == 0) {
-                    if (!s->restore_if_empty(&err)) {
-                        log_error(err);
-                        return SQLITE_CANTOPEN;
-                    }
+                if (s && cfg.restore_auto && file_size(name) == 0 && !s->restore_if_empty(&err)) {
+                    log_error(err);
+                    return SQLITE_CANTOPEN;
                 }
-                shipper = std::make_unique<std::shared_ptr<Shipper>>(std::move(s));
-                p->kind = Kind::MainDb;
-                p->durability = cfg.durability;
+                if (s) {  // (else it passes through unreplicated: see Shipper::acquire)
+                    shipper = std::make_unique<std::shared_ptr<Shipper>>(std::move(s));
+                    p->kind = Kind::MainDb;
+                    p->durability = cfg.durability;
+                }
             }
         } else if ((flags & SQLITE_OPEN_WAL) && name) {
             sqlite3_file* db = sqlite3_database_file_object(name);

@@ -21,8 +21,8 @@ std::string lower(std::string s) {
     return s;
 }
 
-// Hides "user:password@" after "scheme://" (also inside an endpoint= value).
-std::string redact(const std::string& url) {
+// Hides "user:password@" after "scheme://".
+std::string redact_userinfo(const std::string& url) {
     std::string out = url;
     size_t pos = 0;
     while ((pos = out.find("://", pos)) != std::string::npos) {
@@ -34,6 +34,37 @@ std::string redact(const std::string& url) {
         pos = start;
     }
     return out;
+}
+
+bool percent_decode(const std::string& in, std::string* out);
+
+// A URL fit for a message: no user info (also inside an endpoint= value, percent-encoded or
+// not), and the values of query parameters other than endpoint, region and force_path_style
+// hidden (someone may have put a secret key there).
+std::string redact(const std::string& url) {
+    std::string out = redact_userinfo(url);
+    size_t q = out.find('?');
+    if (q == std::string::npos) return out;
+    std::string query = out.substr(q + 1), shown;
+    out.resize(q + 1);
+    size_t start = 0;
+    while (start <= query.size()) {
+        size_t amp = query.find('&', start);
+        if (amp == std::string::npos) amp = query.size();
+        std::string pair = query.substr(start, amp - start);
+        start = amp + 1;
+        size_t eq = pair.find('=');
+        std::string key = pair.substr(0, eq), value, decoded;
+        if (eq != std::string::npos) value = pair.substr(eq + 1);
+        if (key == "endpoint") {
+            value = percent_decode(value, &decoded) ? redact_userinfo(decoded) : "***";
+            if (value.find('@') != std::string::npos) value = "***";
+        } else if (key != "region" && key != "force_path_style" && eq != std::string::npos) {
+            value = "***";
+        }
+        shown += (shown.empty() ? "" : "&") + key + (eq == std::string::npos ? "" : "=" + value);
+    }
+    return out + shown;
 }
 
 Error config_error(const std::string& url, const std::string& what) {

@@ -54,4 +54,32 @@ expect 1 "cannot allocate [0-9]+ bytes .*small/r.db.*: File too large" -- limite
 test -z "$(ls -A "$dir/small")" || { echo "FAIL: a failed restore left $(ls -A "$dir/small")"; fail=1; }
 expect 0 "restored" -- "$build/walship" restore -o "$dir/small/r.db" "$url2"
 [ "$(sqlite3 "$dir/small/r.db" 'select count(*) from kv')" = 5000 ] || { echo "FAIL: the restore after it is not whole"; fail=1; }
+# Arguments are checked, not guessed: negative or non-numeric numbers, impossible times, extra words.
+expect 2 "invalid txid" -- "$build/walship" restore -o "$dir/x.db" --txid -1 "$url2"
+expect 2 "invalid txid" -- "$build/walship" restore -o "$dir/x.db" --txid 99999999999999999999999 "$url2"
+expect 2 "invalid --sample" -- "$build/walship" verify --sample abc "$url2"
+expect 2 "unexpected argument" -- "$build/walship" generations "$url2" "$url"
+expect 2 "unexpected argument" -- "$build/walship" restore -o "$dir/x.db" "$url2" "$url"
+for t in 2026-02-30T00:00:00Z 2026-01-02T15:04:05+5:0 2026-01-02T15:04:05+99:99 2026-01-02T15:04:05.Z 2026-01-02T24:00:00Z 2026-01-02T15:04:05; do
+  expect 2 "invalid timestamp" -- "$build/walship" restore -o "$dir/x.db" --timestamp "$t" "$url2"
+done
+expect 0 "restored" -- "$build/walship" restore -o "$dir/x.db" --timestamp 2099-01-02t15:04:05.5+01:00 "$url2"
+# A point the replica does not hold is a failure (1), not "no data" (3).
+expect 1 "not in generation" -- "$build/walship" restore -o "$dir/y.db" --txid 99999999 "$url2"
+# Secrets never reach a message, also percent-encoded in an endpoint or in an unknown parameter.
+expect 1 "unknown query parameter" -- "$build/walship" generations "s3://bkt/p?endpoint=$endpoint&secret_access_key=cli-test-secret"
+expect 1 "user info" -- "$build/walship" generations "s3://bkt/p?endpoint=http%3A%2F%2Fu%3Acli-test-secret%40127.0.0.1%3A9"
+# verify leaves nothing behind (its copies are opened immutable: no -shm or -wal).
+mkdir "$dir/vt"
+expect 0 "verify: ok" -- env TMPDIR="$dir/vt" "$build/walship" verify --sample 3 "$url2"
+test -z "$(ls -A "$dir/vt")" || { echo "FAIL: verify left $(ls -AR "$dir/vt")"; fail=1; }
+# A killed restore's temporary file is removed by the next restore to the same place.
+touch "$dir/small/z.db.walship-restore-99999999"
+expect 0 "restored" -- "$build/walship" restore -o "$dir/small/z.db" "$url2"
+test ! -e "$dir/small/z.db.walship-restore-99999999" || { echo "FAIL: a dead restore's temp file was left"; fail=1; }
+# snapshot: a mistyped path is an error (no new database appears), and a path with ? and # works.
+expect 1 "no database at" -- "$build/walship" snapshot --db "$dir/nope.db" "$url2"
+test ! -e "$dir/nope.db" || { echo "FAIL: snapshot created a database"; fail=1; }
+cp "$dir/small/z.db" "$dir/q?#.db"
+expect 0 "snapshot: ok" -- "$build/walship" snapshot --db "$dir/q?#.db" "s3://$bucket/odd?endpoint=$endpoint"
 exit $fail
