@@ -681,6 +681,11 @@ void Shipper::ship_pass(bool urgent) {
     if (commit_asks) last_remote_commit_ms_ = now_ms();
     if (side->holding_since_ms.load() || (commit_asks && side->spill_len.load() > spill_off_ && commit_may_retry())) urgent = true;
     const bool paced = Clock::now() < next_upload_ && !urgent;
+    if (broken_salt2_ && broken_salt2_ == h.salt2 && h.mx_frame) {
+        if (Clock::now() >= next_upload_) truncate_broken_wal();  // (a flush does not hurry it)
+        return;
+    }
+    broken_salt2_ = 0;
     if (paced && !have_generation_) return;
     if (!have_generation_) {
         Resume r = try_resume();
@@ -692,11 +697,6 @@ void Shipper::ship_pass(bool urgent) {
         }
         return;
     }
-    if (broken_salt2_ && broken_salt2_ == h.salt2 && h.mx_frame) {
-        if (!paced) truncate_broken_wal();
-        return;
-    }
-    broken_salt2_ = 0;
     if (side->needs_snapshot.load()) {
         if (!paced) start_generation("the WAL was reset before it was shipped, or a remote-durable commit failed");
         return;
@@ -746,7 +746,8 @@ void Shipper::ship_pass(bool urgent) {
     // came under steady writes, and retention then never deleted anything).
     const bool interval_due = txid_ > last_snapshot_txid_ && now_ms() - last_snapshot_ms_ >= cfg_.snapshot_interval_ms;
     if ((want_snapshot || interval_due) && !paced) {
-        if (h.mx_frame == frame_ || ship_frames(h)) snapshot_in_generation(want_snapshot ? "requested" : "snapshot_interval");
+        if ((h.mx_frame == frame_ || ship_frames(h)) && !snapshot_in_generation(want_snapshot ? "requested" : "snapshot_interval"))
+            resume_retry_at_ = Clock::now() + std::chrono::milliseconds(20);  // (reader slots busy, say): not in a loop
         maintain();
         return;
     }
@@ -789,7 +790,7 @@ void Shipper::wal_chain_broken(uint32_t salt2, uint32_t frame) {
                   "that followed a cache spill); checkpointing the WAL into the database and starting a new generation");
     }
     backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 100;
-    next_upload_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
+    next_upload_ = resume_retry_at_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);  // also for a waiting flush
 }
 
 void Shipper::truncate_broken_wal() {
@@ -812,7 +813,7 @@ void Shipper::truncate_broken_wal() {
         return;
     }
     backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 100;  // readers or a writer were busy: later
-    next_upload_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
+    next_upload_ = resume_retry_at_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
 }
 
 // True when the WAL's checksum chain is intact through the wal-index's last frame (so that
