@@ -391,7 +391,7 @@ int cmd_status(std::vector<std::string> args) {
     }
     // Local side: the side file next to the database says how far shipping got, and who ships.
     bool have_local = false;
-    uint64_t shipped = 0, pid = 0;
+    uint64_t shipped = 0, pid = 0, local_gen = 0, local_txid = 0;
     bool shipper_alive = false;
     if (!a.db.empty()) {
         std::ifstream f(a.db + "-walship", std::ios::binary);
@@ -400,6 +400,8 @@ int cmd_status(std::vector<std::string> args) {
             have_local = true;
             memcpy(&shipped, buf + offsetof(SideState, shipped), 8);
             memcpy(&pid, buf + offsetof(SideState, shipper_pid), 8);
+            memcpy(&local_gen, buf + offsetof(SideState, generation), 8);
+            memcpy(&local_txid, buf + offsetof(SideState, txid), 8);
             shipper_alive = pid != 0 && kill(pid_t(pid), 0) == 0;
         }
     }
@@ -413,8 +415,11 @@ int cmd_status(std::vector<std::string> args) {
                (unsigned long long)last_txid, iso_time(int64_t(last_ts)).c_str(), (unsigned long long)snapshots,
                (unsigned long long)segments, objs.size(), (unsigned long long)bytes);
         if (have_local)
-            printf(",\"local\":{\"database\":\"%s\",\"shipped_wal_frame\":%llu,\"shipper_pid\":%llu,\"shipper_running\":%s}",
-                   json_escape(a.db).c_str(), (unsigned long long)(shipped & 0xffffffff), (unsigned long long)pid, shipper_alive ? "true" : "false");
+            printf(",\"local\":{\"database\":\"%s\",\"generation\":\"%s\",\"shipped_txid\":%llu,\"shipped_wal_frame\":%llu,"
+                   "\"shipper_pid\":%llu,\"shipper_running\":%s,\"in_step\":%s}",
+                   json_escape(a.db).c_str(), local_gen ? generation_name(local_gen).c_str() : "", (unsigned long long)local_txid,
+                   (unsigned long long)(shipped & 0xffffffff), (unsigned long long)pid, shipper_alive ? "true" : "false",
+                   local_gen == gen && local_txid == last_txid ? "true" : "false");
         printf("}\n");
         return kOk;
     }
@@ -429,8 +434,15 @@ int cmd_status(std::vector<std::string> args) {
     if (!a.db.empty()) {
         if (!have_local) printf("local:        %s has no walship side file (never replicated from here)\n", a.db.c_str());
         else
-            printf("local:        %s: shipped through WAL frame %llu; shipper %s\n", a.db.c_str(), (unsigned long long)(shipped & 0xffffffff),
+        {
+            std::string where = local_gen != gen ? "of generation " + (local_gen ? generation_name(local_gen) : std::string("-")) + ", not the replica's latest"
+                                : local_txid == last_txid ? "the replica's latest"
+                                : local_txid < last_txid  ? std::to_string(last_txid - local_txid) + " behind the replica's latest (another writer?)"
+                                                          : std::to_string(local_txid - last_txid) + " past the replica's latest (objects missing?)";
+            printf("local:        %s: shipped through txid %llu (%s), WAL frame %llu; shipper %s\n", a.db.c_str(),
+                   (unsigned long long)local_txid, where.c_str(), (unsigned long long)(shipped & 0xffffffff),
                    shipper_alive ? ("running (pid " + std::to_string(pid) + ")").c_str() : "not running");
+        }
     }
     return kOk;
 }
