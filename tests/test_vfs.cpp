@@ -553,6 +553,56 @@ TEST_CASE("corrupted objects are detected and never produce a database file", "[
     REQUIRE(restore_to(url, dir + "/good.db") == "");
 }
 
+TEST_CASE("a damaged snapshot is restored around through an older snapshot and the segments after it, never to an earlier point", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/around.db";
+    {
+        Db db(uri(path, url, "sync_interval=0"));
+        db.exec("create table t(x)");
+        for (int i = 0; i < 20; i++) db.exec("insert into t values(randomblob(300))");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+        REQUIRE(db.text("pragma walship_snapshot") == "ok");
+        for (int i = 0; i < 20; i++) db.exec("insert into t values(randomblob(300))");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+    }
+    auto store = store_for(url);
+    auto listing = store->list("generations/");
+    REQUIRE(listing.ok());
+    std::string newest_snap, last_seg;
+    uint64_t newest = 0, last = 0;
+    for (auto& o : parse_listing(listing->objects)) {
+        if (o.k.snapshot && !o.k.part && o.k.first >= newest) newest = o.k.first, newest_snap = o.key;
+        if (!o.k.snapshot && o.k.last >= last) last = o.k.last, last_seg = o.key;
+    }
+    REQUIRE(newest > 0);
+    REQUIRE(last > newest);
+    auto damage = [&](const std::string& key) {
+        auto original = store->get(key);
+        REQUIRE(original.ok());
+        std::string bad = original.value();
+        bad[bad.size() / 2] ^= 0x5a;
+        REQUIRE(store->put(key, bad).ok());
+        return original.value();
+    };
+    // The newest snapshot damaged: the first one and every segment since lead to the same state.
+    std::string snap_bytes = damage(newest_snap);
+    std::string out = temp_dir() + "/around-restored.db";
+    RestoreInfo info;
+    REQUIRE(restore_to(url, out, &info) == "");
+    CHECK(info.txid == last);
+    CHECK(info.checksum_verified);
+    CHECK(compare_pages(path, out, 4096) == "");
+    // The last segment damaged too: no other object holds its transactions. The restore fails,
+    // naming the damaged object, and does not fall back to an earlier point.
+    damage(last_seg);
+    ::unlink(out.c_str());
+    std::string err = restore_to(url, out);
+    CHECK(err.find("corrupt") != std::string::npos);
+    INFO(err);
+    CHECK(err.find(last_seg.substr(last_seg.rfind('/') + 1)) != std::string::npos);
+    CHECK_FALSE(file_exists(out));
+}
+
 TEST_CASE("the format's hashes match FORMAT.md's definitions, fed whole or in pieces", "[vfs][format]") {
     // Expected values from an implementation written from FORMAT.md's text alone (Python).
     auto pattern = [](size_t n) {

@@ -22,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <set>
 #include <thread>
 
 #include "config.h"
@@ -315,7 +316,9 @@ private:
 };
 
 // Chooses the generation, snapshot and segment chain for the requested point.
-s3::Result<Plan> make_plan(s3::Store& store, const RestoreOptions& opts) {
+// Objects in `damaged` (found corrupt by an earlier attempt) are not used: an older snapshot, or
+// the smaller segments a merged one covers, may still lead to the same point.
+s3::Result<Plan> make_plan(s3::Store& store, const RestoreOptions& opts, const std::set<std::string>& damaged) {
     auto gens = list_generations(store);
     if (!gens.ok()) return gens.error();
     std::vector<GenerationInfo> candidates;  // newest first
@@ -352,6 +355,8 @@ s3::Result<Plan> make_plan(s3::Store& store, const RestoreOptions& opts) {
             if (!k || k->gen != g.id) continue;
             if (k->part) {
                 parts[{k->first, k->ts_ms}][k->part] = o.key;
+            } else if (damaged.count(o.key)) {
+                continue;
             } else if (k->snapshot) {
                 if (k->first <= target && k->ts_ms <= time) snapshots[k->first] = {o.key, k->ts_ms};
             } else {
@@ -515,7 +520,8 @@ s3::Result<std::vector<GenerationInfo>> list_generations(s3::Store& store) {
     return out;
 }
 
-static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptions& opts);
+static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptions& opts, const std::set<std::string>& damaged,
+                                            uint64_t must_reach, std::string* bad_key, uint64_t* planned_last);
 
 // The file a restore writes before renaming it into place: "<output>.walship-restore-<pid>", or
 // "<dir>/.walship-restore-<pid>" when that name would be too long. Leftovers of restores that
@@ -548,17 +554,43 @@ static std::string restore_temp_path(const std::string& output) {
 bool is_no_replica_data(const s3::Error& e) { return e.kind == ErrorKind::NotFound && e.code == kNoReplicaData; }
 
 s3::Result<RestoreInfo> restore(s3::Store& store, const RestoreOptions& opts) {
-    // Compaction and retention may delete a planned object while we run: plan again.
-    for (int attempt = 1;; attempt++) {
-        auto r = restore_once(store, opts);
-        if (r.ok() || attempt == 3 || r.error().kind != ErrorKind::NotFound || r.error().http_status != 404) return r;
+    // Compaction and retention may delete a planned object while we run: plan again. A damaged
+    // object is planned around when the replica holds another way to the same point (an older
+    // snapshot and the segments after it, or the segments a merged one absorbed); the point
+    // restored is never an earlier one.
+    std::set<std::string> damaged;
+    std::vector<s3::Error> damage;  // in the order found
+    uint64_t must_reach = 0;
+    for (int attempt = 1;;) {
+        std::string bad_key;
+        uint64_t planned = 0;
+        auto r = restore_once(store, opts, damaged, must_reach, &bad_key, &planned);
+        if (r.ok()) {
+            for (auto& d : damage) log_warn(d.str() + "; restored around it from other objects of the replica");
+            return r;
+        }
+        if (r.error().kind == ErrorKind::Corrupt && !bad_key.empty() && damaged.size() < 8 && damaged.insert(bad_key).second) {
+            if (damage.empty()) must_reach = planned;
+            damage.push_back(r.error());
+            continue;
+        }
+        if (!damage.empty()) {  // no way around: name the damage that stopped it (and any other)
+            s3::Error e = damage.back();
+            for (size_t i = 0; i + 1 < damage.size(); i++) e.message += "; also " + damage[i].message;
+            return e;
+        }
+        if (++attempt > 3 || r.error().kind != ErrorKind::NotFound || r.error().http_status != 404) return r;
     }
 }
 
-static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptions& opts) {
+static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptions& opts, const std::set<std::string>& damaged,
+                                            uint64_t must_reach, std::string* bad_key, uint64_t* planned_last) {
     if (opts.output.empty()) return make_error(ErrorKind::Config, "restore: no output path");
-    auto plan = make_plan(store, opts);
+    auto plan = make_plan(store, opts, damaged);
     if (!plan.ok()) return plan.error();
+    *planned_last = plan->last_txid;
+    if (plan->last_txid < must_reach)
+        return make_error(ErrorKind::Corrupt, "restore: without the damaged objects the replica reaches only txid " + std::to_string(plan->last_txid));
 
     std::string tmp = restore_temp_path(opts.output);
     int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -585,7 +617,10 @@ static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptio
     };
     launch();
     s3::Error st = apply_snapshot(store, plan.value(), fd, tmp, &sum, &info);
-    if (!st.ok()) return fail(st);
+    if (!st.ok()) {
+        if (st.kind == ErrorKind::Corrupt) *bad_key = plan->snapshot_key;  // with its parts
+        return fail(st);
+    }
     info.checksum_verified = true;
     if (opts.progress) opts.progress(info.objects, total);
 
@@ -609,6 +644,7 @@ static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptio
         if (err.empty()) err = decode_segment_body(h, body, &txns);
         if (err.empty() && (txns.empty() || txns.front().txid != info.txid + 1)) err = "does not continue txid " + std::to_string(info.txid);
         if (!err.empty()) {
+            *bad_key = key;
             return fail(corrupt(key, err));
         }
         for (const Txn& t : txns) {
@@ -621,6 +657,7 @@ static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptio
             for (auto& [pgno, data] : t.pages) sum.set_page(pgno, data.data(), data.size());
             sum.truncate(t.db_pages);
             if (t.has_checksum && sum.value() != t.db_checksum) {
+                *bad_key = key;
                 return fail(corrupt(key, "database checksum mismatch after txid " + std::to_string(t.txid)));
             }
             info.checksum_verified = t.has_checksum;
