@@ -139,11 +139,16 @@ int cmd_restore(std::vector<std::string> args) {
     RestoreOptions opt;
     bool if_db_not_exists = false, if_replica_exists = false;
     std::string url;
+    std::set<std::string> given;  // options that take a value
     for (size_t i = 0; i < args.size(); i++) {
         const std::string& a = args[i];
         auto value = [&](const char* name) -> std::string {
             if (i + 1 >= args.size()) {
                 fprintf(stderr, "walship restore: %s needs a value\n", name);
+                exit(kUsage);
+            }
+            if (!given.insert(name).second) {
+                fprintf(stderr, "walship restore: %s given twice\n", name);
                 exit(kUsage);
             }
             return args[++i];

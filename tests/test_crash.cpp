@@ -582,3 +582,46 @@ TEST_CASE("two hosts on one replica location (a copy restored from it keeps writ
     CHECK(r.text("pragma integrity_check") == "ok");
     CHECK(missing_ids(r, is_a ? a_ids : b_ids) == 0);
 }
+
+TEST_CASE("a process that does not ship, while another writes steadily: its flush returns at once, and its close does not wait", "[multiprocess][integration]") {
+    set_process_env();
+    use_walship();  // this test process opens the database too
+    std::string url = new_s3_url();
+    std::string dir = temp_dir();
+    std::string db = dir + "/other.db";
+    REQUIRE(flush_with_writer(db, url) == 0);
+    std::set<long long> ids;
+    std::string partial;
+    Child w = spawn({writer_path(), "run", db, url, "1"});
+    Reaper reaper{{&w}};
+    REQUIRE(wait_for_shipper(db, w.pid) == w.pid);
+    REQUIRE(confirmations_for(w, 10000, &ids, &partial, 20).size() >= 20);
+    auto t0 = std::chrono::steady_clock::now();
+    auto ms = [&] { return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(); };
+    {
+        Db c(uri(db, url, "flush_timeout=5s&close_timeout=5s"));
+        CHECK(c.integer("select count(*) from log") > 0);
+        for (int i = 0; i < 3; i++) {
+            confirmations_for(w, 100, &ids, &partial);  // the writer keeps committing meanwhile
+            const std::set<long long> before = ids;
+            t0 = std::chrono::steady_clock::now();
+            REQUIRE(c.text("pragma walship_flush") == "ok");  // the old code never caught up with the writer
+            double flush_ms = ms();
+            printf("flush in a process that does not ship: %.0f ms\n", flush_ms);
+            CHECK(flush_ms < 1500);
+            CHECK(c.text("pragma walship_status").find("\"shipper\":false") != std::string::npos);
+            auto store = s3::open_store(url, test::env());
+            REQUIRE(store.ok());
+            RestoreOptions opt;
+            opt.output = dir + "/flushed-" + std::to_string(i) + ".db";
+            REQUIRE(restore(*store.value(), opt).ok());
+            Db r(opt.output, nullptr, SQLITE_OPEN_READONLY);
+            CHECK(missing_ids(r, before) == 0);  // everything confirmed before the flush is in the bucket
+        }
+        t0 = std::chrono::steady_clock::now();
+    }
+    double close_ms = ms();
+    printf("close of a process that does not ship: %.0f ms\n", close_ms);
+    CHECK(close_ms < 1000);  // the old code waited close_timeout
+    CHECK(term_and_collect(w, &ids) == 0);
+}

@@ -242,3 +242,28 @@ TEST_CASE("scheduled snapshots are taken under steady writes (commits closer tha
     REQUIRE(r.ok());
     CHECK(compare_pages(path, opt.output, 4096) == "");
 }
+
+TEST_CASE("one writer's segments nest or follow each other, and a crossing range or a second object with the same range is a second writer", "[longrun]") {
+    const uint64_t b = 1700000000000, gen = (b << 16) | 9, other = ((b + 5) << 16) | 1;
+    auto listing = [&](std::vector<std::string> keys) {
+        std::vector<s3::ObjectInfo> objs;
+        for (auto& k : keys) objs.push_back({k, 100});
+        return parse_listing(objs);
+    };
+    // One writer: segments, a merge over some of them (the absorbed ones not yet deleted), a later
+    // merge over the first merge and what followed, a snapshot in the middle, another generation.
+    auto one = listing({snapshot_key(gen, 0, b), segment_key(gen, 1, 1, b + 1), segment_key(gen, 2, 4, b + 2), segment_key(gen, 1, 6, b + 3),
+                        segment_key(gen, 5, 6, b + 3), segment_key(gen, 7, 7, b + 4), segment_key(gen, 1, 9, b + 6), segment_key(gen, 8, 9, b + 6),
+                        snapshot_key(gen, 9, b + 7), segment_key(gen, 10, 10, b + 8), segment_key(other, 2, 30, b + 9)});
+    CHECK(find_second_writer(one, gen) == "");
+    // A second writer continued from txid 6: its segment 7..8 lies inside the merge 1..9 but
+    // crosses the segment 8..9.
+    auto crossing = one;
+    crossing.push_back(listing({segment_key(gen, 7, 8, b + 5)})[0]);
+    CHECK(find_second_writer(crossing, gen) != "");
+    // Both wrote txid 10 alone, at different times.
+    auto same = one;
+    same.push_back(listing({segment_key(gen, 10, 10, b + 10)})[0]);
+    CHECK(find_second_writer(same, gen) != "");
+    CHECK(find_second_writer(same, other) == "");
+}

@@ -505,3 +505,36 @@ TEST_CASE("a listed object that answers 404 is an error, never \"no data\": rest
         CHECK(db.integer("select count(*) from t") == 5);
     }
 }
+
+TEST_CASE("a store that hangs: the last close returns after close_timeout (the request in flight is cancelled), keeps the WAL, and nothing is lost", "[outage][integration]") {
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string url = via_proxy();
+    std::string path = temp_dir() + "/hung.db";
+    {
+        Db db(uri(path, url, "sync_interval=0"));
+        db.exec("create table t(x)");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    {
+        Db db(uri(path, url, "sync_interval=0&close_timeout=1500ms"));
+        proxy.fault("stall", 1000);  // every request hangs (the S3 client's own timeout is 30 s, 5 attempts)
+        for (int i = 0; i < 5; i++) db.exec("insert into t values(" + std::to_string(i) + ")");
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));  // an upload is in flight
+        t0 = std::chrono::steady_clock::now();
+    }
+    double close_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    INFO("close took " << close_s << " s");
+    CHECK(close_s < 4.0);
+    struct stat st {};
+    CHECK((::stat((path + "-wal").c_str(), &st) == 0 && st.st_size > 0));
+    proxy.reset();
+    {
+        Db db(uri(path, url));  // the store is back: the kept WAL ships
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+        CHECK(db.integer("select count(*) from t") == 5);
+    }
+    Db r(restore_and_compare(url, path), nullptr, SQLITE_OPEN_READONLY);
+    CHECK(r.integer("select count(*) from t") == 5);
+}

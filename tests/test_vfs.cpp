@@ -817,6 +817,40 @@ TEST_CASE("a replica whose snapshot is gone is damaged, not empty: restore and a
     CHECK(gens->size() == 1);
 }
 
+TEST_CASE("a newer generation that lost its snapshot fails restore instead of silently giving the older generation", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/older.db";
+    {
+        Db db(uri(path, url));
+        db.exec("create table t(x)");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+        db.exec("insert into t values(1)");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+    }
+    auto store = store_for(url);
+    auto listing = store->list("generations/");
+    REQUIRE(listing.ok());
+    uint64_t gen = 0;
+    std::string seg;
+    for (auto& o : parse_listing(listing->objects))
+        if (!o.k.snapshot) gen = o.k.gen, seg = o.key;
+    REQUIRE(!seg.empty());
+    // A later generation whose snapshot is gone: only a segment of it is left.
+    uint64_t newer = gen + (uint64_t(1000) << 16);
+    auto body = store->get(seg);
+    REQUIRE(body.ok());
+    REQUIRE(store->put(segment_key(newer, 1, 1, (newer >> 16) + 10), body.value()).ok());
+    RestoreOptions opt;
+    opt.output = temp_dir() + "/older-restored.db";
+    auto r = restore(*store, opt);
+    REQUIRE_FALSE(r.ok());
+    CHECK_FALSE(is_no_replica_data(r.error()));
+    CHECK(r.error().str().find("no snapshot") != std::string::npos);
+    CHECK_FALSE(file_exists(opt.output));
+    opt.generation = gen;  // the older generation on purpose still restores
+    REQUIRE(restore(*store, opt).ok());
+}
+
 TEST_CASE("restore to an earlier transaction gives exactly the database as of that commit", "[vfs][integration]") {
     std::string url = new_s3_url();
     std::string path = temp_dir() + "/pitr.db";
@@ -1068,4 +1102,14 @@ TEST_CASE("ROLLBACK TO after a cache spill (SQLite 3.40.1 leaves committed frame
         CHECK(db.text("pragma integrity_check") == "ok");
     }
     check_round_trip(url, path, 4096);
+}
+
+TEST_CASE("a replicated database in a directory that does not exist fails to open (and does not hang)", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string err;
+    CHECK(Db::open_rc(uri(temp_dir() + "/no/such/dir/x.db", url), &err) != SQLITE_OK);
+    // The registry is usable afterwards.
+    Db db(uri(temp_dir() + "/after.db", url));
+    db.exec("create table t(x)");
+    CHECK(db.text("pragma walship_flush") == "ok");
 }

@@ -341,6 +341,14 @@ s3::Result<Plan> make_plan(s3::Store& store, const RestoreOptions& opts, const s
         // ever replicated.
         return make_error(ErrorKind::NotFound, "restore: no generations with a snapshot in " + store.describe(), 0, kNoReplicaData);
     }
+    // A newer generation with transactions but no snapshot lost its snapshot: restoring an older
+    // generation instead would silently give an older state.
+    for (auto& g : gens.value())
+        if (!opts.generation && !g.complete && g.segments && g.id > candidates.front().id &&
+            (!opts.timestamp_ms || g.created_ms <= *opts.timestamp_ms))
+            return make_error(ErrorKind::Corrupt, "restore: generation " + generation_name(g.id) + " in " + store.describe() + " has " +
+                                                      std::to_string(g.segments) + " segments but no snapshot (the replica is damaged; --generation " +
+                                                      generation_name(candidates.front().id) + " restores the one before it)");
     const uint64_t target = opts.txid ? *opts.txid : UINT64_MAX;
     const uint64_t time = opts.timestamp_ms ? uint64_t(*opts.timestamp_ms) : UINT64_MAX;
     for (const GenerationInfo& g : candidates) {

@@ -15,6 +15,23 @@ std::vector<ListedObject> parse_listing(const std::vector<s3::ObjectInfo>& objec
     return out;
 }
 
+std::string find_second_writer(const std::vector<ListedObject>& objects, uint64_t generation) {
+    std::vector<const ListedObject*> segs;
+    for (auto& o : objects)
+        if (o.k.gen == generation && !o.k.snapshot) segs.push_back(&o);
+    std::sort(segs.begin(), segs.end(), [](auto* a, auto* b) { return a->k.first != b->k.first ? a->k.first < b->k.first : a->k.last > b->k.last; });
+    std::vector<const ListedObject*> open;  // the ranges containing the current one, outermost first
+    for (auto* s : segs) {
+        while (!open.empty() && open.back()->k.last < s->k.first) open.pop_back();
+        if (!open.empty()) {
+            const ParsedKey& top = open.back()->k;
+            if ((top.first == s->k.first && top.last == s->k.last) || s->k.last > top.last) return s->key;
+        }
+        open.push_back(s);
+    }
+    return "";
+}
+
 std::vector<std::string> plan_retention(const std::vector<ListedObject>& objects, int64_t keep_from_ms, uint64_t current_generation) {
     std::map<uint64_t, std::vector<const ListedObject*>> gens;
     for (auto& o : objects) gens[o.k.gen].push_back(&o);

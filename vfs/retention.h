@@ -24,6 +24,12 @@ std::vector<ListedObject> parse_listing(const std::vector<s3::ObjectInfo>& objec
 // The keys retention deletes: everything not needed to restore the latest state or any point at or
 // after `keep_from_ms`. The current generation is never deleted as a whole; objects whose range a
 // larger segment covers are deleted too.
+// A segment of `generation` that one writer could not have written: one writer's segments form a
+// laminar family of txid ranges (a merged segment covers whole segments, later segments start
+// after it, a retried upload keeps its name), so a second object with the same range, or a range
+// that crosses another, means a second writer appends to the generation. Its key, or "".
+std::string find_second_writer(const std::vector<ListedObject>& objects, uint64_t generation);
+
 std::vector<std::string> plan_retention(const std::vector<ListedObject>& objects, int64_t keep_from_ms, uint64_t current_generation);
 
 }  // namespace walship

@@ -100,7 +100,7 @@ std::shared_ptr<Shipper> Shipper::acquire(sqlite3_vfs* base, const Config& cfg, 
         return nullptr;
     }
     std::string canon = loc->url();
-    std::lock_guard<std::mutex> lock(registry_mu);
+    std::unique_lock<std::mutex> lock(registry_mu);
     auto it = registry().find(cfg.db_path);
     if (it != registry().end()) {
         if (auto s = it->second.lock(); s && !s->forked()) {
@@ -138,13 +138,25 @@ std::shared_ptr<Shipper> Shipper::acquire(sqlite3_vfs* base, const Config& cfg, 
     std::shared_ptr<Shipper> s(new Shipper(base, cfg), [](Shipper* p) {
         if (!p->forked()) delete p;
     });
-    if (!s->start(error)) return nullptr;
+    if (!s->start(error)) {
+        lock.unlock();  // ~Shipper takes the registry lock
+        return nullptr;
+    }
     registry()[cfg.db_path] = s;
     location_owner()[canon] = cfg.db_path;
     return s;
 }
 
 Shipper::Shipper(sqlite3_vfs* base, Config cfg) : base_(base), cfg_(std::move(cfg)) {}
+
+namespace {
+int64_t steady_ms() { return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count(); }
+}  // namespace
+
+void Shipper::closing() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!close_deadline_ms_) close_deadline_ms_ = steady_ms() + cfg_.close_timeout_ms;
+}
 
 bool Shipper::start(std::string* error) {
     auto st = s3::open_store(cfg_.replica_url, s3::Environment::from_process());
@@ -170,7 +182,18 @@ Shipper::~Shipper() {
         side_.state()->wake.fetch_add(1);
         futex_wake(&side_.state()->wake);
     }
-    if (thread_.joinable()) thread_.join();
+    if (thread_.joinable()) {
+        // A request to a store that hangs can take minutes (timeouts and retries): the close
+        // waits close_timeout in all (counted from the close's first flush), then cancels it.
+        std::unique_lock<std::mutex> lock(mu_);
+        int64_t deadline = close_deadline_ms_ ? close_deadline_ms_ : steady_ms() + cfg_.close_timeout_ms;
+        if (!done_cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(0, deadline - steady_ms())), [&] { return exited_; })) {
+            log_warn("closing " + cfg_.db_path + ": cancelling a request to " + store_->describe() + " still running after close_timeout");
+            store_->cancel();
+        }
+        lock.unlock();
+        thread_.join();
+    }
     close_handles();
     if (spill_fd_ >= 0) ::close(spill_fd_);
     if (is_shipper_) {
@@ -255,6 +278,20 @@ bool commit_waiting(const SideState* side) {
     return asked != 0 && ((asked >> 32) != (shipped >> 32) || uint32_t(asked) > uint32_t(shipped));
 }
 }  // namespace
+
+// Whether what was committed when a flush began (target_) is in the bucket, as far as the side
+// file tells. Once the shipper follows a WAL after the target's, the target's frames were shipped
+// (or spilled and shipped) before it moved on: it enters a new WAL only after that.
+bool Shipper::reached_target(const ShmHeader& now) const {
+    SideState* s = side_.state();
+    if (s->needs_snapshot.load()) return false;
+    uint64_t shipped_spill = s->spill_shipped.load();
+    if (shipped_spill < s->spill_len.load() && shipped_spill < target_spill_) return false;
+    if (target_.mx_frame == 0) return true;
+    uint64_t pos = s->shipped.load();
+    if (uint32_t(pos >> 32) == target_.salt2) return uint32_t(pos) >= target_.mx_frame;
+    return now.salt2 != target_.salt2 && uint32_t(pos >> 32) == now.salt2;
+}
 
 bool Shipper::unshipped(const ShmHeader* h) const {
     SideState* s = side_.state();
@@ -644,8 +681,21 @@ void Shipper::run() {
             ShmHeader h;
             caught_up = false;
             if (read_header(&h)) {
-                if (is_shipper_) ship_pass(urgent);
-                caught_up = !unshipped(&h);
+                if (is_shipper_) {
+                    ship_pass(urgent);
+                    caught_up = !unshipped(&h);
+                } else {
+                    // Another process ships. The target is what was committed when this flush
+                    // began: under steady writes the live end of the WAL is never reached.
+                    if (ticket != target_ticket_) {
+                        target_ticket_ = ticket;
+                        target_ = h;
+                        target_spill_ = side_.state()->spill_len.load();
+                        side_.state()->flush_asked.fetch_add(1);  // not at the interval: now
+                        wake();
+                    }
+                    caught_up = reached_target(h);
+                }
             }
         }
 
@@ -657,6 +707,9 @@ void Shipper::run() {
     }
     lock.unlock();
     delete_merged(true);  // leave no leftovers (unless uploads are failing)
+    lock.lock();
+    exited_ = true;
+    done_cv_.notify_all();
 }
 
 // A remote-durable commit waiting for an upload does not wait for the interval, and after a
@@ -675,6 +728,8 @@ void Shipper::ship_pass(bool urgent) {
     SideState* side = side_.state();
     const bool want_snapshot = snapshot_wanted();
     if (want_snapshot) urgent = true;  // asked for: not at the interval
+    const uint64_t flush_asked = side->flush_asked.load();
+    if (flush_asked != flush_asked_seen_) urgent = true, flush_asked_seen_ = flush_asked;  // another process flushes
     // sync_interval and error backoff; the loop wakes us when it is time. A held WAL reset does not
     // wait for the interval, nor does a remote-durable commit whose frames are in the spill file.
     const bool commit_asks = commit_waiting(side);
@@ -1588,30 +1643,34 @@ void Shipper::run_retention() {
     }
     // Another writer in our own generation: a second host (or a copy of this database) that
     // restored from this location and continued the generation, so both append transactions with
-    // the same txids. Our next upload starts at txid_ + 1 (an object starting there may be ours: an
-    // upload whose answer was lost); anything else past txid_ is not ours. The writer that is
-    // behind sees it and moves to a new generation, so neither history is mixed with the other's;
-    // the one ahead then sees a newer generation (above). Both say so until the setup is fixed.
-    for (auto& o : listing->objects) {
-        auto k = parse_key(o.key);
-        if (!k || k->gen != generation_ || !have_generation_) continue;
-        bool foreign = k->snapshot ? k->first > txid_ : (k->last > txid_ && k->first != txid_ + 1);
-        if (!foreign) continue;
-        set_error("another writer is appending to generation " + generation_name(generation_) + " in " + store_->describe() + " (" + o.key +
-                  " goes past this database's txid " + std::to_string(txid_) + "); starting a new generation. Give each database its own replica location");
+    // the same txids. Seen from the listing: ranges one writer cannot produce (find_second_writer),
+    // or an object past our txid other than the upload we may be retrying (it starts at txid_ + 1).
+    // The writer that sees it moves to a new generation, so neither history mixes with the other's
+    // from then on (and nothing is deleted on the strength of the mixed listing); the other then
+    // sees a newer generation (above). Both say so until the setup is fixed.
+    auto objects = parse_listing(listing->objects);
+    std::string foreign = have_generation_ ? find_second_writer(objects, generation_) : "";
+    for (auto& o : objects) {
+        if (!foreign.empty() || !have_generation_) break;
+        if (o.k.gen == generation_ && (o.k.snapshot ? o.k.first > txid_ : (o.k.last > txid_ && o.k.first != txid_ + 1))) foreign = o.key;
+    }
+    if (!foreign.empty()) {
+        set_error("another writer is appending to generation " + generation_name(generation_) + " in " + store_->describe() + " (" + foreign +
+                  " was not written by this database, at txid " + std::to_string(txid_) + "); starting a new generation. Give each database its own replica location");
         start_generation("another writer shares the generation");
         return;
     }
     // A grace period keeps what a restore that started a little earlier may still be reading.
     int64_t grace = std::min<int64_t>(cfg_.retention_ms, 5 * 60 * 1000);
-    auto drop = plan_retention(parse_listing(listing->objects), now_ms() - cfg_.retention_ms - grace, generation_);
+    auto drop = plan_retention(objects, now_ms() - cfg_.retention_ms - grace, generation_);
     if (drop.empty()) return;
     s3::Status st = store_->remove_many(drop);
     if (!st.ok()) {
         set_error("retention: deleting from " + store_->describe() + " failed: " + st.str());
         return;
     }
-    log_info("retention: deleted " + std::to_string(drop.size()) + " objects older than " + std::to_string(cfg_.retention_ms / 1000) + " s from " + store_->describe());
+    log_info("retention: deleted " + std::to_string(drop.size()) + " objects from " + store_->describe() + " (outside the " +
+             std::to_string(cfg_.retention_ms / 1000) + " s window, or covered by merged segments)");
 }
 
 void Shipper::adopt_position(const StateInfo& info) {

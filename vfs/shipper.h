@@ -59,6 +59,7 @@ public:
     int flush(int timeout_ms, std::string* error);
     // Committed frames not yet in the bucket (as far as the side file tells), in the WAL or the spill.
     bool unshipped(const ShmHeader* h) const;
+    bool reached_target(const ShmHeader& now) const;  // see run(): a flush while another process ships
     // What is committed locally and not yet in the bucket.
     struct Pending {
         uint64_t frames = 0, bytes = 0, txns = 0;
@@ -69,6 +70,9 @@ public:
     // PRAGMA walship_snapshot: a snapshot of the current generation, taken by whichever process
     // ships, after this call began; waits for it. SQLITE_OK or an error with *error set.
     int snapshot(int timeout_ms, std::string* error);
+    // The last connection of this process is closing: it waits close_timeout for the store in
+    // all, from now (its flush, then any request still running when the shipper stops).
+    void closing();
     bool snapshot_wanted() const;  // a snapshot was asked for and not yet written
     // Remote durability: waits until frames up to `frame` of the WAL with this salt2 are in the
     // bucket. `visible`: the commit is already visible (durability=remote, after the write lock is
@@ -155,6 +159,8 @@ private:
     std::mutex mu_;
     std::condition_variable cv_, done_cv_;
     bool stop_ = false;
+    bool exited_ = false;            // the thread has left its loop
+    int64_t close_deadline_ms_ = 0;  // steady clock: when the last close stops waiting for the store
     std::atomic<bool> notified_{false};
     std::atomic<bool> idle_wait_{false};  // the shipper waits for commits (not paced)
     uint64_t flush_requested_ = 0, flush_done_ = 0;
@@ -163,7 +169,11 @@ private:
     std::atomic<bool> is_shipper_{false};  // this process holds the ship lock (read by committers)
 
     // Shipper-thread state.
-    uint32_t wake_seen_ = 0;  // the side file's wake counter before the last pass
+    uint32_t wake_seen_ = 0;
+    uint64_t target_ticket_ = 0;  // the flush whose target_ is recorded (another process ships)
+    ShmHeader target_{};
+    uint64_t target_spill_ = 0;
+    uint64_t flush_asked_seen_ = 0;  // the side file's flush_asked at the last pass  // the side file's wake counter before the last pass
     sqlite3_file* db_ = nullptr;   // our own handle on the database through the base VFS
     sqlite3_filename name_ = nullptr;
     std::atomic<volatile void*> shm0_{nullptr};

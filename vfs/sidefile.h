@@ -51,6 +51,9 @@ struct SideState {
     // (and bumps `shipped_seq`), so each asker waits for a snapshot taken after its request.
     std::atomic<uint64_t> snapshot_asked;
     std::atomic<uint64_t> snapshot_done;
+    // Bumped by a flush in a process that does not ship: the shipping process's next pass then
+    // ships at once instead of at its interval.
+    std::atomic<uint64_t> flush_asked;
 };
 
 constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '5'};

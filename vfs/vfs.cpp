@@ -258,7 +258,10 @@ __attribute__((noinline)) int db_fcntl_watched(sqlite3_file* f, int op, void* ar
                 // One close waits close_timeout once: after a flush that already timed out, keep the WAL.
                 int frc = SQLITE_BUSY;
                 if (F(f)->close_flush_failed) err = "the store did not take them within close_timeout";
-                else frc = S(f)->flush(S(f)->config().close_timeout_ms, &err);
+                else {
+                    S(f)->closing();
+                    frc = S(f)->flush(S(f)->config().close_timeout_ms, &err);
+                }
                 if (frc != SQLITE_OK || S(f)->unshipped(&h)) {
                     log_warn("closing " + S(f)->config().db_path + " with unshipped transactions; the WAL is kept and they ship on the next open (" + err + ")");
                     *v = 1;
@@ -281,22 +284,31 @@ int db_fcntl(sqlite3_file* f, int op, void* arg) {
 
 int db_lock(sqlite3_file* f, int level) noexcept {
     if (level != SQLITE_LOCK_EXCLUSIVE || F(f)->exclusive) return R(f)->xLock(f, level);
+    // The last connection is closing (the only exclusive lock in WAL mode): SQLite checkpoints the
+    // WAL into the database and deletes it once it holds this lock. Ask for the lock first: while
+    // a connection of another process has the database open, SQLite neither checkpoints nor
+    // deletes anything, and there is nothing to wait for (it used to wait close_timeout here).
+    int rc = R(f)->xLock(f, level);
+    if (rc != SQLITE_OK) return rc;
     if (F(f)->shm0) {
-        // The last connection is closing (the only exclusive lock in WAL mode): ship before its
-        // checkpoint copies the WAL into the database, so the next open can prove continuity.
+        // Ship before the checkpoint, so the next open can prove continuity. Not while holding
+        // the lock: another process may open the database meanwhile.
         ShmHeader h;
         std::string err;
         try {
-            if (read_shm_header(F(f)->shm0, &h) && S(f)->unshipped(&h))
+            if (read_shm_header(F(f)->shm0, &h) && S(f)->unshipped(&h)) {
+                R(f)->xUnlock(f, SQLITE_LOCK_SHARED);
+                S(f)->closing();
                 F(f)->close_flush_failed = S(f)->flush(S(f)->config().close_timeout_ms, &err) != SQLITE_OK;
+            }
         } catch (...) {
         }
+        rc = R(f)->xLock(f, level);  // (a no-op when still held)
+        if (rc != SQLITE_OK) return rc;
     }
     S(f)->begin_exclusive();
-    int rc = R(f)->xLock(f, level);
-    if (rc == SQLITE_OK) F(f)->exclusive = true;
-    else S(f)->end_exclusive();
-    return rc;
+    F(f)->exclusive = true;
+    return SQLITE_OK;
 }
 
 int db_unlock(sqlite3_file* f, int level) noexcept {

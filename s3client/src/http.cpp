@@ -30,6 +30,7 @@ struct Exchange {
 // a second even when nothing moves, so the limit holds to within about a second.
 int on_progress(void* user, curl_off_t, curl_off_t dlnow, curl_off_t, curl_off_t ulnow) {
     auto* ex = static_cast<Exchange*>(user);
+    if (ex->req->cancel && ex->req->cancel->load()) return 1;
     auto now = std::chrono::steady_clock::now();
     curl_off_t total = dlnow + ulnow;
     if (total != ex->last_total) ex->last_total = total, ex->last_move = now;
@@ -119,6 +120,7 @@ Error curl_error(CURLcode rc, const char* errbuf, const Response& resp, const Re
         case CURLE_WRITE_ERROR:
         case CURLE_ABORTED_BY_CALLBACK:
             if (resp.sink_aborted) return make_error(ErrorKind::Io, "download stopped by the receiver");
+            if (req.cancel && req.cancel->load()) return make_error(ErrorKind::Network, "cancelled (the store is closing)");
             return make_error(ErrorKind::Network, "network error: " + detail);
         case CURLE_PEER_FAILED_VERIFICATION:
         case CURLE_SSL_CACERT_BADFILE:

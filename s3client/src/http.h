@@ -3,6 +3,7 @@
 // and the translation of curl failures into Error values. Knows nothing of S3 or signing.
 #pragma once
 
+#include <atomic>
 #include <curl/curl.h>
 
 #include <functional>
@@ -39,6 +40,7 @@ struct Request {
     long min_speed = 1024;          // min_speed bytes/s move over a window this long
     bool verify_tls = true;
     std::string ca_file;
+    const std::atomic<bool>* cancel = nullptr;  // when set to true, the transfer ends at once
 };
 
 struct Response {

@@ -4,6 +4,7 @@
 // so no secret ever reaches a message. Location::url() renders the canonical, secret-free form
 // that identifies a replica (prefix without surrounding slashes, endpoint lower-cased, default
 // ports dropped), so the same replica always gives the same string.
+#include <cstring>
 #include <cctype>
 #include <cstdlib>
 #include <vector>
@@ -38,13 +39,25 @@ std::string redact_userinfo(const std::string& url) {
 
 bool percent_decode(const std::string& in, std::string* out);
 
-// A URL fit for a message: no user info (also inside an endpoint= value, percent-encoded or
-// not), and the values of query parameters other than endpoint, region and force_path_style
-// hidden (someone may have put a secret key there).
+// An endpoint or region as a message may show it: only when it holds nothing but the characters
+// of a host, port and scheme (anything else may be a secret pasted in by mistake).
+std::string shown_value(const std::string& v) {
+    std::string r = redact_userinfo(v);
+    for (unsigned char c : r)
+        if (!std::isalnum(c) && !std::strchr(".:/[]-_*", c)) return "***";
+    return r;
+}
+
+// A URL fit for a message: no user info, no fragment, endpoint and region values shown only when
+// they look like what they should be (percent-encoded or not), and the values of other query
+// parameters hidden (someone may have put a secret key there).
 std::string redact(const std::string& url) {
     std::string out = redact_userinfo(url);
+    if (size_t hash = out.find('#'); hash != std::string::npos) out = out.substr(0, hash) + "#***";
     size_t q = out.find('?');
     if (q == std::string::npos) return out;
+    std::string fragment;
+    if (size_t hash = out.find('#', q); hash != std::string::npos) fragment = out.substr(hash), out.resize(hash);
     std::string query = out.substr(q + 1), shown;
     out.resize(q + 1);
     size_t start = 0;
@@ -56,15 +69,15 @@ std::string redact(const std::string& url) {
         size_t eq = pair.find('=');
         std::string key = pair.substr(0, eq), value, decoded;
         if (eq != std::string::npos) value = pair.substr(eq + 1);
-        if (key == "endpoint") {
-            value = percent_decode(value, &decoded) ? redact_userinfo(decoded) : "***";
+        if (key == "endpoint" || key == "region") {
+            value = percent_decode(value, &decoded) ? shown_value(decoded) : "***";
             if (value.find('@') != std::string::npos) value = "***";
-        } else if (key != "region" && key != "force_path_style" && eq != std::string::npos) {
+        } else if (key != "force_path_style" && eq != std::string::npos) {
             value = "***";
         }
         shown += (shown.empty() ? "" : "&") + key + (eq == std::string::npos ? "" : "=" + value);
     }
-    return out + shown;
+    return out + shown + fragment;
 }
 
 Error config_error(const std::string& url, const std::string& what) {
@@ -104,7 +117,7 @@ std::string clean_path(const std::string& p) {
 // no path, query or user info. `what` names where it came from (for the message).
 Result<std::string> normalise_endpoint(const std::string& raw, const std::string& what) {
     auto bad = [&](const std::string& why) {
-        return make_error(ErrorKind::Config, "bad endpoint URL " + what + " '" + redact(raw) + "': " + why);
+        return make_error(ErrorKind::Config, "bad endpoint URL " + what + " '" + shown_value(raw) + "': " + why);
     };
     size_t sep = raw.find("://");
     if (sep == std::string::npos) return bad("expected http://host[:port] or https://host[:port]");
@@ -277,7 +290,7 @@ Result<Location> parse_location(const std::string& url, const Environment& env) 
     std::string region = have_region ? q_region : env.get("AWS_REGION");
     if (!have_region && region.empty()) region = env.get("AWS_DEFAULT_REGION");
     if (region.empty()) region = have_region ? "" : "us-east-1";
-    if (!valid_region(region)) return config_error(url, "invalid region '" + region + "'");
+    if (!valid_region(region)) return config_error(url, "invalid region '" + shown_value(region) + "'");
     loc.region = region;
 
     std::string endpoint, endpoint_from;

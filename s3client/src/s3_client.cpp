@@ -215,6 +215,7 @@ struct S3Client::Impl {
 
 S3Client::S3Client(const Location& loc, ClientOptions opt) : opt_(std::move(opt)), impl_(std::make_unique<Impl>(loc)) {
     http::global_init();
+    if (!opt_.cancel) opt_.cancel = std::make_shared<std::atomic<bool>>(false);
     if (opt_.max_attempts < 1) opt_.max_attempts = 1;
     if (opt_.upload_threads < 1) opt_.upload_threads = 1;
     if (opt_.part_size < (5u << 20)) opt_.part_size = 5u << 20;  // S3's minimum part size
@@ -256,6 +257,7 @@ Error attempt(S3Client::Impl& im, const ClientOptions& opt, Counters& counts, co
     hreq.min_speed = opt.min_speed_bytes;
     hreq.verify_tls = opt.verify_tls;
     hreq.ca_file = opt.ca_file;
+    hreq.cancel = opt.cancel.get();
 
     switch (c.count) {
         case Count::Put: counts.add_put(); break;
@@ -288,8 +290,13 @@ long backoff_ms(const ClientOptions& opt, int attempt_no) {  // full jitter
 // Runs fn(attempt_index) until it succeeds, fails permanently, or attempts run out.
 Error with_retries(const ClientOptions& opt, const std::function<Error(int)>& fn) {
     Error e;
+    auto cancelled = [&] { return opt.cancel && opt.cancel->load(); };
     for (int i = 0; i < opt.max_attempts; i++) {
-        if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms(opt, i - 1)));
+        if (i > 0) {
+            auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(backoff_ms(opt, i - 1));
+            while (!cancelled() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        if (cancelled()) return make_error(ErrorKind::Network, "cancelled (the store is closing)" + (e.ok() ? std::string() : "; last error: " + e.message));
         e = fn(i);
         if (e.ok() || !e.transient()) return e;
     }

@@ -11,6 +11,9 @@ public:
     S3Store(const Location& loc, ClientOptions opt) : loc_(loc), client_(loc, std::move(opt)) {
         if (!loc_.prefix.empty()) base_ = loc_.prefix + "/";
     }
+    void cancel() override {
+        if (client_.options().cancel) client_.options().cancel->store(true);
+    }
 
     Status put(const std::string& key, const std::string& data, const PutOptions& opt) override {
         return client_.put_object(loc_.bucket, full(key), data, opt);

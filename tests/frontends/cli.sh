@@ -71,6 +71,10 @@ expect 1 "not in generation" -- "$build/walship" restore -o "$dir/y.db" --txid 9
 # Secrets never reach a message, also percent-encoded in an endpoint or in an unknown parameter.
 expect 1 "unknown query parameter" -- "$build/walship" generations "s3://bkt/p?endpoint=$endpoint&secret_access_key=cli-test-secret"
 expect 1 "user info" -- "$build/walship" generations "s3://bkt/p?endpoint=http%3A%2F%2Fu%3Acli-test-secret%40127.0.0.1%3A9"
+expect 2 "given twice" -- "$build/walship" restore -o "$dir/x.db" --txid 5 --txid 6 "$url2"
+expect 1 "fragment" -- "$build/walship" generations "s3://bkt/p?endpoint=$endpoint#cli-test-secret"
+expect 1 "region" -- "$build/walship" generations "s3://bkt/p?endpoint=$endpoint&region=cli-test-secret%zz"
+expect 1 "endpoint" -- "$build/walship" generations "s3://bkt/p?endpoint=http://127.0.0.1:9;cli-test-secret"
 # verify leaves nothing behind (its copies are opened immutable: no -shm or -wal).
 mkdir "$dir/vt"
 expect 0 "verify: ok" -- env TMPDIR="$dir/vt" "$build/walship" verify --sample 3 "$url2"

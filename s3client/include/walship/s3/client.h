@@ -40,6 +40,9 @@ struct ClientOptions {
     // TLS: certificate verification is on unless turned off here (never do that in production).
     bool verify_tls = true;
     std::string ca_file;  // extra CA bundle, e.g. for a self-signed test server
+    // Set to true to end every request in flight at once and fail later ones without retries
+    // (a closing application must not wait for a dead store's timeouts). Shared by copies.
+    std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
 
     // Options from the environment: WALSHIP_S3_TIMEOUT_MS, WALSHIP_S3_ATTEMPTS (when set).
     static ClientOptions from_env(const Environment& env);

@@ -81,6 +81,8 @@ public:
 
     // The location as a URL without secrets, for messages.
     virtual std::string describe() const = 0;
+    // Ends requests in flight and fails later ones at once (for a closing application).
+    virtual void cancel() {}
     virtual RequestCounts counts() const = 0;
 };
 
