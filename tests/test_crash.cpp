@@ -625,3 +625,52 @@ TEST_CASE("a process that does not ship, while another writes steadily: its flus
     CHECK(close_ms < 1000);  // the old code waited close_timeout
     CHECK(term_and_collect(w, &ids) == 0);
 }
+
+TEST_CASE("crash, then plain SQLite deletes the WAL after the spill: a new generation, nothing skipped", "[crash][spill][integration]") {
+    set_process_env();
+    use_walship();
+    std::string url = new_s3_url();
+    std::string dir = temp_dir();
+    std::string db = dir + "/spill-then-plain.db";
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        try {
+            Db c(uri(db, url, "sync_interval=30s"));  // paced: commits wait for the interval
+            c.exec("create table t(id integer primary key, v)");
+            for (int i = 0; i < 50; i++) c.exec("insert into t(v) values(randomblob(500))");
+            if (c.text("pragma walship_flush") != "ok") _exit(2);
+            for (int i = 0; i < 50; i++) c.exec("insert into t(v) values(randomblob(500))");
+            c.exec("pragma wal_checkpoint(TRUNCATE)");  // the unshipped frames go to the spill file
+            for (int i = 0; i < 30; i++) c.exec("insert into t(v) values('after')");  // the next WAL
+            if (write(fds[1], "r", 1) != 1) _exit(3);
+            pause();
+        } catch (...) {
+        }
+        _exit(1);
+    }
+    close(fds[1]);
+    char c = 0;
+    REQUIRE(read(fds[0], &c, 1) == 1);
+    close(fds[0]);
+    kill(pid, SIGKILL);
+    wait_exit(pid);
+    REQUIRE(file_exists(db + "-walship-spill"));
+    {
+        Db plain(db, nullptr);  // someone looks at the database with plain SQLite before the app restarts
+        CHECK(plain.integer("select count(*) from t") == 130);
+    }
+    CHECK_FALSE(file_exists(db + "-wal"));  // its close checkpointed the WAL into the database and deleted it
+    {
+        Db w(uri(db, url));
+        REQUIRE(w.text("pragma walship_flush") == "ok");
+    }
+    std::string out = dir + "/restored.db";
+    REQUIRE(restore_latest(url, out) == "");
+    CHECK(compare_pages(db, out, 4096) == "");
+    Db r(out, nullptr, SQLITE_OPEN_READONLY);
+    CHECK(r.integer("select count(*) from t where v = 'after'") == 30);
+}

@@ -1743,6 +1743,7 @@ Shipper::Resume Shipper::try_resume() {
     std::string err;
     log_debug("resume: the replica ends at frame " + std::to_string(oh.wal_frame) + " of WAL " + hex32(oh.wal_salt1) + "/" + hex32(oh.wal_salt2) +
               " (reset allowed: " + hex32(uint32_t(side->reset_allowed.load())) + "); the WAL is " + hex32(h.salt1) + "/" + hex32(h.salt2) + " with " + std::to_string(h.mx_frame) + " frames; spill " + std::to_string(spill_len) + " bytes");
+    const uint64_t spill_off_before = spill_off_;
     if (!same_wal && oh.wal_frame > 0 && spill_len > 0 && open_spill(&err) >= 0) {
         SpillRecord r;
         for (uint64_t off = 0; !in_spill && read_spill_record(spill_fd_, off, spill_len, &r); off += r.size) {
@@ -1771,6 +1772,22 @@ Shipper::Resume Shipper::try_resume() {
             have_sum = false;
             in_spill = true;
             spill_off_ = off;
+        }
+        // The live WAL must continue the last record: the same WAL (the record repeats its
+        // frames), or the one its reset started (a reset adds one to salt-1). Anything else (no
+        // WAL, or one whose salts came from nowhere: plain SQLite opened the database after the
+        // crash, checkpointed the WAL that followed the spill into the database and deleted it)
+        // leaves transactions that neither the spill nor the WAL holds.
+        SpillRecord last{};
+        for (uint64_t off = spill_off_; in_spill && read_spill_record(spill_fd_, off, spill_len, &r); off += r.size) last = r;
+        bool continues = (h.salt1 == last.salt1 && h.salt2 == last.salt2 && h.mx_frame >= last.last) || h.salt1 == last.salt1 + 1;
+        if (in_spill && !continues) {
+            log_debug("resume: the WAL " + hex32(h.salt1) + "/" + hex32(h.salt2) + " does not follow the spill file's last record (" +
+                      hex32(last.salt1) + "/" + hex32(last.salt2) + " frames " + std::to_string(last.first) + ".." + std::to_string(last.last) + ")");
+            in_spill = false;
+            spill_off_ = spill_off_before;
+            info = StateInfo{};
+            have_sum = (oh.flags & kFlagDbChecksum) != 0;
         }
     }
     auto hash = [&](uint32_t pg, const std::string& page) {
