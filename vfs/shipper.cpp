@@ -1781,6 +1781,17 @@ Shipper::Resume Shipper::try_resume() {
         SpillRecord last{};
         for (uint64_t off = spill_off_; in_spill && read_spill_record(spill_fd_, off, spill_len, &r); off += r.size) last = r;
         bool continues = (h.salt1 == last.salt1 && h.salt2 == last.salt2 && h.mx_frame >= last.last) || h.salt1 == last.salt1 + 1;
+        if (!continues && h.mx_frame == 0) {
+            // An empty WAL: a TRUNCATE checkpoint right after the record (the checkpoint wrote the
+            // database, then the record was appended, then the WAL was cut to nothing). A later
+            // checkpoint by plain SQLite would have written the database after the record, and
+            // its close would have deleted the WAL file.
+            struct stat wal {}, db {}, spill {};
+            continues = ::stat((cfg_.db_path + "-wal").c_str(), &wal) == 0 && wal.st_size == 0 && ::stat(cfg_.db_path.c_str(), &db) == 0 &&
+                        ::stat(spill_path(cfg_.db_path).c_str(), &spill) == 0 &&
+                        (db.st_mtim.tv_sec < spill.st_mtim.tv_sec ||
+                         (db.st_mtim.tv_sec == spill.st_mtim.tv_sec && db.st_mtim.tv_nsec <= spill.st_mtim.tv_nsec));
+        }
         if (in_spill && !continues) {
             log_debug("resume: the WAL " + hex32(h.salt1) + "/" + hex32(h.salt2) + " does not follow the spill file's last record (" +
                       hex32(last.salt1) + "/" + hex32(last.salt2) + " frames " + std::to_string(last.first) + ".." + std::to_string(last.last) + ")");
