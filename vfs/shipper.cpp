@@ -249,16 +249,8 @@ int Shipper::snapshot(int timeout_ms, std::string* error) {
     SideState* side = side_.state();
     const uint64_t ticket = side->snapshot_asked.fetch_add(1) + 1;
     wake();
-    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-    for (;;) {
-        uint32_t seq = side->shipped_seq.load();
-        if (side->snapshot_done.load() >= ticket) return SQLITE_OK;
-        if (Clock::now() >= deadline) break;
-        side->shipped_waiters.fetch_add(1);
-        futex_wait(&side->shipped_seq, seq, 10);
-        side->shipped_waiters.fetch_sub(1);
-        if (!is_shipper_ && !side_.held_elsewhere(SideFile::kShipLock)) wake();  // nobody ships: take over
-    }
+    if (wait_shipped([&] { return side->snapshot_done.load() >= ticket; }, Clock::now() + std::chrono::milliseconds(timeout_ms), true))
+        return SQLITE_OK;
     std::lock_guard<std::mutex> lock(mu_);
     *error = "walship: snapshot not written within " + std::to_string(timeout_ms) + " ms";
     if (!stats_.last_error.empty()) *error += "; last error: " + stats_.last_error;
@@ -393,15 +385,7 @@ bool Shipper::allow_checkpoint(const ShmHeader& h) {
     // take a position (no generation yet, the store down at the start).
     if (ckpt_waited_salt2_.exchange(h.salt2) == h.salt2) return false;
     wake();
-    const auto deadline = Clock::now() + std::chrono::milliseconds(kCheckpointWaitMs);
-    while (!established() && Clock::now() < deadline) {
-        uint32_t seq = s->shipped_seq.load();
-        if (established()) break;
-        s->shipped_waiters.fetch_add(1);
-        futex_wait(&s->shipped_seq, seq, 10);
-        s->shipped_waiters.fetch_sub(1);
-    }
-    return established();
+    return wait_shipped(established, Clock::now() + std::chrono::milliseconds(kCheckpointWaitMs), false);
 }
 
 int Shipper::flush(int timeout_ms, std::string* error) {
@@ -872,30 +856,14 @@ void Shipper::truncate_broken_wal() {
 }
 
 // True when the WAL's checksum chain is intact through the wal-index's last frame (so that
-// SQLite's recovery at the next open would rebuild exactly what the wal-index shows).
+// SQLite's recovery at the next open would rebuild exactly what the wal-index shows). Called at
+// close, from the application's thread: its own descriptor, not the shipper's.
 bool Shipper::wal_chain_intact(const ShmHeader& h) {
     if (h.mx_frame == 0) return true;
     int fd = ::open((cfg_.db_path + "-wal").c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
-    unsigned char hdr[kWalHeaderSize];
-    WalHeader wh;
-    bool ok = pread_all(fd, hdr, sizeof hdr, 0) && parse_wal_header(hdr, &wh) && wh.salt1 == h.salt1 && wh.salt2 == h.salt2;
-    uint32_t c1 = wh.cksum1, c2 = wh.cksum2;
-    const size_t fsz = kWalFrameHeaderSize + wh.page_size;
-    std::string buf;
-    for (uint32_t f = 0; ok && f < h.mx_frame;) {
-        uint32_t n = std::min<uint32_t>(h.mx_frame - f, uint32_t(std::max<size_t>(1, (1u << 20) / fsz)));
-        buf.resize(size_t(n) * fsz);
-        ok = pread_all(fd, &buf[0], buf.size(), off_t(kWalHeaderSize) + off_t(f) * off_t(fsz));
-        for (uint32_t i = 0; ok && i < n; i++) {
-            const unsigned char* fr = reinterpret_cast<const unsigned char*>(buf.data()) + size_t(i) * fsz;
-            WalFrameHeader fh = parse_frame_header(fr);
-            wal_checksum(wh.big_endian_cksum(), fr, 8, &c1, &c2);
-            wal_checksum(wh.big_endian_cksum(), fr + kWalFrameHeaderSize, wh.page_size, &c1, &c2);
-            ok = fh.salt1 == wh.salt1 && fh.salt2 == wh.salt2 && fh.cksum1 == c1 && fh.cksum2 == c2;
-        }
-        f += n;
-    }
+    StateInfo info;
+    bool ok = walk_wal_chain(fd, h.mx_frame, &info) && info.shm.salt1 == h.salt1 && info.shm.salt2 == h.salt2;
     ::close(fd);
     return ok;
 }
@@ -1202,6 +1170,26 @@ void Shipper::spill_consumed() {
     side_.unlock(SideFile::kSpillLock);
 }
 
+// Waits until done() holds, on the side file's shipped_seq (bumped by whichever process ships when
+// its position moves or it records a snapshot), until the deadline or this shipper stops. With
+// take_over, when nobody holds the ship lock any more (the shipping process closed the database,
+// or died), this process's thread takes it now, not at its next attempt.
+bool Shipper::wait_shipped(const std::function<bool()>& done, Clock::time_point deadline, bool take_over) {
+    SideState* side = side_.state();
+    for (;;) {
+        uint32_t seq = side->shipped_seq.load();
+        if (done()) return true;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (Clock::now() >= deadline || stop_) return false;
+        }
+        side->shipped_waiters.fetch_add(1);
+        futex_wait(&side->shipped_seq, seq, 10);  // the shipping process may be another one
+        side->shipped_waiters.fetch_sub(1);
+        if (take_over && !is_shipper_ && !side_.held_elsewhere(SideFile::kShipLock)) wake();
+    }
+}
+
 int Shipper::flush_through(uint32_t salt2, uint32_t frame, bool visible, std::string* error) {
     SideState* side = side_.state();
     uint64_t want = pack_position(salt2, frame);
@@ -1210,25 +1198,13 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, bool visible, std::st
         if (side->ship_through.compare_exchange_weak(cur, want)) break;
     }
     wake();
-    auto deadline = Clock::now() + std::chrono::milliseconds(cfg_.flush_timeout_ms);
-    for (;;) {
-        uint32_t seq = side->shipped_seq.load();
+    auto shipped = [&] {
         uint64_t pos = side->shipped.load();
-        if (uint32_t(pos >> 32) == salt2 && uint32_t(pos) >= frame && !side->needs_snapshot.load()) {
-            side->ship_through.compare_exchange_strong(want, pos);  // answered (unless a later commit asks)
-            return SQLITE_OK;
-        }
-        {
-            std::lock_guard<std::mutex> lock(mu_);
-            if (Clock::now() >= deadline || stop_) break;
-        }
-        side->shipped_waiters.fetch_add(1);
-        futex_wait(&side->shipped_seq, seq, 10);  // the shipping process may be another one
-        side->shipped_waiters.fetch_sub(1);
-        // The shipping process closed the database, or died: this process's thread takes the ship
-        // lock now, not at its next attempt.
-        if (!is_shipper_ && !side_.held_elsewhere(SideFile::kShipLock)) wake();
-    }
+        if (uint32_t(pos >> 32) != salt2 || uint32_t(pos) < frame || side->needs_snapshot.load()) return false;
+        side->ship_through.compare_exchange_strong(want, pos);  // answered (unless a later commit asks)
+        return true;
+    };
+    if (wait_shipped(shipped, Clock::now() + std::chrono::milliseconds(cfg_.flush_timeout_ms), true)) return SQLITE_OK;
     std::lock_guard<std::mutex> lock(mu_);
     // Stop asking for these frames before the interval.
     uint64_t mine = want;
@@ -1895,28 +1871,37 @@ Shipper::Resume Shipper::try_resume() {
     return Resume::Yes;
 }
 
-bool Shipper::verify_chain(uint32_t frame, StateInfo* info) {
+// Verifies the checksum chain of the WAL read through fd, frames 1..frames; on success *info has
+// the WAL's salts and the chain at the last of them.
+bool Shipper::walk_wal_chain(int fd, uint32_t frames, StateInfo* info) {
     unsigned char hdr[kWalHeaderSize];
     WalHeader wh;
-    if (!pread_all(wal_fd_, hdr, sizeof hdr, 0) || !parse_wal_header(hdr, &wh)) return false;
+    if (!pread_all(fd, hdr, sizeof hdr, 0) || !parse_wal_header(hdr, &wh)) return false;
     uint32_t c1 = wh.cksum1, c2 = wh.cksum2;
     const size_t fsz = kWalFrameHeaderSize + wh.page_size;
-    std::string buf(fsz, '\0');
-    for (uint32_t f = 0; f < frame; f++) {
-        if (!pread_all(wal_fd_, &buf[0], fsz, off_t(kWalHeaderSize) + off_t(f) * off_t(fsz))) return false;
-        const unsigned char* fr = reinterpret_cast<const unsigned char*>(buf.data());
-        WalFrameHeader fh = parse_frame_header(fr);
-        wal_checksum(wh.big_endian_cksum(), fr, 8, &c1, &c2);
-        wal_checksum(wh.big_endian_cksum(), fr + kWalFrameHeaderSize, wh.page_size, &c1, &c2);
-        if (fh.salt1 != wh.salt1 || fh.salt2 != wh.salt2 || fh.cksum1 != c1 || fh.cksum2 != c2) return false;
+    std::string buf;
+    for (uint32_t f = 0; f < frames;) {
+        uint32_t n = std::min<uint32_t>(frames - f, uint32_t(std::max<size_t>(1, (1u << 20) / fsz)));
+        buf.resize(size_t(n) * fsz);
+        if (!pread_all(fd, &buf[0], buf.size(), off_t(kWalHeaderSize) + off_t(f) * off_t(fsz))) return false;
+        for (uint32_t i = 0; i < n; i++) {
+            const unsigned char* fr = reinterpret_cast<const unsigned char*>(buf.data()) + size_t(i) * fsz;
+            WalFrameHeader fh = parse_frame_header(fr);
+            wal_checksum(wh.big_endian_cksum(), fr, 8, &c1, &c2);
+            wal_checksum(wh.big_endian_cksum(), fr + kWalFrameHeaderSize, wh.page_size, &c1, &c2);
+            if (fh.salt1 != wh.salt1 || fh.salt2 != wh.salt2 || fh.cksum1 != c1 || fh.cksum2 != c2) return false;
+        }
+        f += n;
     }
     info->shm.salt1 = wh.salt1;
     info->shm.salt2 = wh.salt2;
-    info->frame = frame;
+    info->frame = frames;
     info->cksum1 = c1;
     info->cksum2 = c2;
     info->big_endian = wh.big_endian_cksum();
     return true;
 }
+
+bool Shipper::verify_chain(uint32_t frame, StateInfo* info) { return walk_wal_chain(wal_fd_, frame, info); }
 
 }  // namespace walship

@@ -139,6 +139,8 @@ private:
     };
     using PageFn = std::function<bool(uint32_t pgno, const std::string& page)>;
     bool read_state(uint32_t limit_frame, StateInfo* info, const PageFn& fn);
+    bool wait_shipped(const std::function<bool()>& done, std::chrono::steady_clock::time_point deadline, bool take_over);
+    static bool walk_wal_chain(int fd, uint32_t frames, StateInfo* info);  // verify_chain, wal_chain_intact
     bool verify_chain(uint32_t frame, StateInfo* info);
     int acquire_read_mark(uint32_t frame);
     bool read_busy_ = false;  // the last read_state failed for locks, not because the state is gone
