@@ -46,25 +46,13 @@
 #include <vector>
 
 #include "walship.h"
+#include "walship_uri.h"
 
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
 double now_s() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
-
-std::string encode(const std::string& s) {
-    std::string o;
-    for (unsigned char c : s) {
-        if (isalnum(c) || strchr("-_.~/", c)) o += char(c);
-        else {
-            char b[4];
-            snprintf(b, sizeof b, "%%%02X", c);
-            o += b;
-        }
-    }
-    return o;
-}
 
 void must(int rc, sqlite3* db, const char* what) {
     if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
@@ -80,7 +68,7 @@ sqlite3* open_db(const std::string& system, const std::string& path, const std::
     int rc;
     if (is_walship(system)) {
         walship_register(0);
-        std::string uri = "file:" + path + "?replica=" + encode(url) + (system == "walship-remote" ? "&durability=remote" : "");
+        std::string uri = walship::replica_uri(path, url, system == "walship-remote" ? "&durability=remote" : "");
         rc = sqlite3_open_v2(uri.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, "walship");
     } else {
         rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);

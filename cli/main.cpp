@@ -37,6 +37,7 @@
 #include "retention.h"
 #include "sidefile.h"
 #include "walship.h"
+#include "walship_uri.h"
 #include "walship/s3/store.h"
 
 using namespace walship;
@@ -543,19 +544,7 @@ int cmd_snapshot(std::vector<std::string> args) {
         return kFail;
     }
     walship_register(0);
-    auto encode = [](const std::string& v) {
-        std::string out;
-        for (unsigned char c : v) {
-            if (isalnum(c) || strchr("-_.~/:", c)) out += char(c);
-            else {
-                char b[4];
-                snprintf(b, sizeof b, "%%%02X", c);
-                out += b;
-            }
-        }
-        return out;
-    };
-    std::string uri = "file:" + encode(a.db) + "?replica=" + encode(a.url);
+    std::string uri = walship::replica_uri(a.db, a.url);
     sqlite3* db = nullptr;
     if (sqlite3_open_v2(uri.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, "walship") != SQLITE_OK) {
         fprintf(stderr, "walship snapshot: cannot open %s: %s\n", a.db.c_str(), db ? sqlite3_errmsg(db) : "?");

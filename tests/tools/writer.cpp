@@ -21,24 +21,12 @@
 #include <thread>
 
 #include "walship.h"
+#include "walship_uri.h"
 
 static volatile sig_atomic_t terminated = 0;
 
-static std::string encode(const std::string& s) {
-    std::string o;
-    for (unsigned char c : s) {
-        if (isalnum(c) || strchr("-_.~/:", c)) o += char(c);
-        else {
-            char b[4];
-            snprintf(b, sizeof b, "%%%02X", c);
-            o += b;
-        }
-    }
-    return o;
-}
-
 static sqlite3* open_db(const std::string& path, const std::string& url, const std::string& extra) {
-    std::string uri = "file:" + path + "?replica=" + encode(url) + extra;
+    std::string uri = walship::replica_uri(path, url, extra);
     sqlite3* db = nullptr;
     if (sqlite3_open_v2(uri.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, "walship") != SQLITE_OK) {
         fprintf(stderr, "open failed: %s\n", db ? sqlite3_errmsg(db) : "?");
