@@ -8,6 +8,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <memory>
 #include <random>
 
@@ -332,10 +335,11 @@ std::string decode_header(const unsigned char* in, size_t len, ObjectHeader* h) 
 }
 
 // The segment body (see FORMAT.md: per transaction a 32-byte header, then each page with its
-// number) compressed as one zstd frame. It is encoded and compressed 1 MiB at a time, so a large
-// transaction is never held a second time uncompressed, and the result has room for
-// seal_segment's header and trailer, so sealing does not copy it either.
-std::string compress_segment_body(const std::vector<Txn>& txns, int zstd_level, uint64_t* body_len) {
+// number) compressed as one zstd frame. It is encoded and compressed 1 MiB at a time, and each
+// page is freed once compressed (the transactions are left without pages), so a large
+// transaction's pages and its compressed body together take about its size, not twice it. The
+// result has room for seal_segment's header and trailer, so sealing does not copy it either.
+std::string compress_segment_body(std::vector<Txn>& txns, int zstd_level, uint64_t* body_len) {
     // One context and one pair of buffers per thread, reused: creating a context per call
     // allocates and clears its tables (a few MiB at the default level), and fresh buffers would
     // be mapped and faulted in again for every small segment.
@@ -374,16 +378,22 @@ std::string compress_segment_body(const std::vector<Txn>& txns, int zstd_level, 
         in.clear();
         return true;
     };
-    for (const Txn& t : txns) {
+    uint64_t freed = 0;
+    for (Txn& t : txns) {
         put_u64le(in, t.txid);
         put_u64le(in, t.ts_ms);
         put_u32le(in, t.db_pages);
         put_u32le(in, uint32_t(t.pages.size()));
         put_u64le(in, t.has_checksum ? t.db_checksum : 0);
-        for (auto& [pgno, data] : t.pages) {
-            put_u32le(in, pgno);
-            in += data;
+        for (auto it = t.pages.begin(); it != t.pages.end(); it = t.pages.erase(it)) {
+            put_u32le(in, it->first);
+            in += it->second;
+            freed += it->second.size();
             if (in.size() >= (1u << 20) && !compress(ZSTD_e_continue)) return "";
+#ifdef __GLIBC__
+            // Freed pages stay in the process until malloc gives them back.
+            if (freed >= (16u << 20)) malloc_trim(0), freed = 0;
+#endif
         }
     }
     if (!compress(ZSTD_e_end)) return "";

@@ -136,7 +136,7 @@ std::string decode_header(const unsigned char* in, size_t len, ObjectHeader* h);
 // of consecutive segments concatenate into that of a larger one (compaction, without
 // recompressing).
 // The segment body of txns as one zstd frame ("" on error); *body_len: its uncompressed size.
-std::string compress_segment_body(const std::vector<Txn>& txns, int zstd_level, uint64_t* body_len);
+std::string compress_segment_body(std::vector<Txn>& txns, int zstd_level, uint64_t* body_len);  // frees the pages
 std::string seal_segment(ObjectHeader h, uint64_t body_len, std::string frames, uint64_t db_checksum);
 
 // Parses a segment body (already decompressed) into transactions; error text on malformed data.

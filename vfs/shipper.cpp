@@ -1061,10 +1061,8 @@ bool Shipper::ship_txns(std::vector<Txn>& txns, uint32_t salt1, uint32_t salt2, 
     oh.wal_cksum1 = c1;
     oh.wal_cksum2 = c2;
     uint64_t body_len = 0;
-    std::string frames = compress_segment_body(txns, cfg_.zstd_level, &body_len);
-    // The pages are in frames now: a large transaction is not held twice while it uploads, and
-    // the heap they took goes back to the system (it would stay with the process).
-    for (Txn& t : txns) t.pages.clear();
+    std::string frames = compress_segment_body(txns, cfg_.zstd_level, &body_len);  // frees the pages
+    // The heap the pages took goes back to the system (it would stay with the process).
 #ifdef __GLIBC__
     if (body_len >= kTrimBytes) malloc_trim(0);
 #endif
