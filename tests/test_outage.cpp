@@ -160,6 +160,46 @@ TEST_CASE("store down: the WAL still resets like plain SQLite's, unshipped frame
     CHECK(generations(url) == 1);
 }
 
+TEST_CASE("a large transaction streaming from the WAL when a reset spills it and new frames overwrite it: the upload is abandoned, the spill ships it", "[outage][spill][integration]") {
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string url = via_proxy();
+    std::string path = temp_dir() + "/large-race.db";
+    {
+        Db db(uri(path, url, "sync_interval=100"));
+        db.exec("pragma wal_autocheckpoint=0");
+        db.exec("create table t(id integer primary key, v blob)");
+        write_rows(db, 10);
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+        proxy.reset();
+        // 40 MB in one transaction: its segment is streamed as a multipart upload whose first
+        // request (once 16 MiB of it are compressed) is answered 3 s late. Meanwhile the WAL is
+        // checkpointed and reset (walship spills the transaction first) and written over.
+        proxy.fault("delay", 1);
+        db.exec("insert into t(v) select randomblob(4000) from (with recursive s(x) as (select 1 union all select x + 1 from s where x < 10000) select x from s)");
+        bool started = false;
+        for (int i = 0; i < 200 && !started; i++) {
+            std::vector<std::string> lines;
+            proxy.requests(&lines);
+            for (auto& l : lines) started = started || (l.rfind("POST ", 0) == 0 && l.find("uploads") != std::string::npos);
+            if (!started) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        REQUIRE(started);
+        CHECK(db.text("pragma wal_checkpoint(TRUNCATE)") == "0");
+        write_rows(db, 300);
+        REQUIRE(db.text("pragma walship_flush=60000") == "ok");
+        CHECK(status_field(db, "spill_bytes") == 0);
+        CHECK(db.integer("select count(*) from t") == 10310);
+        std::vector<std::string> lines;
+        proxy.requests(&lines);
+        bool aborted = false;
+        for (auto& l : lines) aborted = aborted || (l.rfind("DELETE ", 0) == 0 && l.find("uploadId=") != std::string::npos);
+        CHECK(aborted);  // the streamed upload was abandoned, not completed with overwritten pages
+    }
+    restore_and_compare(url, path);
+    CHECK(generations(url) == 1);
+}
+
 TEST_CASE("a spill record of a WAL past the wal-index's first 32 KiB region (over 4,062 frames) restores exactly", "[outage][spill][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();

@@ -911,6 +911,58 @@ TEST_CASE("a transaction larger than the shipper reads at once, or than a segmen
     }
 }
 
+TEST_CASE("transactions larger than a segment stream from the WAL: several in a row, synchronous=FULL padding after them, each point restorable", "[vfs][integration]") {
+    // Over max_segment_bytes (16 MiB) of pages, a transaction is read twice from the WAL and
+    // streamed into its own segment. Between them small ones, a page rewritten many times within
+    // one large transaction (only its last version ships), and a WAL reset.
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/large-stream.db";
+    std::map<long long, long long> rows_at;  // txid -> rows
+    {
+        Db db(uri(path, url, "durability=remote&flush_timeout=60000"));
+        db.exec("pragma synchronous=FULL");
+        db.exec("pragma wal_autocheckpoint=0");
+        db.exec("pragma cache_size=100");  // the large transactions spill pages to the WAL early and again later
+        db.exec("create table t(id integer primary key, v blob)");
+        db.exec("create table c(n)");
+        db.exec("insert into c values(0)");
+        auto mark = [&] { rows_at[status_field(db, "txid")] = db.integer("select count(*) from t"); };
+        mark();
+        db.exec("insert into t(v) select randomblob(4000) from " + series(5000));  // 20 MB
+        mark();
+        db.exec("insert into t(v) values(randomblob(100))");
+        mark();
+        db.exec("begin; update t set v = randomblob(3900) where id % 3 = 0; update c set n = n + 1; "
+                "insert into t(v) select randomblob(4000) from " + series(3000) + "; update c set n = n + 1; commit");
+        mark();
+        db.exec("begin; insert into t(v) select randomblob(4000) from " + series(4500) + "; commit");  // right after another large one
+        mark();
+        CHECK(db.text("pragma wal_checkpoint(TRUNCATE)") == "0");
+        db.exec("insert into t(v) select randomblob(4000) from " + series(4500));
+        mark();
+        db.exec("delete from t where id % 2 = 0");
+        mark();
+        REQUIRE(db.text("pragma walship_flush=60000") == "ok");
+        CHECK(status_field(db, "pending_frames") == 0);
+        CHECK(status_field(db, "errors") == 0);
+    }
+    REQUIRE(rows_at.size() == 7);
+    check_round_trip(url, path, 4096);
+    auto store = store_for(url);
+    for (auto [txid, rows] : rows_at) {
+        INFO("txid " << txid);
+        RestoreOptions opt;
+        opt.output = temp_dir() + "/large-stream-p.db";
+        opt.txid = uint64_t(txid);
+        auto r = restore(*store, opt);
+        REQUIRE(r.ok());
+        CHECK(r->txid == uint64_t(txid));
+        Db db(opt.output, nullptr, SQLITE_OPEN_READONLY);
+        CHECK(db.integer("select count(*) from t") == rows);
+        CHECK(db.text("pragma integrity_check") == "ok");
+    }
+}
+
 TEST_CASE("restarts continue the same generation and lose nothing", "[vfs][integration]") {
     std::string url = new_s3_url();
     std::string path = temp_dir() + "/restart.db";

@@ -245,12 +245,14 @@ std::string ObjectDigest::value() {
     return std::string(reinterpret_cast<char*>(md), len);
 }
 
-void DbChecksum::set_page(uint32_t pgno, const void* data, size_t len) {
+void DbChecksum::set_page(uint32_t pgno, const void* data, size_t len) { set_hash(pgno, page_hash(pgno, data, len)); }
+
+void DbChecksum::set_hash(uint32_t pgno, uint64_t hash) {
     if (pgno == 0) return;
     if (hashes_.size() < pgno) hashes_.resize(pgno, 0);
     sum_ -= hashes_[pgno - 1];
-    hashes_[pgno - 1] = page_hash(pgno, data, len);
-    sum_ += hashes_[pgno - 1];
+    hashes_[pgno - 1] = hash;
+    sum_ += hash;
 }
 
 void DbChecksum::merge(const DbChecksum& o, uint32_t first, uint32_t last) {

@@ -80,6 +80,7 @@ class DbChecksum {
 public:
     void reset() { hashes_.clear(); sum_ = 0; }
     void set_page(uint32_t pgno, const void* data, size_t len);
+    void set_hash(uint32_t pgno, uint64_t hash);  // hash: page_hash(pgno, page, page size)
     void truncate(uint32_t db_pages);  // drop pages beyond the new size
     void merge(const DbChecksum& o, uint32_t first, uint32_t last);  // take o's hashes of pages first..last
     uint64_t value() const { return sum_; }

@@ -46,7 +46,8 @@ std::map<std::string, std::string>& location_owner() {  // canonical replica URL
     return r;
 }
 
-// Streams a snapshot object: header, zstd-compressed pages, trailer; hashes as it goes.
+// Streams an object: header, zstd-compressed body, trailer; hashes as it goes (snapshots, and
+// segments of transactions too large to hold in memory).
 class SnapshotWriter {
 public:
     SnapshotWriter(s3::ObjectWriter* w, int level) : w_(w) {
@@ -75,7 +76,8 @@ public:
     s3::Status finish(uint64_t db_checksum) {
         s3::Status st = page(nullptr, 0, ZSTD_e_end);
         if (!st.ok()) return st;
-        std::string t;
+        std::string& t = trailer_;
+        t.clear();
         put_u64le(t, db_checksum);
         digest_.update(t.data(), t.size());
         t += digest_.value();
@@ -83,12 +85,13 @@ public:
         if (!st.ok()) return st;
         return w_->commit();
     }
+    const std::string& trailer() const { return trailer_; }  // after finish: the object's last bytes
 
 private:
     s3::ObjectWriter* w_;
     ZSTD_CCtx* cctx_;
     ObjectDigest digest_;
-    std::string out_;
+    std::string out_, trailer_;
 };
 
 }  // namespace
@@ -890,20 +893,29 @@ bool Shipper::upload(const std::string& key, const std::string& object) {
         else st = s3::make_error(s3::ErrorKind::PreconditionFailed, "put_object: " + key + " already exists with other content");
     }
     if (!st.ok()) {
-        set_error("upload of " + key + " failed: " + st.str());
-        backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 500;
-        next_upload_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
-        if (st.kind == s3::ErrorKind::PreconditionFailed) {
-            have_generation_ = false;  // someone else wrote this generation: start over
-        }
+        upload_failed(key, st);
         return false;
     }
+    uploaded(object.size());
+    return true;
+}
+
+void Shipper::upload_failed(const std::string& key, const s3::Status& st) {
+    set_error("upload of " + key + " failed: " + st.str());
+    backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 500;
+    next_upload_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
+    if (st.kind == s3::ErrorKind::PreconditionFailed) {
+        have_generation_ = false;  // someone else wrote this generation: start over
+    }
+}
+
+void Shipper::uploaded(uint64_t bytes) {
     std::lock_guard<std::mutex> lock(mu_);
     if (backoff_ms_ && !stats_.last_error.empty()) log_info("uploads to " + store_->describe() + " recovered");
     backoff_ms_ = 0;
     stats_.last_error.clear();
     stats_.uploads++;
-    stats_.upload_bytes += object.size();
+    stats_.upload_bytes += bytes;
     stats_.last_ship_ms = now_ms();
     // Pacing as a bucket of two uploads refilled one per sync_interval (GCRA): steady writes get
     // one upload per interval, as before, but one upload that ran late (a slow store, a busy
@@ -913,7 +925,6 @@ bool Shipper::upload(const std::string& key, const std::string& object) {
     const auto interval = std::chrono::milliseconds(cfg_.sync_interval_ms);
     pace_tat_ = std::min(std::max(pace_tat_, now) + interval, now + 2 * interval);
     next_upload_ = pace_tat_ - interval;
-    return true;
 }
 
 bool Shipper::ship_frames(const ShmHeader& h) {
@@ -942,7 +953,8 @@ bool Shipper::ship_frames(const ShmHeader& h) {
         std::string& buf = wal_buf_;  // kept between passes: no allocation (and page faults) per pass
         const uint32_t chunk = uint32_t(std::max<size_t>(1, (1u << 20) / frame_size));
         bool prev_commit = prev_commit_valid_;
-        while (f < end && bytes < cfg_.max_segment_bytes) {
+        bool large = false;  // a transaction of more than a segment's bytes: streamed on its own
+        while (f < end && bytes < cfg_.max_segment_bytes && !large) {
             uint32_t n = std::min(chunk, end - f);
             buf.resize(size_t(n) * frame_size);
             if (!pread_all(wal_fd_, &buf[0], buf.size(), off_t(kWalHeaderSize) + off_t(f) * off_t(frame_size))) {
@@ -975,6 +987,10 @@ bool Shipper::ship_frames(const ShmHeader& h) {
                     continue;
                 }
                 cur.pages[fh.pgno] = page;
+                if (!fh.commit_size && uint64_t(cur.pages.size()) * (page_size_ + 4) >= cfg_.max_segment_bytes) {
+                    large = true;
+                    break;
+                }
                 prev_commit = fh.commit_size != 0;
                 if (fh.commit_size) {
                     prev_pgno_ = fh.pgno;
@@ -995,6 +1011,11 @@ bool Shipper::ship_frames(const ShmHeader& h) {
         }
         // What follows seg_end (a transaction the WAL does not hold all of yet, or one that did not
         // fit in this segment) is read again from its first frame next time.
+        if (large && txns.empty()) {
+            cur = Txn();
+            if (!ship_large_txn(seg_end, e1, e2, end)) return false;
+            continue;
+        }
         if (txns.empty()) {
             if (seg_end > frame_) {  // only padding
                 frame_ = seg_end, cksum1_ = e1, cksum2_ = e2;
@@ -1075,6 +1096,162 @@ bool Shipper::ship_txns(std::vector<Txn>& txns, uint32_t salt1, uint32_t salt2, 
     db_pages_ = oh.db_pages;
     std::lock_guard<std::mutex> lock(mu_);
     stats_.txns_shipped += txns.size();
+    return true;
+}
+
+// A transaction with more than a segment's bytes of pages (max_segment_bytes) goes up on its own,
+// streamed from the WAL instead of read into memory. A first pass over its frames checks their
+// checksum chain and notes, per frame, its page number and the hash of its page (16 bytes a
+// frame); the second reads the last version of each page again, in page order, and compresses it
+// into a streaming (multipart) upload, checking it against its hash: a WAL reset that spilled
+// the transaction and overwrote its frames meanwhile aborts the upload, and the next pass ships
+// it from the spill file. `from` is the frame before the transaction, (c1, c2) the checksum chain
+// there, `end` the WAL's last committed frame.
+bool Shipper::ship_large_txn(uint32_t from, uint32_t c1, uint32_t c2, uint32_t end) {
+    struct Frame {
+        uint32_t pgno, frame;
+        uint64_t hash;
+    };
+    std::vector<Frame> frames;
+    const size_t frame_size = kWalFrameHeaderSize + page_size_;
+    const uint32_t chunk = uint32_t(std::max<size_t>(1, (1u << 20) / frame_size));
+    std::string& buf = wal_buf_;
+    auto offset = [&](uint32_t frame) { return off_t(kWalHeaderSize) + off_t(frame - 1) * off_t(frame_size); };
+    uint32_t commit = 0, db_pages = 0, commit_pgno = 0;
+    std::string commit_page;
+    for (uint32_t f = from; f < end && !commit;) {
+        uint32_t n = std::min(chunk, end - f);
+        buf.resize(size_t(n) * frame_size);
+        if (!pread_all(wal_fd_, &buf[0], buf.size(), offset(f + 1))) {
+            ShmHeader now;
+            if (read_header(&now) && wal_moved_on(now)) return false;
+            set_error("reading " + cfg_.db_path + "-wal failed at frame " + std::to_string(f + 1));
+            return false;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            const unsigned char* fr = reinterpret_cast<const unsigned char*>(buf.data()) + size_t(i) * frame_size;
+            WalFrameHeader fh = parse_frame_header(fr);
+            wal_checksum(big_endian_, fr, 8, &c1, &c2);
+            wal_checksum(big_endian_, fr + kWalFrameHeaderSize, page_size_, &c1, &c2);
+            if (fh.salt1 != salt1_ || fh.salt2 != salt2_ || fh.cksum1 != c1 || fh.cksum2 != c2 || fh.pgno == 0) {
+                ShmHeader now;
+                if (!read_header(&now) || wal_moved_on(now)) return false;
+                wal_chain_broken(salt2_, f + i + 1);
+                return false;
+            }
+            frames.push_back({fh.pgno, f + i + 1, page_hash(fh.pgno, fr + kWalFrameHeaderSize, page_size_)});
+            if (fh.commit_size) {
+                commit = f + i + 1;
+                db_pages = fh.commit_size;
+                commit_pgno = fh.pgno;
+                commit_page.assign(reinterpret_cast<const char*>(fr + kWalFrameHeaderSize), page_size_);
+                break;
+            }
+        }
+        f += n;
+    }
+    if (!commit) return false;  // not all here yet (mxFrame ends at a commit, so a race): next pass
+    // The last version of each page, in page order.
+    std::stable_sort(frames.begin(), frames.end(), [](const Frame& a, const Frame& b) { return a.pgno < b.pgno; });
+    size_t kept = 0;
+    for (size_t i = 0; i < frames.size(); i++) {
+        if (i + 1 < frames.size() && frames[i + 1].pgno == frames[i].pgno) continue;
+        frames[kept++] = frames[i];
+    }
+    frames.resize(kept);
+
+    DbChecksum saved = checksum_;
+    if (have_checksum_) {
+        for (const Frame& fr : frames) checksum_.set_hash(fr.pgno, fr.hash);
+        checksum_.truncate(db_pages);
+    }
+    const uint64_t txid = txid_ + 1;
+    const uint64_t ts = ts_by_txid_.emplace(txid, uint64_t(now_ms())).first->second;  // the same on a retry
+    ObjectHeader oh;
+    oh.kind = ObjectKind::Segment;
+    oh.flags = have_checksum_ ? kFlagDbChecksum : 0;
+    oh.page_size = page_size_;
+    oh.generation = generation_;
+    oh.first_txid = oh.last_txid = txid;
+    oh.first_ts_ms = oh.last_ts_ms = ts;
+    oh.db_pages = db_pages;
+    oh.txn_count = 1;
+    oh.wal_salt1 = salt1_;
+    oh.wal_salt2 = salt2_;
+    oh.wal_frame = commit;
+    oh.wal_cksum1 = c1;
+    oh.wal_cksum2 = c2;
+    oh.body_len = 32 + uint64_t(frames.size()) * (4 + page_size_);
+    unsigned char hb[kHeaderSize];
+    encode_header(oh, hb);
+    const std::string key = segment_key(generation_, txid, txid, ts);
+    auto w = store_->open_writer(key, s3::PutOptions{true, "application/octet-stream"});
+    SnapshotWriter sw(w.get(), cfg_.zstd_level);
+    s3::Status st = sw.raw(hb, sizeof hb);
+    std::string in;  // body bytes, compressed 1 MiB at a time
+    put_u64le(in, txid);
+    put_u64le(in, ts);
+    put_u32le(in, db_pages);
+    put_u32le(in, uint32_t(frames.size()));
+    put_u64le(in, have_checksum_ ? checksum_.value() : 0);
+    std::string frame(frame_size, '\0');
+    bool moved = false;
+    for (size_t i = 0; i < frames.size() && st.ok() && !moved; i++) {
+        const Frame& fr = frames[i];
+        const unsigned char* p = reinterpret_cast<const unsigned char*>(frame.data());
+        if (!pread_all(wal_fd_, &frame[0], frame_size, offset(fr.frame))) {
+            moved = true;
+            break;
+        }
+        WalFrameHeader fh = parse_frame_header(p);
+        if (fh.salt1 != salt1_ || fh.salt2 != salt2_ || fh.pgno != fr.pgno ||
+            page_hash(fr.pgno, p + kWalFrameHeaderSize, page_size_) != fr.hash) {
+            moved = true;
+            break;
+        }
+        put_u32le(in, fr.pgno);
+        in.append(frame, kWalFrameHeaderSize, page_size_);
+        if (in.size() >= (1u << 20)) {
+            st = sw.page(in.data(), in.size());
+            in.clear();
+        }
+    }
+    if (st.ok() && !moved) st = sw.page(in.data(), in.size());
+    if (st.ok() && !moved) {
+        st = sw.finish(checksum_.value());
+        if (st.kind == s3::ErrorKind::PreconditionFailed) {
+            // An earlier attempt may have landed although its answer was lost: the same object
+            // (its size and trailer: the hash of every byte) is fine.
+            auto info = store_->head(key);
+            const std::string& t = sw.trailer();
+            if (info.ok() && info->size == w->bytes_written() && info->size >= t.size()) {
+                auto tail = store_->get(key, s3::ByteRange{info->size - t.size(), t.size()});
+                if (tail.ok() && tail.value() == t) st = {};
+            }
+            if (!st.ok()) st = s3::make_error(s3::ErrorKind::PreconditionFailed, "put_object: " + key + " already exists with other content");
+        }
+    }
+    if (moved || !st.ok()) {
+        w->abort();
+        checksum_ = saved;
+        if (!moved) upload_failed(key, st);
+        // Moved: the frames were overwritten after a reset that spilled them (or the WAL was cut).
+        return false;
+    }
+    uploaded(w->bytes_written());
+    levels_.clear();  // compaction merges small segments only; none merges across this one
+    txid_ = txid;
+    for (auto it = ts_by_txid_.begin(); it != ts_by_txid_.end() && it->first <= txid_;) it = ts_by_txid_.erase(it);
+    db_pages_ = db_pages;
+    frame_ = commit, cksum1_ = c1, cksum2_ = c2;
+    prev_commit_valid_ = true;  // padding after this commit (synchronous=FULL) is recognised
+    prev_pgno_ = commit_pgno;
+    prev_commit_size_ = db_pages;
+    prev_page_ = std::move(commit_page);
+    publish_position();
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.txns_shipped++;
+    if (frame_ >= end) stats_.oldest_unshipped_ms = 0;
     return true;
 }
 

@@ -148,6 +148,9 @@ private:
     bool write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateInfo* info, DbChecksum* sum);
     bool ship_frames(const ShmHeader& h);
     bool upload(const std::string& key, const std::string& object);
+    void upload_failed(const std::string& key, const s3::Status& st);  // the error, and backoff
+    void uploaded(uint64_t bytes);  // stats and pacing after an upload
+    bool ship_large_txn(uint32_t from, uint32_t c1, uint32_t c2, uint32_t end);
     void set_error(const std::string& e);
     void publish_position();
 

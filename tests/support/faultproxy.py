@@ -11,8 +11,9 @@ relays the answer, unless a fault is queued. Control requests (never forwarded, 
     GET  /__stats                     "requests N\\n" then one "METHOD PATH HOST RANGE" line per request
 
 Modes: 500 (InternalError), 503 (SlowDown), 403 (AccessDenied), 404 (NoSuchKey), 400 (InvalidRequest),
-stall (read the request, never answer), slow (answer at ~20 bytes/s), drop (send half of the
-answer, then close), reset (close without answering).
+stall (read the request, never answer), slow (answer at ~20 bytes/s), delay (forward the request
+3 s late, then answer normally), drop (send half of the answer, then close), reset (close without
+answering).
 """
 import argparse
 import http.client
@@ -104,6 +105,8 @@ class Handler(socketserver.StreamRequestHandler):
                 except OSError:
                     pass
                 return
+            if mode == "delay":
+                time.sleep(3)
             answer = self.forward(method, target, headers, body)
             if mode == "drop":
                 self.wfile.write(answer[: max(1, len(answer) // 2)])

@@ -14,7 +14,7 @@ public:
     static Proxy& get();
     std::string endpoint() const { return "http://127.0.0.1:" + port_; }
     std::string port() const { return port_; }
-    // Queues MODE (500, 503, 403, 404, 400, stall, slow, drop, reset) for the next `count` requests.
+    // Queues MODE (500, 503, 403, 404, 400, stall, slow, delay, drop, reset) for the next `count` requests.
     void fault(const std::string& mode, int count);
     void reset();  // clears queued faults and counters
     // Requests forwarded or faulted since the last reset, and their log lines.
