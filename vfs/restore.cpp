@@ -44,6 +44,7 @@ struct Plan {
     std::vector<std::string> part_keys;  // the snapshot's other parts, in order (FORMAT.md)
     uint64_t snapshot_txid = 0;
     std::vector<std::string> segment_keys;
+    std::vector<uint64_t> segment_sizes;  // their sizes in the listing
     uint64_t last_txid = 0;  // last txid available in the chain
 };
 
@@ -315,6 +316,169 @@ private:
     s3::Error error_;
 };
 
+// Segments larger than this are not downloaded whole ahead of their turn: each is streamed and
+// applied as it arrives (SegmentStreamer), so a restore's memory does not grow with the largest
+// transaction in the replica.
+constexpr uint64_t kStreamSegmentBytes = 8u << 20;
+
+// Receives one segment object in chunks and applies its transactions to the file as they
+// decompress. Everything it applies is checked as it goes (page numbers, transaction ids, each
+// transaction's database checksum when the object carries them) and the object's hash at the
+// end; any failure fails the restore attempt, whose file is discarded, so nothing unverified is
+// kept. Transactions past the restore's target are read (for the hash) but not applied.
+class SegmentStreamer {
+public:
+    SegmentStreamer(int fd, const std::string& path, const std::string& key, DbChecksum* sum, RestoreInfo* info, uint64_t target,
+                    std::optional<int64_t> ts_limit, uint64_t generation)
+        : fd_(fd), path_(path), key_(key), sum_(sum), info_(info), target_(target), ts_limit_(ts_limit), generation_(generation),
+          dctx_(ZSTD_createDCtx(), ZSTD_freeDCtx) {
+        out_.resize(ZSTD_DStreamOutSize());
+    }
+    // The object's bytes in order; the last kTrailerSize seen so far are held back (the trailer).
+    bool feed(const char* p, size_t n) {
+        if (held_.size() + n <= kTrailerSize) {
+            held_.append(p, n);
+            return true;
+        }
+        size_t usable = held_.size() + n - kTrailerSize;
+        size_t from_held = std::min(usable, held_.size());
+        if (from_held && !consume(held_.data(), from_held)) return false;
+        held_.erase(0, from_held);
+        size_t from_p = usable - from_held;
+        if (from_p && !consume(p, from_p)) return false;
+        held_.append(p + from_p, n - from_p);
+        return true;
+    }
+    s3::Error finish() {
+        if (error_.ok() && !flush_run()) return error_;
+        if (!error_.ok()) return error_;
+        if (!have_header_ || held_.size() != kTrailerSize) return corrupt(key_, "object is truncated");
+        digest_.update(held_.data(), 8);
+        if (digest_.value() != held_.substr(8)) return corrupt(key_, "checksum mismatch (object is corrupted)");
+        if (!stream_done_ || body_seen_ != h_.body_len || !rec_.empty() || in_txn_ || expect_ != h_.last_txid + 1)
+            return corrupt(key_, "segment body is incomplete or does not match its header");
+        return {};
+    }
+    bool stopped() const { return skipping_; }  // a transaction past the target was reached
+    const s3::Error& error() const { return error_; }
+
+private:
+    bool consume(const char* p, size_t n) {
+        if (!error_.ok()) return false;
+        digest_.update(p, n);
+        if (!have_header_) {
+            size_t take = std::min(n, kHeaderSize - hdr_.size());
+            hdr_.append(p, take);
+            p += take;
+            n -= take;
+            if (hdr_.size() < kHeaderSize) return true;
+            std::string err = decode_header(reinterpret_cast<const unsigned char*>(hdr_.data()), kHeaderSize, &h_);
+            if (err.empty() && h_.kind != ObjectKind::Segment) err = "not a segment";
+            if (err.empty() && (h_.generation != generation_ || h_.page_size != info_->page_size)) err = "belongs to another generation or page size";
+            if (err.empty() && h_.first_txid != info_->txid + 1) err = "does not continue txid " + std::to_string(info_->txid);
+            if (!err.empty()) return fail(err);
+            have_header_ = true;
+            expect_ = h_.first_txid;
+            rec_size_ = 4 + size_t(h_.page_size);
+        }
+        ZSTD_inBuffer in{p, n, 0};
+        while (in.pos < in.size) {
+            ZSTD_outBuffer out{&out_[0], out_.size(), 0};
+            size_t rc = ZSTD_decompressStream(dctx_.get(), &out, &in);
+            if (ZSTD_isError(rc)) return fail(std::string("zstd: ") + ZSTD_getErrorName(rc));
+            if (rc == 0) stream_done_ = true;
+            body_seen_ += out.pos;
+            if (body_seen_ > h_.body_len) return fail("segment body is longer than its header says");
+            if (!parse(out_.data(), out.pos)) return false;
+        }
+        return true;
+    }
+
+    // Decompressed body bytes: a 32-byte transaction header, then its page records (FORMAT.md).
+    bool parse(const char* q, size_t m) {
+        while (m > 0) {
+            size_t want = in_txn_ ? rec_size_ : 32;
+            size_t take = std::min(m, want - rec_.size());
+            rec_.append(q, take);
+            q += take;
+            m -= take;
+            if (rec_.size() < want) return true;
+            const auto* r = reinterpret_cast<const unsigned char*>(rec_.data());
+            if (!in_txn_) {
+                txid_ = get_u64le(r);
+                ts_ = get_u64le(r + 8);
+                db_pages_ = get_u32le(r + 16);
+                pages_left_ = get_u32le(r + 20);
+                db_checksum_ = get_u64le(r + 24);
+                if (txid_ != expect_ || txid_ > h_.last_txid) return fail("segment transaction ids are not contiguous");
+                expect_++;
+                if (txid_ > target_ || (ts_limit_ && int64_t(ts_) > *ts_limit_)) skipping_ = true;
+                in_txn_ = true;
+            } else {
+                uint32_t pgno = get_u32le(r);
+                if (pgno == 0) return fail("segment has page number 0");
+                if (!skipping_ && !add_page(pgno, rec_.data() + 4)) return false;
+                pages_left_--;
+            }
+            rec_.clear();
+            if (in_txn_ && pages_left_ == 0 && !end_txn()) return false;
+        }
+        return true;
+    }
+
+    // Pages go to the file in runs of consecutive page numbers (a segment lists them in order).
+    bool add_page(uint32_t pgno, const char* data) {
+        const uint32_t ps = h_.page_size;
+        if (!run_.empty() && (pgno != run_first_ + run_.size() / ps || run_.size() >= (1u << 20)) && !flush_run()) return false;
+        if (run_.empty()) run_first_ = pgno;
+        run_.append(data, ps);
+        sum_->set_page(pgno, data, ps);
+        return true;
+    }
+    bool flush_run() {
+        if (run_.empty()) return true;
+        if (!pwrite_all(fd_, run_.data(), run_.size(), off_t(run_first_ - 1) * h_.page_size)) {
+            error_ = make_error(ErrorKind::Io, "restore: writing " + path_ + " failed: " + strerror(errno));
+            return false;
+        }
+        run_.clear();
+        return true;
+    }
+    bool end_txn() {
+        in_txn_ = false;
+        if (skipping_) return true;
+        sum_->truncate(db_pages_);
+        const bool has_checksum = (h_.flags & kFlagDbChecksum) != 0;
+        if (has_checksum && sum_->value() != db_checksum_) return fail("database checksum mismatch after txid " + std::to_string(txid_));
+        info_->checksum_verified = has_checksum;
+        info_->txid = txid_;
+        info_->pages = db_pages_;
+        info_->last_ts_ms = int64_t(ts_);
+        return true;
+    }
+    bool fail(const std::string& what) {
+        if (error_.ok()) error_ = corrupt(key_, what);
+        return false;
+    }
+
+    int fd_;
+    std::string path_, key_;
+    DbChecksum* sum_;
+    RestoreInfo* info_;
+    uint64_t target_;
+    std::optional<int64_t> ts_limit_;
+    uint64_t generation_;
+    std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx_;
+    ObjectDigest digest_;
+    ObjectHeader h_;
+    std::string held_, hdr_, out_, rec_, run_;
+    bool have_header_ = false, stream_done_ = false, in_txn_ = false, skipping_ = false;
+    uint64_t body_seen_ = 0, expect_ = 0, txid_ = 0, ts_ = 0, db_checksum_ = 0;
+    size_t rec_size_ = 0;
+    uint32_t db_pages_ = 0, pages_left_ = 0, run_first_ = 0;
+    s3::Error error_;
+};
+
 // Chooses the generation, snapshot and segment chain for the requested point.
 // Objects in `damaged` (found corrupt by an earlier attempt) are not used: an older snapshot, or
 // the smaller segments a merged one covers, may still lead to the same point.
@@ -358,7 +522,9 @@ s3::Result<Plan> make_plan(s3::Store& store, const RestoreOptions& opts, const s
         std::map<std::pair<uint64_t, uint64_t>, std::map<uint32_t, std::string>> parts;  // (txid, time) -> part -> key
         std::map<uint64_t, std::vector<ParsedKey>> segs;                           // first -> ranges
         std::map<std::pair<uint64_t, uint64_t>, std::string> seg_keys;
+        std::map<std::string, uint64_t> sizes;
         for (auto& o : listing->objects) {
+            sizes[o.key] = o.size;
             auto k = parse_key(o.key);
             if (!k || k->gen != g.id) continue;
             if (k->part) {
@@ -399,6 +565,7 @@ s3::Result<Plan> make_plan(s3::Store& store, const RestoreOptions& opts, const s
                 if ((c_ok && (!b_ok || c.last > best.last)) || (!c_ok && !b_ok && c.last < best.last)) best = c;
             }
             plan.segment_keys.push_back(seg_keys[{best.first, best.last}]);
+            plan.segment_sizes.push_back(sizes[plan.segment_keys.back()]);
             pos = best.last;
             pos_ts = best.ts_ms;
         }
@@ -609,16 +776,19 @@ static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptio
     DbChecksum sum;
     // Segments: a window of parallel downloads (the first ones during the snapshot's), applied
     // strictly in order after it.
-    std::deque<std::future<s3::Result<std::string>>> inflight;
+    // Large ones are not fetched ahead: they stream when their turn comes (SegmentStreamer).
+    std::deque<std::future<s3::Result<std::string>>> inflight;  // invalid: to be streamed
     size_t next = 0;
     auto launch = [&] {
         while (next < plan->segment_keys.size() && inflight.size() < size_t(std::max(1, opts.parallelism))) {
-            std::string key = plan->segment_keys[next++];
-            inflight.push_back(std::async(std::launch::async, [&store, key] { return store.get(key); }));
+            std::string key = plan->segment_keys[next];
+            if (plan->segment_sizes[next++] > kStreamSegmentBytes) inflight.emplace_back();
+            else inflight.push_back(std::async(std::launch::async, [&store, key] { return store.get(key); }));
         }
     };
     auto fail = [&](s3::Error e) -> s3::Result<RestoreInfo> {
-        for (auto& f : inflight) f.wait();
+        for (auto& f : inflight)
+            if (f.valid()) f.wait();
         ::close(fd);
         ::unlink(tmp.c_str());
         return e;
@@ -635,10 +805,28 @@ static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptio
     uint64_t target = opts.txid ? *opts.txid : UINT64_MAX;
     bool stop = false;
     for (size_t i = 0; i < plan->segment_keys.size() && !stop; i++) {
+        const std::string& key = plan->segment_keys[i];
+        if (!inflight.front().valid()) {
+            inflight.pop_front();
+            launch();
+            SegmentStreamer ss(fd, tmp, key, &sum, &info, target, opts.timestamp_ms, plan->generation);
+            uint64_t bytes = 0;
+            s3::Error got = store.get_stream(key, [&](const char* p, size_t n) { return bytes += n, ss.feed(p, n); });
+            if (!ss.error().ok()) got = ss.error();  // its reason, not the aborted download's
+            if (got.ok()) got = ss.finish();
+            if (!got.ok()) {
+                if (got.kind == ErrorKind::Corrupt) *bad_key = key;
+                return fail(got);
+            }
+            info.bytes += bytes;
+            stop = ss.stopped();
+            info.objects++;
+            if (opts.progress) opts.progress(info.objects, total);
+            continue;
+        }
         auto got = inflight.front().get();
         inflight.pop_front();
         launch();
-        const std::string& key = plan->segment_keys[i];
         if (!got.ok()) {
             return fail(got.error());
         }
@@ -676,7 +864,8 @@ static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptio
         info.objects++;
         if (opts.progress) opts.progress(info.objects, total);
     }
-    for (auto& f : inflight) f.wait();
+    for (auto& f : inflight)
+        if (f.valid()) f.wait();
     if (opts.timestamp_ms && info.last_ts_ms > *opts.timestamp_ms)
         return fail(make_error(ErrorKind::NotFound, "restore: nothing in the replica at or before the requested time"));
 
