@@ -1001,6 +1001,23 @@ TEST_CASE("restore streams segments too large to fetch ahead, and stops inside a
         CHECK(db.integer("select count(*) from t") == rows);
         CHECK(db.text("pragma integrity_check") == "ok");
     }
+    // One flipped byte in the middle of a large segment: no restore past it, and no file.
+    std::string victim;
+    for (auto& o : listing->objects)
+        if (o.key.find(".seg") != std::string::npos && o.size > (8u << 20)) victim = o.key;
+    auto bytes = store->get(victim);
+    REQUIRE(bytes.ok());
+    std::string damaged = bytes.value();
+    damaged[damaged.size() / 2] ^= 0x20;
+    REQUIRE(store->put(victim, damaged).ok());
+    RestoreOptions opt;
+    opt.output = temp_dir() + "/stream-restore-damaged.db";
+    auto r = restore(*store, opt);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().kind == s3::ErrorKind::Corrupt);
+    INFO(r.error().str());
+    CHECK(r.error().str().find("restore") != std::string::npos);
+    CHECK_FALSE(file_exists(opt.output));
 }
 
 TEST_CASE("restarts continue the same generation and lose nothing", "[vfs][integration]") {
