@@ -553,6 +553,53 @@ TEST_CASE("corrupted objects are detected and never produce a database file", "[
     REQUIRE(restore_to(url, dir + "/good.db") == "");
 }
 
+TEST_CASE("the newest generation's only snapshot damaged: restore fails, it does not fall back to the older generation", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/newest-damaged.db";
+    {
+        Db db(uri(path, url, "sync_interval=0"));
+        db.exec("create table t(x)");
+        for (int i = 0; i < 5; i++) db.exec("insert into t values(" + std::to_string(i) + ")");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+    }
+    {
+        Db plain(path, "unix");  // written without walship: the next start cannot continue the generation
+        plain.exec("insert into t values(100)");
+    }
+    {
+        Db db(uri(path, url, "sync_interval=0"));
+        for (int i = 5; i < 10; i++) db.exec("insert into t values(" + std::to_string(i) + ")");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+    }
+    auto store = store_for(url);
+    auto gens = list_generations(*store);
+    REQUIRE(gens.ok());
+    REQUIRE(gens->size() == 2);
+    auto listing = store->list(generation_prefix(gens->back().id));
+    REQUIRE(listing.ok());
+    std::string snap;
+    for (auto& o : parse_listing(listing->objects))
+        if (o.k.snapshot) snap = o.key;
+    REQUIRE(!snap.empty());
+    auto original = store->get(snap);
+    REQUIRE(original.ok());
+    std::string bad = original.value();
+    bad[bad.size() / 2] ^= 0x01;
+    REQUIRE(store->put(snap, bad).ok());
+    std::string out = temp_dir() + "/newest-damaged-restored.db";
+    std::string err = restore_to(url, out);
+    CHECK(err.find(snap) != std::string::npos);
+    CHECK_FALSE(file_exists(out));
+    // Asked for by name, the older generation still restores (its 5 rows).
+    RestoreOptions opt;
+    opt.output = out;
+    opt.generation = gens->front().id;
+    auto r = restore(*store, opt);
+    REQUIRE(r.ok());
+    Db db(out, nullptr, SQLITE_OPEN_READONLY);
+    CHECK(db.integer("select count(*) from t") == 5);
+}
+
 TEST_CASE("a damaged snapshot is restored around through an older snapshot and the segments after it, never to an earlier point", "[vfs][integration]") {
     std::string url = new_s3_url();
     std::string path = temp_dir() + "/around.db";

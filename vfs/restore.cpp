@@ -696,7 +696,7 @@ s3::Result<std::vector<GenerationInfo>> list_generations(s3::Store& store) {
 }
 
 static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptions& opts, const std::set<std::string>& damaged,
-                                            uint64_t must_reach, std::string* bad_key, uint64_t* planned_last);
+                                            uint64_t must_gen, uint64_t must_reach, std::string* bad_key, uint64_t* planned_gen, uint64_t* planned_last);
 
 // The file a restore writes before renaming it into place: "<output>.walship-restore-<pid>", or
 // "<dir>/.walship-restore-<pid>" when that name would be too long. Leftovers of restores that
@@ -732,20 +732,21 @@ s3::Result<RestoreInfo> restore(s3::Store& store, const RestoreOptions& opts) {
     // Compaction and retention may delete a planned object while we run: plan again. A damaged
     // object is planned around when the replica holds another way to the same point (an older
     // snapshot and the segments after it, or the segments a merged one absorbed); the point
-    // restored is never an earlier one.
+    // restored is never an earlier one, nor one of another generation (an older generation is
+    // an earlier state of the database, whatever its txids).
     std::set<std::string> damaged;
     std::vector<s3::Error> damage;  // in the order found
-    uint64_t must_reach = 0;
+    uint64_t must_gen = 0, must_reach = 0;
     for (int attempt = 1;;) {
         std::string bad_key;
-        uint64_t planned = 0;
-        auto r = restore_once(store, opts, damaged, must_reach, &bad_key, &planned);
+        uint64_t planned_gen = 0, planned = 0;
+        auto r = restore_once(store, opts, damaged, must_gen, must_reach, &bad_key, &planned_gen, &planned);
         if (r.ok()) {
             for (auto& d : damage) log_warn(d.str() + "; restored around it from other objects of the replica");
             return r;
         }
         if (r.error().kind == ErrorKind::Corrupt && !bad_key.empty() && damaged.size() < 8 && damaged.insert(bad_key).second) {
-            if (damage.empty()) must_reach = planned;
+            if (damage.empty()) must_gen = planned_gen, must_reach = planned;
             damage.push_back(r.error());
             continue;
         }
@@ -759,11 +760,15 @@ s3::Result<RestoreInfo> restore(s3::Store& store, const RestoreOptions& opts) {
 }
 
 static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptions& opts, const std::set<std::string>& damaged,
-                                            uint64_t must_reach, std::string* bad_key, uint64_t* planned_last) {
+                                            uint64_t must_gen, uint64_t must_reach, std::string* bad_key, uint64_t* planned_gen, uint64_t* planned_last) {
     if (opts.output.empty()) return make_error(ErrorKind::Config, "restore: no output path");
     auto plan = make_plan(store, opts, damaged);
     if (!plan.ok()) return plan.error();
+    *planned_gen = plan->generation;
     *planned_last = plan->last_txid;
+    if (must_gen && plan->generation != must_gen)
+        return make_error(ErrorKind::Corrupt, "restore: without the damaged objects only an older generation (" + generation_name(plan->generation) +
+                                                  ") could be restored, an earlier state of the database");
     if (plan->last_txid < must_reach)
         return make_error(ErrorKind::Corrupt, "restore: without the damaged objects the replica reaches only txid " + std::to_string(plan->last_txid));
 
