@@ -179,6 +179,18 @@ TEST_CASE("missing or partial credentials", "[location]") {
 
 TEST_CASE("secrets in URLs or endpoints are never echoed", "[location]") {
     bad(std::string("s3://AKID:") + kSecret + "@bkt/x", "credentials must not be put in the URL");
+    // AWS secret keys often hold '/': the user info still runs to the '@', and no piece of the
+    // key shows in the message.
+    bad(std::string("s3://AKID:wJalr/") + kSecret + "@bkt/x", "credentials must not be put in the URL");
+    bad(std::string("s3://AKID:wJalr/") + kSecret + "@bkt/x", "s3://***@bkt/x");
+    auto r = parse_location(std::string("s3://AKID:wJalr/") + kSecret + "@bkt/x", creds());
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().str().find("wJalr") == std::string::npos);
+    // An '@' inside a prefix is not user info.
+    auto ok = parse_location("s3://bkt/team@example/db", creds());
+    REQUIRE(ok.ok());
+    CHECK(ok->prefix == "team@example/db");
+    CHECK(ok->url().find("s3://bkt/team%40example/db") != std::string::npos);
     Environment e = creds();
     e.vars["AWS_ENDPOINT_URL_S3"] = std::string("http://user:") + kSecret + "@host:9000";
     bad("s3://bkt/x", "AWS_ENDPOINT_URL_S3", e);

@@ -22,16 +22,21 @@ std::string lower(std::string s) {
     return s;
 }
 
-// Hides "user:password@" after "scheme://".
+// Hides "user:password@" after "scheme://". A secret key may hold '/' (AWS's often do), so the
+// user info is taken to run to the last '@' before the query when what precedes it has a ':' or
+// no '/' ("s3://bucket/me@example/db" keeps its prefix).
 std::string redact_userinfo(const std::string& url) {
     std::string out = url;
     size_t pos = 0;
     while ((pos = out.find("://", pos)) != std::string::npos) {
         size_t start = pos + 3;
-        size_t end = out.find_first_of("/?#&", start);
+        size_t end = out.find_first_of("?#&", start);
         if (end == std::string::npos) end = out.size();
         size_t at = out.rfind('@', end);
-        if (at != std::string::npos && at >= start && at < end) out.replace(start, at - start, "***");
+        if (at != std::string::npos && at >= start && at < end) {
+            std::string info = out.substr(start, at - start);
+            if (info.find(':') != std::string::npos || info.find('/') == std::string::npos) out.replace(start, at - start, "***");
+        }
         pos = start;
     }
     return out;
@@ -243,7 +248,7 @@ Result<Location> parse_location(const std::string& url, const Environment& env) 
     size_t slash = rest.find('/');
     std::string bucket = rest.substr(0, slash);
     std::string raw_prefix = slash == std::string::npos ? "" : rest.substr(slash + 1);
-    if (bucket.find('@') != std::string::npos)
+    if (bucket.find('@') != std::string::npos || (bucket.find(':') != std::string::npos && rest.find('@') != std::string::npos))
         return config_error(url, "credentials must not be put in the URL (use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
     if (bucket.empty()) return config_error(url, "missing bucket (expected s3://bucket/prefix)");
     if (!valid_bucket(bucket)) return config_error(url, "invalid bucket name '" + bucket + "'");
