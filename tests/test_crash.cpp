@@ -404,6 +404,44 @@ TEST_CASE("several processes, durability=remote: when the shipping process close
     CHECK(missing == 0);
 }
 
+TEST_CASE("remote-strict: a committer killed while its frames upload leaves no phantom in the replica, and the next commit at the same frames waits for its own upload", "[crash][remote][integration]") {
+    // The frames of a strict commit are shipped before it shows in the wal-index. Its process
+    // dies while the upload is held up; the upload lands anyway. The next commit rewrites the
+    // same WAL frames: the shipper must see that what it shipped there never committed.
+    use_walship();
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string dir = temp_dir();
+    std::string db = dir + "/strict-phantom.db";
+    std::string url = "s3://" + new_bucket() + "/db?endpoint=" + proxy.endpoint() + "&region=us-east-1";
+    Db s(uri(db, url, "durability=remote-strict&sync_interval=100&flush_timeout=20000"));  // this process ships
+    s.exec("pragma synchronous=FULL");
+    s.exec("create table if not exists log(id integer primary key, writer int, pad blob)");
+    s.exec("insert into log(writer, pad) values(0, randomblob(100))");
+    REQUIRE(s.text("pragma walship_flush") == "ok");
+    proxy.fault("delay", 1);  // the next request (the writer's segment) is forwarded 3 s late
+    Child w = spawn({writer_path(), "run", db, url, "1", "remote-strict"});
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+    std::set<long long> confirmed;
+    kill_and_collect(w, &confirmed);
+    CHECK(confirmed.empty());
+    std::this_thread::sleep_for(std::chrono::milliseconds(3000));  // the held upload has landed
+    auto t0 = std::chrono::steady_clock::now();
+    s.exec("insert into log(writer, pad) values(2, randomblob(100))");
+    s.exec("insert into log(writer, pad) values(3, randomblob(100))");
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    CHECK(ms < 10000);  // not a flush_timeout
+    CHECK(s.integer("select count(*) from log") == 3);
+    CHECK(s.integer("select count(*) from log where writer = 1") == 0);
+    std::string out = dir + "/strict-phantom-restored.db";
+    REQUIRE(restore_latest(url, out) == "");
+    Db r(out, nullptr, SQLITE_OPEN_READONLY);
+    CHECK(r.integer("select count(*) from log where writer = 1") == 0);
+    CHECK(r.integer("select count(*) from log") == 3);
+    CHECK(s.text("pragma wal_checkpoint(TRUNCATE)") == "0");  // the local file, whole
+    CHECK(compare_pages(db, out, 4096) == "");
+}
+
 TEST_CASE("fork after open: the child gets a shipper of its own, and closing the inherited connection neither hangs nor releases the parent's ship lock", "[multiprocess][remote][integration]") {
     // What a pre-forking server does when the application touched the database before forking its
     // workers (gunicorn --preload with a query at import time): each worker inherits a connection,

@@ -217,6 +217,17 @@ Shipper::~Shipper() {
     }
 }
 
+void Shipper::commit_shown(uint32_t salt2, uint32_t frame, uint64_t cksum) {
+    SideState* s = side_.state();
+    uint64_t spec = s->spec_pos.load();
+    volatile void* shm = shm0_.load();
+    ShmHeader h;
+    if (spec != pack_position(salt2, frame) || s->spec_cksum.load() != cksum || !shm || !read_shm_header(shm, &h) ||
+        h.salt2 != salt2 || h.mx_frame < frame)
+        return;
+    s->spec_pos.compare_exchange_strong(spec, 0);
+}
+
 void Shipper::notify() {
     // On the commit path: cheap unless a shipper sleeps waiting for commits (this process's thread,
     // or the shipping process's). While it is paced by sync_interval it wakes on its own timer.
@@ -750,6 +761,8 @@ void Shipper::ship_pass(bool urgent) {
     // A remote-durable commit may ask for frames that the wal-index does not show yet; for the
     // first commit into a new WAL file even the salts are only in the file's header.
     uint64_t through = side->ship_through.load();
+    const ShmHeader visible = h;
+    if (!check_speculative(visible, through)) return;
     uint32_t through_salt2 = uint32_t(through >> 32), through_frame = uint32_t(through);
     if (through_salt2 == h.salt2 && through_frame > h.mx_frame) {
         h.mx_frame = through_frame;
@@ -788,12 +801,12 @@ void Shipper::ship_pass(bool urgent) {
     // came under steady writes, and retention then never deleted anything).
     const bool interval_due = txid_ > last_snapshot_txid_ && now_ms() - last_snapshot_ms_ >= cfg_.snapshot_interval_ms;
     if ((want_snapshot || interval_due) && !paced) {
-        if ((h.mx_frame == frame_ || ship_frames(h)) && !snapshot_in_generation(want_snapshot ? "requested" : "snapshot_interval"))
+        if ((h.mx_frame == frame_ || ship_ahead(visible, h)) && !snapshot_in_generation(want_snapshot ? "requested" : "snapshot_interval"))
             resume_retry_at_ = Clock::now() + std::chrono::milliseconds(20);  // (reader slots busy, say): not in a loop
         maintain();
         return;
     }
-    if (h.mx_frame > frame_ && (!paced || waiting)) ship_frames(h);
+    if (h.mx_frame > frame_ && (!paced || waiting)) ship_ahead(visible, h);
     if (!have_checksum_ && frame_ == h.mx_frame && h.salt2 == salt2_) recover_checksum();
     maintain();
 }
@@ -925,6 +938,79 @@ void Shipper::uploaded(uint64_t bytes) {
     const auto interval = std::chrono::milliseconds(cfg_.sync_interval_ms);
     pace_tat_ = std::min(std::max(pace_tat_, now) + interval, now + 2 * interval);
     next_upload_ = pace_tat_ - interval;
+}
+
+// ship_frames, through frames the wal-index may not show yet (`h` raised to a remote-durable
+// commit's frame): those are marked in the side file before they are shipped, and their commit
+// frame's checksum once they are, so that only their committer counts them as shipped.
+bool Shipper::ship_ahead(const ShmHeader& visible, const ShmHeader& h) {
+    SideState* side = side_.state();
+    const bool ahead = h.salt2 != visible.salt2 || h.mx_frame > visible.mx_frame;
+    if (ahead) {
+        side->spec_cksum = 0;
+        side->spec_pos = pack_position(h.salt2, h.mx_frame);
+    }
+    bool ok = ship_frames(h);
+    if (ahead) {
+        if (salt2_ == h.salt2 && (salt2_ != visible.salt2 || frame_ > visible.mx_frame)) {
+            side->spec_cksum = uint64_t(cksum1_) << 32 | cksum2_;
+            side->spec_pos = pack_position(salt2_, frame_);
+        } else {
+            side->spec_pos = 0;
+        }
+        side->shipped_seq.fetch_add(1);
+        futex_wake(&side->shipped_seq);
+    }
+    return ok;
+}
+
+// Frames shipped ahead of the wal-index (ship_ahead) belong to a commit that should show there
+// once its connection's WAL sync returns. If it does, with the same frame at that place, they
+// were committed as shipped. If instead the committer died (or its commit failed), another commit
+// rewrites the same frames: the bucket then holds a transaction the database never had, and a
+// new generation must start (a snapshot). False when that is so (the next pass takes it).
+bool Shipper::check_speculative(const ShmHeader& visible, uint64_t through) {
+    SideState* side = side_.state();
+    const uint64_t spec = side->spec_pos.load();
+    if (!spec) return true;
+    const uint32_t s2 = uint32_t(spec >> 32), to = uint32_t(spec);
+    const uint64_t want = side->spec_cksum.load();
+    const size_t frame_size = kWalFrameHeaderSize + page_size_;
+    auto frame_is_ours = [&](uint32_t f) {
+        unsigned char b[kWalFrameHeaderSize];
+        if (!page_size_ || !pread_all(wal_fd_, b, sizeof b, off_t(kWalHeaderSize) + off_t(f - 1) * off_t(frame_size))) return false;
+        WalFrameHeader fh = parse_frame_header(b);
+        return fh.salt2 == s2 && (uint64_t(fh.cksum1) << 32 | fh.cksum2) == want && want != 0;
+    };
+    uint32_t shown = 0;  // the frames of that WAL the wal-index shows committed
+    bool same_wal = visible.salt2 == s2;
+    if (same_wal) {
+        shown = visible.mx_frame;
+    } else {
+        unsigned char hdr[kWalHeaderSize];
+        WalHeader wh;
+        same_wal = pread_all(wal_fd_, hdr, sizeof hdr, 0) && parse_wal_header(hdr, &wh) && wh.salt2 == s2;  // not shown yet
+    }
+    bool phantom;
+    if (same_wal && shown >= to) {
+        phantom = !frame_is_ours(to);
+    } else if (same_wal) {
+        // Not committed yet. While only its committer asks (for that frame), it may still be waiting.
+        const bool other_asks = uint32_t(through >> 32) == s2 && uint32_t(through) != 0 && uint32_t(through) <= to &&
+                                (uint32_t(through) != to || !frame_is_ours(to));
+        if (!other_asks) return true;
+        phantom = true;
+    } else {
+        phantom = true;  // the WAL was reset without that commit ever showing
+    }
+    side->spec_pos = 0;
+    if (!phantom) return true;
+    log_warn("frames uploaded for a remote-durable commit that never completed (its process died, or the commit failed) are in " +
+             store_->describe() + "; starting a new generation");
+    side->needs_snapshot.fetch_add(1);
+    side->shipped_seq.fetch_add(1);
+    futex_wake(&side->shipped_seq);
+    return false;
 }
 
 bool Shipper::ship_frames(const ShmHeader& h) {
@@ -1365,7 +1451,7 @@ bool Shipper::wait_shipped(const std::function<bool()>& done, Clock::time_point 
     }
 }
 
-int Shipper::flush_through(uint32_t salt2, uint32_t frame, bool visible, std::string* error) {
+int Shipper::flush_through(uint32_t salt2, uint32_t frame, uint64_t cksum, bool visible, std::string* error) {
     SideState* side = side_.state();
     uint64_t want = pack_position(salt2, frame);
     uint64_t cur = side->ship_through.load();
@@ -1376,6 +1462,11 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, bool visible, std::st
     auto shipped = [&] {
         uint64_t pos = side->shipped.load();
         if (uint32_t(pos >> 32) != salt2 || uint32_t(pos) < frame || side->needs_snapshot.load()) return false;
+        // Frames shipped ahead of the wal-index at or past ours are some committer's: ours only
+        // when they end at our commit frame with its checksum (else a committer that died).
+        uint64_t spec = side->spec_pos.load();
+        if (spec && uint32_t(spec >> 32) == salt2 && uint32_t(spec) >= frame && (uint32_t(spec) != frame || side->spec_cksum.load() != cksum))
+            return false;
         side->ship_through.compare_exchange_strong(want, pos);  // answered (unless a later commit asks)
         return true;
     };

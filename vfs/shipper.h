@@ -45,6 +45,8 @@ public:
 
     // A connection of this process released the WAL write lock: a commit may be waiting.
     void notify();
+    // A remote-strict commit that the shipper shipped ahead of the wal-index now shows there.
+    void commit_shown(uint32_t salt2, uint32_t frame, uint64_t cksum);
     // Wakes the shipper now (a WAL reset or a remote-durable commit is waiting).
     void wake();
     // Asked by any connection about to reset the WAL (restart or truncate), holding the WAL's write
@@ -78,7 +80,7 @@ public:
     // bucket. `visible`: the commit is already visible (durability=remote, after the write lock is
     // released); else it is written but not visible yet and fails if this does (remote-strict).
     // SQLITE_OK or an error with *error set.
-    int flush_through(uint32_t salt2, uint32_t frame, bool visible, std::string* error);
+    int flush_through(uint32_t salt2, uint32_t frame, uint64_t cksum, bool visible, std::string* error);
     // True when the WAL holds committed frames that are not in the bucket (for xTruncate).
     bool wal_has_unshipped();
     // True when the replica's last object carries no database checksum, so only the WAL can prove
@@ -151,6 +153,8 @@ private:
     void upload_failed(const std::string& key, const s3::Status& st);  // the error, and backoff
     void uploaded(uint64_t bytes);  // stats and pacing after an upload
     bool ship_large_txn(uint32_t from, uint32_t c1, uint32_t c2, uint32_t end);
+    bool check_speculative(const ShmHeader& visible, uint64_t through);
+    bool ship_ahead(const ShmHeader& visible, const ShmHeader& h);
     void set_error(const std::string& e);
     void publish_position();
 

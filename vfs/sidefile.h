@@ -54,9 +54,16 @@ struct SideState {
     // Bumped by a flush in a process that does not ship: the shipping process's next pass then
     // ships at once instead of at its interval.
     std::atomic<uint64_t> flush_asked;
+    // Frames shipped ahead of the wal-index for a remote-durable commit not yet visible (its
+    // connection waits in the WAL sync): (salt2 << 32) | the commit frame shipped, and that
+    // frame's WAL checksum (cksum1 << 32 | cksum2; 0 while its upload runs). Until the commit
+    // shows in the wal-index, only the committer whose frame and checksum these are counts as
+    // shipped: if it died, another commit may rewrite the same frames (see check_speculative).
+    std::atomic<uint64_t> spec_pos;
+    std::atomic<uint64_t> spec_cksum;
 };
 
-constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '5'};
+constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '6'};
 
 // Waits until *word != seen, a wake, or timeout_ms; wakes every waiter on *word (any process).
 void futex_wait(std::atomic<uint32_t>* word, uint32_t seen, int timeout_ms);

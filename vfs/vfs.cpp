@@ -65,6 +65,8 @@ struct File {
     uint32_t page_size;                 // Wal: from the WAL header written through this file
     uint32_t last_commit_frame;         // MainDb: this connection's last commit frame not yet confirmed
     uint32_t salt2;                     // MainDb: salt-2 of the WAL that frame is in
+    uint64_t commit_cksum;              // MainDb: that frame's WAL checksum (cksum1 << 32 | cksum2)
+    uint32_t strict_frame;              // MainDb: a remote-strict commit confirmed, not yet shown (salt2, commit_cksum)
     bool reread_page1;                  // MainDb: a rollback-mode commit happened; see db_write
     Durability durability;              // MainDb: this connection's, like synchronous
     bool exclusive;                     // MainDb: holds the exclusive lock and Shipper::begin_exclusive
@@ -226,7 +228,7 @@ __attribute__((noinline)) int db_fcntl_watched(sqlite3_file* f, int op, void* ar
             uint32_t frame = F(f)->last_commit_frame;
             F(f)->last_commit_frame = 0;
             std::string err;
-            if (S(f)->flush_through(F(f)->salt2, frame, true, &err) != SQLITE_OK) {
+            if (S(f)->flush_through(F(f)->salt2, frame, F(f)->commit_cksum, true, &err) != SQLITE_OK) {
                 log_error("remote-durable commit not confirmed: " + err);
                 return SQLITE_IOERR;
             }
@@ -366,6 +368,10 @@ __attribute__((noinline)) int db_shm_lock_write(sqlite3_file* f, int ofst, int n
     int rc = R(f)->xShmLock(f, ofst, n, flags);
     if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE)) {
         try {
+            if (F(f)->strict_frame) {
+                S(f)->commit_shown(F(f)->salt2, F(f)->strict_frame, F(f)->commit_cksum);
+                F(f)->strict_frame = 0;
+            }
             S(f)->notify();
         } catch (...) {
         }  // the shipper's own polling finds the commit
@@ -406,6 +412,7 @@ __attribute__((noinline)) int wal_write_header(sqlite3_file* f, const void* buf,
         if (p->page_size && (uint64_t(off) - kWalHeaderSize) % fsz == 0) {
             p->db->last_commit_frame = uint32_t((uint64_t(off) - kWalHeaderSize) / fsz) + 1;
             p->db->salt2 = get_u32be(b + 12);
+            p->db->commit_cksum = uint64_t(get_u32be(b + 16)) << 32 | get_u32be(b + 20);
         }
     }
     return rc;
@@ -429,10 +436,11 @@ int wal_sync(sqlite3_file* f, int flags) noexcept {
         std::string err;
         uint32_t frame = db->last_commit_frame;
         db->last_commit_frame = 0;
-        if (s->flush_through(db->salt2, frame, false, &err) != SQLITE_OK) {
+        if (s->flush_through(db->salt2, frame, db->commit_cksum, false, &err) != SQLITE_OK) {
             log_error("remote-durable commit failed: " + err);
             return SQLITE_IOERR_FSYNC;
         }
+        db->strict_frame = frame;  // shown once the write lock is released (commit_shown)
     } catch (...) {
         return SQLITE_IOERR_FSYNC;
     }
