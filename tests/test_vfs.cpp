@@ -504,6 +504,38 @@ TEST_CASE("times and sizes take units", "[vfs]") {
         CHECK_FALSE(config_from({{k, v}}, &cfg, &err));
         CHECK(err.find(k + " '" + v + "'") != std::string::npos);
     }
+    // Durations past 100 years would overflow the clock's nanoseconds.
+    err.clear();
+    CHECK_FALSE(config_from({{"retention_check_interval", "200000d"}}, &cfg, &err));
+    CHECK(err.find("retention_check_interval '200000d'") != std::string::npos);
+    REQUIRE(config_from({{"snapshot_interval", "3650d"}}, &cfg, &err));
+    CHECK(cfg.snapshot_interval_ms == 3650LL * 86400 * 1000);
+}
+
+TEST_CASE("a misspelt setting is an error, not a default kept in silence; an unencoded replica URL's query is put back together", "[vfs]") {
+    walship::Config cfg;
+    std::string err;
+    for (auto [k, meant] : std::vector<std::pair<std::string, std::string>>{{"durabilty", "durability"},
+                                                                           {"sync_intervall", "sync_interval"},
+                                                                           {"retension", "retention"},
+                                                                           {"replca", "replica"}}) {
+        INFO(k);
+        err.clear();
+        CHECK_FALSE(config_from({{k, "remote"}}, &cfg, &err));
+        CHECK(err.find("'" + k + "'") != std::string::npos);
+        CHECK(err.find("did you mean " + meant) != std::string::npos);
+    }
+    // SQLite's own parameters and other names pass.
+    REQUIRE(config_from({{"mode", "rwc"}, {"cache", "shared"}, {"psow", "1"}, {"vfs", "walship"}, {"_txlock", "immediate"}}, &cfg, &err));
+    // "file:c.db?replica=s3://b/p?endpoint=E&region=R&force_path_style=true", unencoded: SQLite
+    // hands walship replica=s3://b/p?endpoint=E, region=R and force_path_style=true.
+    std::vector<std::pair<std::string, std::string>> split{{"replica", "s3://b/p?endpoint=http://127.0.0.1:9"}, {"region", "eu-west-3"}, {"force_path_style", "true"}};
+    std::vector<const char*> flat;
+    for (auto& [k, v] : split) flat.push_back(k.c_str()), flat.push_back(v.c_str());
+    sqlite3_filename f = sqlite3_create_filename("/tmp/c.db", "/tmp/c.db-journal", "/tmp/c.db-wal", int(split.size()), flat.data());
+    REQUIRE(walship::resolve_config(f, "/tmp/c.db", &cfg, &err));
+    sqlite3_free_filename(f);
+    CHECK(cfg.replica_url == "s3://b/p?endpoint=http://127.0.0.1:9&region=eu-west-3&force_path_style=true");
 }
 
 TEST_CASE("a replicated database stays in WAL mode", "[vfs]") {

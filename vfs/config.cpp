@@ -12,6 +12,9 @@
 #include <ctime>
 #include <algorithm>
 #include <mutex>
+#include <vector>
+
+#include <unistd.h>
 
 namespace walship {
 
@@ -75,6 +78,9 @@ static bool parse_bytes(const std::string& s, long long* out) {
     return true;
 }
 
+// At most 100 years (the steady clock counts nanoseconds in 64 bits: about 292 years).
+static constexpr double kMaxDurationMs = 100 * 365.25 * 86400e3;
+
 bool parse_duration_ms(const std::string& s, int64_t* ms) {
     if (s.empty()) return false;
     char* end = nullptr;
@@ -82,14 +88,64 @@ bool parse_duration_ms(const std::string& s, int64_t* ms) {
     if (end == s.c_str() || !(v >= 0) || v > 1e15) return false;
     std::string unit(end);
     double mult = unit.empty() || unit == "ms" ? 1 : unit == "s" ? 1e3 : unit == "m" ? 60e3 : unit == "h" ? 3600e3 : unit == "d" ? 86400e3 : -1;
-    if (mult < 0) return false;
+    if (mult < 0 || v * mult > kMaxDurationMs) return false;
     *ms = int64_t(v * mult);
     return true;
+}
+
+// Edit distance (insertions, deletions, substitutions), for "did you mean".
+static size_t distance(const std::string& a, const std::string& b) {
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); j++) row[j] = j;
+    for (size_t i = 1; i <= a.size(); i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= b.size(); j++) {
+            size_t up = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            diag = up;
+        }
+    }
+    return row[b.size()];
+}
+
+static const char* const kSettings[] = {"replica", "sync_interval", "restore", "durability", "flush_timeout", "close_timeout",
+                                        "max_wal_size", "snapshot_interval", "retention", "retention_check_interval",
+                                        "snapshot_part_size", "zstd_level"};
+
+// A name close to a setting's but not one (a typo would otherwise silently keep the default, as
+// "durabilty=remote" would keep local durability): the setting meant, else "".
+static std::string misspelt_setting(const std::string& name) {
+    for (const char* k : kSettings)
+        if (name == k) return "";
+    for (const char* k : kSettings)
+        if (distance(name, k) <= 2) return k;
+    return "";
 }
 
 bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, std::string* error) {
     cfg->db_path = path;
     cfg->replica_url = uri_db ? (sqlite3_uri_parameter(uri_db, "replica") ? sqlite3_uri_parameter(uri_db, "replica") : "") : "";
+    if (!cfg->replica_url.empty()) {
+        // "file:app.db?replica=s3://b/p?endpoint=E&region=R" unencoded: SQLite splits the replica
+        // URL's own query at '&', so its later parameters arrive as parameters of the database.
+        for (const char* k : {"endpoint", "region", "force_path_style"}) {
+            const char* v = sqlite3_uri_parameter(uri_db, k);
+            if (!v) continue;
+            cfg->replica_url += (cfg->replica_url.find('?') == std::string::npos ? "?" : "&") + std::string(k) + "=" + v;
+        }
+    }
+    if (uri_db) {
+        for (int i = 0;; i++) {
+            const char* key = sqlite3_uri_key(uri_db, i);
+            if (!key) break;
+            std::string meant = misspelt_setting(key);
+            if (!meant.empty()) {
+                *error = std::string("walship: unknown URI parameter '") + key + "' (did you mean " + meant + "?)";
+                return false;
+            }
+        }
+    }
     if (cfg->replica_url.empty()) {
         const char* url = std::getenv("WALSHIP_REPLICA_URL");
         const char* db = std::getenv("WALSHIP_DB");
@@ -99,6 +155,22 @@ bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, st
         }
     }
     if (cfg->replica_url.empty()) return true;
+    {  // settings from the environment: a misspelt name is only warned of (it may be another program's)
+        for (char** e = environ; *e; e++) {
+            std::string var(*e);
+            if (var.compare(0, 8, "WALSHIP_") != 0) continue;
+            std::string name = var.substr(8, var.find('=') - 8);
+            for (auto& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
+            if (name == "replica_url" || name == "db" || name == "log_level") continue;
+            std::string meant = misspelt_setting(name);
+            static std::atomic<bool> warned{false};
+            if (!meant.empty() && !warned.exchange(true)) {
+                std::string upper = meant;
+                for (auto& c : upper) c = char(std::toupper(static_cast<unsigned char>(c)));
+                log_warn("unknown environment variable " + var.substr(0, var.find('=')) + " (did you mean WALSHIP_" + upper + "?)");
+            }
+        }
+    }
 
     struct IntSetting {
         const char* name;
@@ -150,7 +222,7 @@ bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, st
         std::string value;
         if (!setting(uri_db, d.name, &value)) continue;
         if (!parse_duration_ms(value, d.target) || *d.target <= 0) {
-            *error = std::string("walship: invalid ") + d.name + " '" + value + "' (a duration like 30s, 15m, 24h, or milliseconds)";
+            *error = std::string("walship: invalid ") + d.name + " '" + value + "' (a duration like 30s, 15m, 24h, or milliseconds; at most 100 years)";
             return false;
         }
         if (d.target == &cfg->retention_check_ms) check_set = true;

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "walship.h"
+#include "walship_uri.h"
 
 static int check(sqlite3* db, int rc, const char* what) {
     if (rc != SQLITE_OK) {
@@ -26,7 +27,7 @@ int main(int argc, char** argv) {
     int rows = argc > 3 ? atoi(argv[3]) : 1000;
     if (walship_register(1) != SQLITE_OK) return 1;  // "walship" becomes the default VFS
 
-    std::string uri = std::string("file:") + argv[1] + "?replica=" + argv[2];
+    std::string uri = walship::replica_uri(argv[1], argv[2]);  // both parts percent-encoded
     sqlite3* db = nullptr;
     check(db, sqlite3_open_v2(uri.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, nullptr), "open");
     sqlite3_busy_timeout(db, 5000);
