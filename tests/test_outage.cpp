@@ -326,6 +326,35 @@ TEST_CASE("a long outage past max_wal_size: the WAL is released, a new generatio
     CHECK(gens->size() <= 3);
 }
 
+TEST_CASE("the store comes back from an outage without the generation's snapshot (restarted without its data): a new generation starts, and the replica restores", "[outage][integration]") {
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string url = via_proxy();
+    std::string bucket = url.substr(5, url.find('/', 5) - 5);
+    std::string path = temp_dir() + "/lost.db";
+    {
+        Db db(uri(path, url, "sync_interval=100"));
+        db.exec("create table t(id integer primary key, v blob)");
+        write_rows(db, 10);
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+        proxy.fault("503", 1000000);  // down
+        write_rows(db, 10);
+        std::this_thread::sleep_for(std::chrono::milliseconds(3000));  // past the client's own retries: an upload failed
+        // Meanwhile the store lost everything (deleted straight at the server, not through the proxy).
+        auto direct = s3::open_store("s3://" + bucket + "/db?endpoint=" + test::endpoint() + "&region=us-east-1", test::env());
+        REQUIRE(direct.ok());
+        auto listing = direct.value()->list("generations/");
+        REQUIRE(listing.ok());
+        REQUIRE(!listing->objects.empty());
+        for (auto& o : listing->objects) REQUIRE(direct.value()->remove(o.key).ok());
+        proxy.reset();  // back, empty
+        write_rows(db, 10);
+        REQUIRE(db.text("pragma walship_flush=60000") == "ok");
+    }
+    CHECK(generations(url) == 1);  // a new one: the old one's objects are gone
+    restore_and_compare(url, path);
+}
+
 TEST_CASE("durability=remote: concurrent COMMITs share uploads, and when the store stays down COMMIT fails but the transaction stays committed and ships later", "[outage][remote][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();

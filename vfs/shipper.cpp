@@ -751,7 +751,7 @@ void Shipper::ship_pass(bool urgent) {
         return;
     }
     if (side->needs_snapshot.load()) {
-        if (!paced) start_generation("the WAL was reset before it was shipped, or a remote-durable commit failed");
+        if (!paced) start_generation("the WAL was reset before it was shipped, a remote-durable commit failed, or the replica lost objects");
         return;
     }
     // Spilled records ship at the interval too, before anything of the live WAL: a write burst
@@ -915,11 +915,32 @@ bool Shipper::upload(const std::string& key, const std::string& object) {
 
 void Shipper::upload_failed(const std::string& key, const s3::Status& st) {
     set_error("upload of " + key + " failed: " + st.str());
+    check_snapshot_ = true;  // the store is down or failing: will it still hold our objects?
     backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 500;
     next_upload_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
     if (st.kind == s3::ErrorKind::PreconditionFailed) {
         have_generation_ = false;  // someone else wrote this generation: start over
     }
+}
+
+// Before the first segment after failed uploads: a store that comes back from an outage may have
+// lost what it held (restarted without its data, a bucket recreated), and segments after a lost
+// snapshot restore nothing. One LIST of the generation's snapshots tells; when they are gone, a
+// new generation must start (commits waiting for the bucket wait for its snapshot). False then,
+// and when the listing fails (the upload would fail too).
+bool Shipper::snapshot_still_there() {
+    if (!check_snapshot_) return true;
+    auto listing = store_->list(generation_prefix(generation_) + "snapshots/");
+    if (!listing.ok()) {
+        upload_failed(generation_prefix(generation_) + "snapshots/ (listing)", listing.error());
+        return false;
+    }
+    check_snapshot_ = false;
+    for (auto& o : parse_listing(listing->objects))
+        if (o.k.gen == generation_ && o.k.snapshot && !o.k.part) return true;
+    set_error("the generation's snapshot is gone from " + store_->describe() + " (the store lost objects); starting a new generation");
+    side_.state()->needs_snapshot.fetch_add(1);
+    return false;
 }
 
 void Shipper::uploaded(uint64_t bytes) {
@@ -1236,7 +1257,7 @@ bool Shipper::ship_large_txn(uint32_t from, uint32_t c1, uint32_t c2, uint32_t e
         }
         f += n;
     }
-    if (!commit) return false;  // not all here yet (mxFrame ends at a commit, so a race): next pass
+    if (!commit || !snapshot_still_there()) return false;  // !commit: a race (mxFrame ends at a commit): next pass
     // The last version of each page, in page order.
     std::stable_sort(frames.begin(), frames.end(), [](const Frame& a, const Frame& b) { return a.pgno < b.pgno; });
     size_t kept = 0;
@@ -1807,6 +1828,7 @@ bool Shipper::upload_segment(ObjectHeader oh, uint64_t body_len, std::string fra
         set_error("zstd could not compress a segment");
         return false;
     }
+    if (!snapshot_still_there()) return false;
     size_t level = 0;
     for (; level < levels_.size() && levels_[level].size() == kFanout - 1; level++) {
         uint64_t total = body_len;
@@ -1891,6 +1913,15 @@ void Shipper::run_retention() {
     // from then on (and nothing is deleted on the strength of the mixed listing); the other then
     // sees a newer generation (above). Both say so until the setup is fixed.
     auto objects = parse_listing(listing->objects);
+    if (have_generation_) {
+        bool snapshot = false;
+        for (auto& o : objects) snapshot = snapshot || (o.k.gen == generation_ && o.k.snapshot && !o.k.part);
+        if (!snapshot) {
+            set_error("the generation's snapshot is gone from " + store_->describe() + " (the store lost objects); starting a new generation");
+            start_generation("the store lost the generation's snapshot");
+            return;
+        }
+    }
     std::string foreign = have_generation_ ? find_second_writer(objects, generation_) : "";
     for (auto& o : objects) {
         if (!foreign.empty() || !have_generation_) break;

@@ -152,6 +152,7 @@ private:
     bool upload(const std::string& key, const std::string& object);
     void upload_failed(const std::string& key, const s3::Status& st);  // the error, and backoff
     void uploaded(uint64_t bytes);  // stats and pacing after an upload
+    bool snapshot_still_there();
     bool ship_large_txn(uint32_t from, uint32_t c1, uint32_t c2, uint32_t end);
     bool check_speculative(const ShmHeader& visible, uint64_t through);
     bool ship_ahead(const ShmHeader& visible, const ShmHeader& h);
@@ -196,6 +197,7 @@ private:
     int wal_fd_ = -1;
     ino_t wal_ino_ = 0;
     bool have_generation_ = false;
+    bool check_snapshot_ = false;  // uploads failed: before the next segment, is the snapshot still there?
     bool have_checksum_ = false;
     uint64_t generation_ = 0;
     uint64_t txid_ = 0;              // last shipped transaction
