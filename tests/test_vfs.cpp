@@ -512,7 +512,7 @@ TEST_CASE("times and sizes take units", "[vfs]") {
     CHECK(cfg.snapshot_interval_ms == 3650LL * 86400 * 1000);
 }
 
-TEST_CASE("a misspelt setting is an error, not a default kept in silence; an unencoded replica URL's query is put back together", "[vfs]") {
+TEST_CASE("a misspelt setting is an error, not a default kept in silence, and an unencoded replica URL's query is put back together", "[vfs]") {
     walship::Config cfg;
     std::string err;
     for (auto [k, meant] : std::vector<std::pair<std::string, std::string>>{{"durabilty", "durability"},
