@@ -442,6 +442,45 @@ TEST_CASE("remote-strict: a committer killed while its frames upload leaves no p
     CHECK(compare_pages(db, out, 4096) == "");
 }
 
+TEST_CASE("a process taking over shipping while other connections hold every reader slot at later frames resumes by the WAL chain, without waiting for them", "[multiprocess][remote][integration]") {
+    // Resuming reads the state at the replica's last frame, which needs a reader slot marked
+    // there or a free one. Commits waiting for the shipper (durability=remote in several
+    // processes) can hold all four at later marks until it ships: resuming must not wait for them.
+    use_walship();
+    std::string dir = temp_dir();
+    std::string db = dir + "/slots.db";
+    std::string url = new_s3_url();
+    Child a = spawn({writer_path(), "run", db, url, "1", "local"});
+    std::set<long long> committed;
+    std::string pa;
+    REQUIRE(confirmations_for(a, 10000, &committed, &pa, 50).size() >= 50);
+    kill_and_collect(a, &committed);  // the shipping process dies
+    Db w(db, "unix");
+    std::vector<std::unique_ptr<Db>> readers;
+    for (int i = 0; i < 4; i++) {  // every reader slot held, each at a later frame than the last shipped
+        w.exec("insert into log(writer, pad) values(9, randomblob(100))");
+        readers.push_back(std::make_unique<Db>(db, "unix"));
+        readers.back()->exec("begin");
+        CHECK(readers.back()->integer("select count(*) from log") > 0);
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    {
+        Db s(uri(db, url, "durability=remote&flush_timeout=20000"));
+        s.exec("insert into log(writer, pad) values(7, randomblob(100))");
+        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        printf("remote commit with every reader slot held by others: confirmed after %.0f ms\n", ms);
+        CHECK(ms < 5000);
+        for (auto& r : readers) r->exec("commit");
+        REQUIRE(s.text("pragma walship_flush") == "ok");
+        CHECK(s.text("pragma wal_checkpoint(TRUNCATE)") == "0");
+    }
+    std::string out = dir + "/slots-restored.db";
+    REQUIRE(restore_latest(url, out) == "");
+    CHECK(compare_pages(db, out, 4096) == "");
+    Db r(out, nullptr, SQLITE_OPEN_READONLY);
+    CHECK(missing_ids(r, committed) == 0);
+}
+
 TEST_CASE("fork after open: the child gets a shipper of its own, and closing the inherited connection neither hangs nor releases the parent's ship lock", "[multiprocess][remote][integration]") {
     // What a pre-forking server does when the application touched the database before forking its
     // workers (gunicorn --preload with a query at import time): each worker inherits a connection,
