@@ -200,6 +200,10 @@ int cmd_restore(std::vector<std::string> args) {
         fprintf(stderr, "walship restore: no output path (use -o PATH or set WALSHIP_DB)\n");
         return kUsage;
     }
+    if (opt.txid && opt.timestamp_ms) {
+        fprintf(stderr, "walship restore: --txid and --timestamp both choose the point to restore; give one\n");
+        return kUsage;
+    }
     if (if_db_not_exists && file_size(opt.output) > 0) {
         printf("database %s already exists, skipping restore\n", opt.output.c_str());
         return kOk;
@@ -472,6 +476,7 @@ int cmd_verify(std::vector<std::string> args) {
         std::string detail;
     };
     std::vector<Check> checks;
+    bool no_data = false;  // the location holds no walship data: exit 3, as restore
     auto check_point = [&](const std::string& what, RestoreOptions opt) -> RestoreInfo {
         opt.output = dir + "/verify.db";
         if (isatty(STDERR_FILENO))
@@ -481,6 +486,7 @@ int cmd_verify(std::vector<std::string> args) {
             };
         auto r = restore(*store, opt);
         if (!r.ok()) {
+            no_data = no_data || is_no_replica_data(r.error());
             checks.push_back({what, false, r.error().str()});
             return {};
         }
@@ -526,7 +532,7 @@ int cmd_verify(std::vector<std::string> args) {
         for (auto& c : checks) printf("%-8s %-14s %s\n", c.ok ? "ok" : "FAILED", c.what.c_str(), c.detail.c_str());
         printf("%s\n", all ? "verify: ok" : "verify: FAILED");
     }
-    return all ? kOk : kFail;
+    return all ? kOk : no_data ? kNoData : kFail;
 }
 
 // Takes a snapshot now: opens the database through walship and asks its shipper.

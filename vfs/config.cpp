@@ -263,7 +263,9 @@ void log(LogLevel level, const std::string& message) {
     static const char* names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
     static std::mutex mu;
     int code = level == LogLevel::Error ? SQLITE_ERROR : level == LogLevel::Warn ? SQLITE_WARNING : SQLITE_NOTICE;
-    if (level <= LogLevel::Warn) sqlite3_log(code, "walship: %s", message.c_str());
+    // Errors handed on to SQLite start with "walship: "; the log line says so already.
+    const std::string text = message.compare(0, 9, "walship: ") == 0 ? message.substr(9) : message;
+    if (level <= LogLevel::Warn) sqlite3_log(code, "walship: %s", text.c_str());
     if (int(level) > int(configured_level())) return;
     auto now = std::chrono::system_clock::now();
     std::time_t t = std::chrono::system_clock::to_time_t(now);
@@ -273,7 +275,7 @@ void log(LogLevel level, const std::string& message) {
     char ts[32];
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
     std::lock_guard<std::mutex> lock(mu);
-    fprintf(stderr, "%s.%03dZ walship %s %s\n", ts, ms, names[int(level)], message.c_str());
+    fprintf(stderr, "%s.%03dZ walship %s %s\n", ts, ms, names[int(level)], text.c_str());
 }
 
 }  // namespace walship

@@ -25,6 +25,8 @@ expect 1 "bucket" -- "$build/walship" restore -o "$dir/a.db" "s3:///nobucket"
 expect 2 "no output path" -- env -u WALSHIP_DB "$build/walship" restore "$url"
 expect 3 "no generations" -- "$build/walship" restore -o "$dir/a.db" "$url"
 expect 0 "skipping" -- "$build/walship" restore --if-replica-exists -o "$dir/a.db" "$url"
+expect 3 "no generations" -- "$build/walship" verify "$url"
+expect 2 "give one" -- "$build/walship" restore -o "$dir/a.db" --txid 1 --timestamp 2026-01-02T15:04:05Z "$url"
 test ! -e "$dir/a.db" || { echo "FAIL: a database file appeared"; fail=1; }
 # A bucket that does not exist is an error, not an empty replica, also under --if-replica-exists.
 nobucket="s3://no-such-$bucket/db?endpoint=$endpoint"
