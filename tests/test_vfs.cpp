@@ -1102,6 +1102,37 @@ TEST_CASE("restore streams segments too large to fetch ahead, and stops inside a
     CHECK_FALSE(file_exists(opt.output));
 }
 
+TEST_CASE("remote durabilities with psow=0 (SQLite pads each commit to a sector with copies of its commit frame, syncing among them): commits confirm at once, one generation", "[vfs][integration]") {
+    for (std::string durability : {"remote-strict", "remote"}) {
+        for (int page_size : {1024, 4096, 65536}) {
+            INFO(durability << ", page size " << page_size);
+            std::string url = new_s3_url();
+            std::string path = temp_dir() + "/psow-" + durability + "-" + std::to_string(page_size) + ".db";
+            {
+                Db plain(path, "unix");
+                plain.exec("pragma page_size=" + std::to_string(page_size));
+                plain.exec("pragma journal_mode=wal");
+                plain.exec("create table t(id integer primary key, v blob)");
+            }
+            {
+                Db db(uri(path, url, "durability=" + durability + "&psow=0&flush_timeout=10000"));
+                db.exec("pragma synchronous=FULL");
+                auto t0 = std::chrono::steady_clock::now();
+                for (int i = 0; i < 10; i++) db.exec("insert into t(v) values(randomblob(" + std::to_string(100 + i * 700) + "))");
+                double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+                CHECK(ms < 5000);  // no commit waited for flush_timeout
+                CHECK(status_field(db, "errors") == 0);
+                CHECK(db.text("pragma wal_checkpoint(TRUNCATE)") == "0");
+            }
+            auto store = store_for(url);
+            auto gens = list_generations(*store);
+            REQUIRE(gens.ok());
+            CHECK(gens->size() == 1);
+            check_round_trip(url, path, page_size);
+        }
+    }
+}
+
 TEST_CASE("restarts continue the same generation and lose nothing", "[vfs][integration]") {
     std::string url = new_s3_url();
     std::string path = temp_dir() + "/restart.db";

@@ -66,7 +66,8 @@ struct File {
     uint32_t last_commit_frame;         // MainDb: this connection's last commit frame not yet confirmed
     uint32_t salt2;                     // MainDb: salt-2 of the WAL that frame is in
     uint64_t commit_cksum;              // MainDb: that frame's WAL checksum (cksum1 << 32 | cksum2)
-    uint32_t strict_frame;              // MainDb: a remote-strict commit confirmed, not yet shown (salt2, commit_cksum)
+    uint32_t strict_frame;              // MainDb: a remote-strict commit confirmed, not yet shown (salt2, strict_cksum)
+    uint64_t strict_cksum;
     bool reread_page1;                  // MainDb: a rollback-mode commit happened; see db_write
     Durability durability;              // MainDb: this connection's, like synchronous
     bool exclusive;                     // MainDb: holds the exclusive lock and Shipper::begin_exclusive
@@ -369,7 +370,7 @@ __attribute__((noinline)) int db_shm_lock_write(sqlite3_file* f, int ofst, int n
     if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE)) {
         try {
             if (F(f)->strict_frame) {
-                S(f)->commit_shown(F(f)->salt2, F(f)->strict_frame, F(f)->commit_cksum);
+                S(f)->commit_shown(F(f)->salt2, F(f)->strict_frame, F(f)->strict_cksum);
                 F(f)->strict_frame = 0;
             }
             S(f)->notify();
@@ -409,7 +410,9 @@ __attribute__((noinline)) int wal_write_header(sqlite3_file* f, const void* buf,
             if (p->real->xRead(f, hdr, sizeof hdr, 0) == SQLITE_OK) p->page_size = get_u32be(hdr + 8);
         }
         uint64_t fsz = kWalFrameHeaderSize + uint64_t(p->page_size);
-        if (p->page_size && (uint64_t(off) - kWalHeaderSize) % fsz == 0) {
+        // Only the transaction's own commit frame: with psow=0, SQLite pads the WAL to a sector
+        // boundary with copies of it and syncs while writing those, so a later one may be half written.
+        if (p->page_size && (uint64_t(off) - kWalHeaderSize) % fsz == 0 && !p->db->last_commit_frame) {
             p->db->last_commit_frame = uint32_t((uint64_t(off) - kWalHeaderSize) / fsz) + 1;
             p->db->salt2 = get_u32be(b + 12);
             p->db->commit_cksum = uint64_t(get_u32be(b + 16)) << 32 | get_u32be(b + 20);
@@ -441,6 +444,7 @@ int wal_sync(sqlite3_file* f, int flags) noexcept {
             return SQLITE_IOERR_FSYNC;
         }
         db->strict_frame = frame;  // shown once the write lock is released (commit_shown)
+        db->strict_cksum = db->commit_cksum;
     } catch (...) {
         return SQLITE_IOERR_FSYNC;
     }
