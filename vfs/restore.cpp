@@ -457,7 +457,7 @@ private:
         return true;
     }
     bool fail(const std::string& what) {
-        if (error_.ok()) error_ = corrupt(key_, what);
+        if (error_.ok()) error_ = corrupt(key_, what + " (object is corrupted)");
         return false;
     }
 
@@ -659,13 +659,6 @@ s3::Error apply_snapshot(s3::Store& store, const Plan& plan, int fd, const std::
     return {};
 }
 
-s3::Error write_pages(int fd, const std::string& path, const Txn& t, uint32_t ps) {
-    for (auto& [pgno, data] : t.pages)
-        if (!pwrite_all(fd, data.data(), ps, off_t(pgno - 1) * ps))
-            return make_error(ErrorKind::Io, "restore: writing " + path + " failed: " + strerror(errno));
-    return {};
-}
-
 }  // namespace
 
 s3::Result<std::vector<GenerationInfo>> list_generations(s3::Store& store) {
@@ -836,36 +829,15 @@ static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptio
             return fail(got.error());
         }
         info.bytes += got->size();
-        ObjectHeader h;
-        std::string body;
-        std::string err = open_object(got.value(), &h, &body);
-        if (err.empty() && h.kind != ObjectKind::Segment) err = "not a segment";
-        if (err.empty() && (h.generation != plan->generation || h.page_size != info.page_size)) err = "belongs to another generation or page size";
-        std::vector<Txn> txns;
-        if (err.empty()) err = decode_segment_body(h, body, &txns);
-        if (err.empty() && (txns.empty() || txns.front().txid != info.txid + 1)) err = "does not continue txid " + std::to_string(info.txid);
-        if (!err.empty()) {
-            *bad_key = key;
-            return fail(corrupt(key, err));
+        // Applied as it decompresses, like a streamed one: a small object can still hold a large
+        // transaction (zero-filled pages compress to almost nothing).
+        SegmentStreamer ss(fd, tmp, key, &sum, &info, target, opts.timestamp_ms, plan->generation);
+        s3::Error applied = ss.feed(got->data(), got->size()) ? ss.finish() : ss.error();
+        if (!applied.ok()) {
+            if (applied.kind == ErrorKind::Corrupt) *bad_key = key;
+            return fail(applied);
         }
-        for (const Txn& t : txns) {
-            if (t.txid > target || (opts.timestamp_ms && int64_t(t.ts_ms) > *opts.timestamp_ms)) {
-                stop = true;
-                break;
-            }
-            st = write_pages(fd, tmp, t, h.page_size);
-            if (!st.ok()) return fail(st);
-            for (auto& [pgno, data] : t.pages) sum.set_page(pgno, data.data(), data.size());
-            sum.truncate(t.db_pages);
-            if (t.has_checksum && sum.value() != t.db_checksum) {
-                *bad_key = key;
-                return fail(corrupt(key, "database checksum mismatch after txid " + std::to_string(t.txid)));
-            }
-            info.checksum_verified = t.has_checksum;
-            info.txid = t.txid;
-            info.pages = t.db_pages;
-            info.last_ts_ms = int64_t(t.ts_ms);
-        }
+        stop = ss.stopped();
         info.objects++;
         if (opts.progress) opts.progress(info.objects, total);
     }

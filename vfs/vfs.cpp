@@ -410,10 +410,12 @@ __attribute__((noinline)) int wal_write_header(sqlite3_file* f, const void* buf,
             if (p->real->xRead(f, hdr, sizeof hdr, 0) == SQLITE_OK) p->page_size = get_u32be(hdr + 8);
         }
         uint64_t fsz = kWalFrameHeaderSize + uint64_t(p->page_size);
-        // Only the transaction's own commit frame: with psow=0, SQLite pads the WAL to a sector
-        // boundary with copies of it and syncs while writing those, so a later one may be half written.
-        if (p->page_size && (uint64_t(off) - kWalHeaderSize) % fsz == 0 && !p->db->last_commit_frame) {
-            p->db->last_commit_frame = uint32_t((uint64_t(off) - kWalHeaderSize) / fsz) + 1;
+        // The transaction's own commit frame (its header may be written again, with checksums
+        // rewritten), not the copies of it that SQLite pads the WAL with to a sector boundary
+        // under psow=0: it syncs among those, so a later one may be half written.
+        const uint32_t frame = uint32_t((uint64_t(off) - kWalHeaderSize) / fsz) + 1;
+        if (p->page_size && (uint64_t(off) - kWalHeaderSize) % fsz == 0 && (!p->db->last_commit_frame || p->db->last_commit_frame == frame)) {
+            p->db->last_commit_frame = frame;
             p->db->salt2 = get_u32be(b + 12);
             p->db->commit_cksum = uint64_t(get_u32be(b + 16)) << 32 | get_u32be(b + 20);
         }
