@@ -355,6 +355,26 @@ TEST_CASE("the store comes back from an outage without the generation's snapshot
     restore_and_compare(url, path);
 }
 
+TEST_CASE("the store loses everything while no upload fails (a quiet outage): the retention listing notices, a new generation starts, and the replica restores", "[outage][integration]") {
+    std::string url = via_proxy();
+    std::string bucket = url.substr(5, url.find('/', 5) - 5);
+    std::string path = temp_dir() + "/quiet-lost.db";
+    {
+        Db db(uri(path, url, "sync_interval=100&retention_check_interval=1s&durability=remote"));
+        db.exec("create table t(id integer primary key, v blob)");
+        write_rows(db, 10);
+        auto direct = s3::open_store("s3://" + bucket + "/db?endpoint=" + test::endpoint() + "&region=us-east-1", test::env());
+        REQUIRE(direct.ok());
+        auto listing = direct.value()->list("generations/");
+        REQUIRE(listing.ok());
+        for (auto& o : listing->objects) REQUIRE(direct.value()->remove(o.key).ok());
+        std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // a retention run
+        write_rows(db, 10);  // durability=remote: each returns once in the bucket, after the new snapshot
+    }
+    CHECK(generations(url) == 1);
+    restore_and_compare(url, path);
+}
+
 TEST_CASE("durability=remote: concurrent COMMITs share uploads, and when the store stays down COMMIT fails but the transaction stays committed and ships later", "[outage][remote][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();

@@ -929,7 +929,8 @@ void Shipper::upload_failed(const std::string& key, const s3::Status& st) {
 // new generation must start (commits waiting for the bucket wait for its snapshot). False then,
 // and when the listing fails (the upload would fail too).
 bool Shipper::snapshot_still_there() {
-    if (!check_snapshot_) return true;
+    // Also after a quiet minute: a store restarted without its data meanwhile fails no upload.
+    if (!check_snapshot_ && Clock::now() - last_upload_ok_ < std::chrono::seconds(kQuietCheckS)) return true;
     auto listing = store_->list(generation_prefix(generation_) + "snapshots/");
     if (!listing.ok()) {
         upload_failed(generation_prefix(generation_) + "snapshots/ (listing)", listing.error());
@@ -937,7 +938,7 @@ bool Shipper::snapshot_still_there() {
     }
     check_snapshot_ = false;
     for (auto& o : parse_listing(listing->objects))
-        if (o.k.gen == generation_ && o.k.snapshot && !o.k.part) return true;
+        if (o.k.gen == generation_ && o.k.snapshot && !o.k.part) return last_upload_ok_ = Clock::now(), true;
     set_error("the generation's snapshot is gone from " + store_->describe() + " (the store lost objects); starting a new generation");
     side_.state()->needs_snapshot.fetch_add(1);
     return false;
@@ -946,6 +947,7 @@ bool Shipper::snapshot_still_there() {
 void Shipper::uploaded(uint64_t bytes) {
     std::lock_guard<std::mutex> lock(mu_);
     if (backoff_ms_ && !stats_.last_error.empty()) log_info("uploads to " + store_->describe() + " recovered");
+    last_upload_ok_ = Clock::now();
     backoff_ms_ = 0;
     stats_.last_error.clear();
     stats_.uploads++;
@@ -1759,6 +1761,7 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
     objects++;
     backoff_ms_ = 0;
     last_snapshot_ms_ = now_ms();
+    last_upload_ok_ = Clock::now();
     last_snapshot_txid_ = txid;
     levels_.clear();  // restores of later points start from this snapshot
     // Answers the requests made before this snapshot began.

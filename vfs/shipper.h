@@ -197,7 +197,9 @@ private:
     int wal_fd_ = -1;
     ino_t wal_ino_ = 0;
     bool have_generation_ = false;
-    bool check_snapshot_ = false;  // uploads failed: before the next segment, is the snapshot still there?
+    bool check_snapshot_ = false;
+    std::chrono::steady_clock::time_point last_upload_ok_{};  // the last upload the store took
+    static constexpr int kQuietCheckS = 60;  // after this long without one, the next segment checks the snapshot  // uploads failed: before the next segment, is the snapshot still there?
     bool have_checksum_ = false;
     uint64_t generation_ = 0;
     uint64_t txid_ = 0;              // last shipped transaction

@@ -100,31 +100,62 @@ bool spill_append(int spill_fd, const WalRead& wal, const ShmRegion& region, Sid
         *error = "WAL frame " + std::to_string(h.mx_frame) + " is not the commit the wal-index shows";
         return false;
     }
-    // Built in the caller's buffer, which keeps its size: no allocation, zero-fill or page
-    // faults on the application's write path after the first few records.
     const size_t step = 4 + size_t(wh.page_size);
-    if (buf->size() < latest.size() * step) buf->resize(latest.size() * step);
-    char* body = &(*buf)[0];
-    size_t len = 0;
-    uint32_t count = 0;
-    for (uint64_t e : latest) {
-        const uint32_t pg = uint32_t(e >> 32), f = uint32_t(e);
-        if (pg > commit.commit_size) continue;  // cut off by the commit (the database shrank)
-        put_be(reinterpret_cast<unsigned char*>(body + len), pg);
-        if (!wal(body + len + 4, wh.page_size, frame_off(f) + kWalFrameHeaderSize)) {
-            *error = "cannot read the WAL";
-            return false;
-        }
-        len += step;
-        count++;
-    }
-    const uint64_t at = side->spill_len.load(), size = kSpillRecordHeader + len;
+    uint32_t count = 0;  // pages past the commit's database size are cut off (it shrank)
+    for (uint64_t e : latest) count += uint32_t(e >> 32) <= commit.commit_size ? 1 : 0;
+    const uint64_t at = side->spill_len.load(), len = uint64_t(count) * step, size = kSpillRecordHeader + len;
     if (at + size > cap) {
         *error = "the spill would pass max_wal_size (" + std::to_string(at + size) + " bytes)";
         return false;
     }
-    uint32_t s1, s2;
-    body_checksum(body, len, &s1, &s2);
+    // The body goes to the file in pieces of about 1 MiB through the caller's buffer, which keeps
+    // its size: no allocation, zero-fill or page faults on the application's write path after the
+    // first records, and never memory the size of a large transaction. Its checksum is taken over
+    // 8-byte blocks as it goes, the same as body_checksum over the whole.
+    const size_t per = std::max<size_t>(1, (1u << 20) / step);
+    if (buf->size() < per * step) buf->resize(per * step);
+    char* body = &(*buf)[0];
+    size_t fill = 0;
+    uint64_t written = 0;
+    uint32_t s1 = 0, s2 = 0;
+    unsigned char carry[8];
+    size_t carry_len = 0;
+    auto flush = [&]() -> bool {
+        const unsigned char* p = reinterpret_cast<const unsigned char*>(body);
+        size_t n = fill;
+        if (carry_len) {
+            size_t take = std::min(n, 8 - carry_len);
+            memcpy(carry + carry_len, p, take);
+            carry_len += take, p += take, n -= take;
+            if (carry_len == 8) wal_checksum(false, carry, 8, &s1, &s2), carry_len = 0;
+        }
+        size_t whole = n & ~size_t(7);
+        wal_checksum(false, p, whole, &s1, &s2);
+        memcpy(carry, p + whole, n - whole);
+        carry_len += n - whole;
+        if (!pwrite_all(spill_fd, body, fill, off_t(at + kSpillRecordHeader + written))) {
+            *error = "cannot write the spill file: " + std::string(strerror(errno));
+            return false;
+        }
+        written += fill;
+        fill = 0;
+        return true;
+    };
+    for (uint64_t e : latest) {
+        const uint32_t pg = uint32_t(e >> 32), f = uint32_t(e);
+        if (pg > commit.commit_size) continue;
+        put_be(reinterpret_cast<unsigned char*>(body + fill), pg);
+        if (!wal(body + fill + 4, wh.page_size, frame_off(f) + kWalFrameHeaderSize)) {
+            *error = "cannot read the WAL";
+            return false;
+        }
+        fill += step;
+        if (fill + step > per * step && !flush()) return false;
+    }
+    if (fill && !flush()) return false;
+    unsigned char tail[8] = {};
+    memcpy(tail, carry, carry_len);
+    wal_checksum(false, tail, 8, &s1, &s2);
     unsigned char head[kSpillRecordHeader] = {};
     memcpy(head, kSpillMagic, 8);
     put_be(head + 8, wh.page_size);
@@ -139,7 +170,7 @@ bool spill_append(int spill_fd, const WalRead& wal, const ShmRegion& region, Sid
     put_be(head + 52, h.salt1);
     put_be(head + 56, h.salt2);
     put_be(head + 60, wh.big_endian_cksum() ? 1 : 0);
-    if (!pwrite_all(spill_fd, head, sizeof head, off_t(at)) || !pwrite_all(spill_fd, body, len, off_t(at + sizeof head))) {
+    if (!pwrite_all(spill_fd, head, sizeof head, off_t(at))) {
         *error = "cannot write the spill file: " + std::string(strerror(errno));
         return false;
     }
