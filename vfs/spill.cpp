@@ -24,15 +24,37 @@ void put_be(unsigned char* p, uint32_t v) {
     p[0] = uint8_t(v >> 24), p[1] = uint8_t(v >> 16), p[2] = uint8_t(v >> 8), p[3] = uint8_t(v);
 }
 
-// SQLite's WAL checksum over the whole body (zero-padded to 8 bytes).
-void body_checksum(const char* body, size_t len, uint32_t* s1, uint32_t* s2) {
-    *s1 = *s2 = 0;
-    size_t whole = len & ~size_t(7);
-    wal_checksum(false, reinterpret_cast<const unsigned char*>(body), whole, s1, s2);
-    unsigned char tail[8] = {};
-    memcpy(tail, body + whole, len - whole);
-    wal_checksum(false, tail, 8, s1, s2);
-}
+// The spill record's body checksum (SQLite's WAL checksum, little-endian, over 8-byte blocks, the
+// last one zero-padded; FORMAT.md), fed in pieces of any size.
+class BodyChecksum {
+public:
+    void update(const char* data, size_t n) {
+        const unsigned char* p = reinterpret_cast<const unsigned char*>(data);
+        if (carry_len_) {
+            size_t take = std::min(n, 8 - carry_len_);
+            memcpy(carry_ + carry_len_, p, take);
+            carry_len_ += take, p += take, n -= take;
+            if (carry_len_ < 8) return;
+            wal_checksum(false, carry_, 8, &s1_, &s2_);
+            carry_len_ = 0;
+        }
+        size_t whole = n & ~size_t(7);
+        wal_checksum(false, p, whole, &s1_, &s2_);
+        memcpy(carry_, p + whole, n - whole);
+        carry_len_ = n - whole;
+    }
+    void finish(uint32_t* s1, uint32_t* s2) {
+        unsigned char tail[8] = {};
+        memcpy(tail, carry_, carry_len_);
+        wal_checksum(false, tail, 8, &s1_, &s2_);
+        *s1 = s1_, *s2 = s2_;
+    }
+
+private:
+    uint32_t s1_ = 0, s2_ = 0;
+    unsigned char carry_[8];
+    size_t carry_len_ = 0;
+};
 
 // Page numbers of WAL frames from the wal-index, each 32 KiB region mapped once per use.
 class FramePages {
@@ -111,28 +133,15 @@ bool spill_append(int spill_fd, const WalRead& wal, const ShmRegion& region, Sid
     // The body goes to the file in pieces of about 1 MiB through the caller's buffer, which keeps
     // its size: no allocation, zero-fill or page faults on the application's write path after the
     // first records, and never memory the size of a large transaction. Its checksum is taken over
-    // 8-byte blocks as it goes, the same as body_checksum over the whole.
+    // 8-byte blocks as it goes (BodyChecksum).
     const size_t per = std::max<size_t>(1, (1u << 20) / step);
     if (buf->size() < per * step) buf->resize(per * step);
     char* body = &(*buf)[0];
     size_t fill = 0;
     uint64_t written = 0;
-    uint32_t s1 = 0, s2 = 0;
-    unsigned char carry[8];
-    size_t carry_len = 0;
+    BodyChecksum sum;
     auto flush = [&]() -> bool {
-        const unsigned char* p = reinterpret_cast<const unsigned char*>(body);
-        size_t n = fill;
-        if (carry_len) {
-            size_t take = std::min(n, 8 - carry_len);
-            memcpy(carry + carry_len, p, take);
-            carry_len += take, p += take, n -= take;
-            if (carry_len == 8) wal_checksum(false, carry, 8, &s1, &s2), carry_len = 0;
-        }
-        size_t whole = n & ~size_t(7);
-        wal_checksum(false, p, whole, &s1, &s2);
-        memcpy(carry, p + whole, n - whole);
-        carry_len += n - whole;
+        sum.update(body, fill);
         if (!pwrite_all(spill_fd, body, fill, off_t(at + kSpillRecordHeader + written))) {
             *error = "cannot write the spill file: " + std::string(strerror(errno));
             return false;
@@ -153,9 +162,8 @@ bool spill_append(int spill_fd, const WalRead& wal, const ShmRegion& region, Sid
         if (fill + step > per * step && !flush()) return false;
     }
     if (fill && !flush()) return false;
-    unsigned char tail[8] = {};
-    memcpy(tail, carry, carry_len);
-    wal_checksum(false, tail, 8, &s1, &s2);
+    uint32_t s1, s2;
+    sum.finish(&s1, &s2);
     unsigned char head[kSpillRecordHeader] = {};
     memcpy(head, kSpillMagic, 8);
     put_be(head + 8, wh.page_size);
@@ -201,19 +209,30 @@ bool read_spill_record(int fd, uint64_t offset, uint64_t end, SpillRecord* r) {
 }
 
 bool read_spill_pages(int fd, const SpillRecord& r, std::vector<std::pair<uint32_t, std::string>>* pages) {
-    std::string body(size_t(r.size - kSpillRecordHeader), '\0');
-    if (!pread_all(fd, &body[0], body.size(), off_t(r.offset + kSpillRecordHeader))) return false;
-    uint32_t s1, s2;
-    body_checksum(body.data(), body.size(), &s1, &s2);
-    if (s1 != r.sum1 || s2 != r.sum2) return false;
+    // In pieces of about 1 MiB: the pages are held once (a large record's whole body besides
+    // them would double the memory).
     pages->clear();
     const size_t step = 4 + r.page_size;
-    for (size_t at = 0; at < body.size(); at += step) {
-        uint32_t pg = get_u32be(reinterpret_cast<const unsigned char*>(&body[at]));
-        if (pg == 0 || pg > r.db_pages) return false;
-        pages->emplace_back(pg, body.substr(at + 4, r.page_size));
+    const uint64_t len = r.size - kSpillRecordHeader;
+    const size_t piece = std::max<size_t>(1, (1u << 20) / step) * step;
+    std::string buf;
+    BodyChecksum sum;
+    for (uint64_t at = 0; at < len;) {
+        size_t n = size_t(std::min<uint64_t>(piece, len - at));
+        buf.resize(n);
+        if (!pread_all(fd, &buf[0], n, off_t(r.offset + kSpillRecordHeader + at))) return false;
+        sum.update(buf.data(), n);
+        for (size_t k = 0; k + step <= n; k += step) {
+            uint32_t pg = get_u32be(reinterpret_cast<const unsigned char*>(&buf[k]));
+            if (pg == 0 || pg > r.db_pages) return false;
+            pages->emplace_back(pg, buf.substr(k + 4, r.page_size));
+        }
+        if (n % step) return false;  // a body of whole records only
+        at += n;
     }
-    return true;
+    uint32_t s1, s2;
+    sum.finish(&s1, &s2);
+    return s1 == r.sum1 && s2 == r.sum2;
 }
 
 }  // namespace walship
