@@ -520,11 +520,11 @@ std::string Shipper::status_json(const volatile void* shm0) {
 // transaction is open) and keeps the WAL when it closes.
 bool Shipper::switch_to_wal() {
     sqlite3* db = nullptr;
-    bool ok = sqlite3_open_v2(cfg_.db_path.c_str(), &db, SQLITE_OPEN_READWRITE, base_->zName) == SQLITE_OK;
+    bool ok = open_presenting_wal(cfg_.db_path, &db) == SQLITE_OK;
     if (ok) {
         int persist = 1;
         sqlite3_file_control(db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
-        ok = sqlite3_exec(db, "PRAGMA journal_mode=WAL; SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr) == SQLITE_OK;
+        ok = sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr) == SQLITE_OK;
     }
     // Attach to the wal-index while the private connection keeps it initialised (the first user
     // of a -shm file in a process clears it).
@@ -971,6 +971,7 @@ bool Shipper::ship_ahead(const ShmHeader& visible, const ShmHeader& h) {
     const bool ahead = h.salt2 != visible.salt2 || h.mx_frame > visible.mx_frame;
     if (ahead) {
         side->spec_cksum = 0;
+        side->spec_rival = 0;
         side->spec_pos = pack_position(h.salt2, h.mx_frame);
     }
     bool ok = ship_frames(h);
@@ -1019,14 +1020,19 @@ bool Shipper::check_speculative(const ShmHeader& visible, uint64_t through) {
         phantom = !frame_is_ours(to);
     } else if (same_wal) {
         // Not committed yet. While only its committer asks (for that frame), it may still be waiting.
-        const bool other_asks = uint32_t(through >> 32) == s2 && uint32_t(through) != 0 && uint32_t(through) <= to &&
-                                (uint32_t(through) != to || !frame_is_ours(to));
+        const uint64_t rival = side->spec_rival.load();
+        // Another commit can write only after the marked one released the write lock, which it
+        // holds until its commit shows: so a request for any other frame of that WAL (or for the
+        // same one, with another frame there now) means it died or failed.
+        const bool other_asks = (uint32_t(rival >> 32) == s2 && uint32_t(rival) != 0) ||
+                                (uint32_t(through >> 32) == s2 && uint32_t(through) != 0 && (uint32_t(through) != to || !frame_is_ours(to)));
         if (!other_asks) return true;
         phantom = true;
     } else {
         phantom = true;  // the WAL was reset without that commit ever showing
     }
     side->spec_pos = 0;
+    side->spec_rival = 0;
     if (!phantom) return true;
     log_warn("frames uploaded for a remote-durable commit that never completed (its process died, or the commit failed) are in " +
              store_->describe() + "; starting a new generation");
@@ -1488,8 +1494,15 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, uint64_t cksum, bool 
         // Frames shipped ahead of the wal-index at or past ours are some committer's: ours only
         // when they end at our commit frame with its checksum (else a committer that died).
         uint64_t spec = side->spec_pos.load();
-        if (spec && uint32_t(spec >> 32) == salt2 && uint32_t(spec) >= frame && (uint32_t(spec) != frame || side->spec_cksum.load() != cksum))
+        if (spec && uint32_t(spec >> 32) == salt2 && uint32_t(spec) >= frame) {
+            const uint64_t spec_ck = side->spec_cksum.load();
+            if (uint32_t(spec) == frame && spec_ck == cksum) return true;
+            if (uint32_t(spec) != frame || spec_ck != 0) {  // (0: its upload is still running)
+                side->spec_rival = pack_position(salt2, frame);
+                wake();
+            }
             return false;
+        }
         side->ship_through.compare_exchange_strong(want, pos);  // answered (unless a later commit asks)
         return true;
     };

@@ -32,6 +32,8 @@
 
 namespace walship {
 
+int open_presenting_wal(const std::string& path, sqlite3** db);  // vfs.cpp
+
 class Shipper {
 public:
     // The shipper for cfg.db_path, created on first use. Fails (with a one-line message) when the

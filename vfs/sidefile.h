@@ -61,6 +61,9 @@ struct SideState {
     // shipped: if it died, another commit may rewrite the same frames (see check_speculative).
     std::atomic<uint64_t> spec_pos;
     std::atomic<uint64_t> spec_cksum;
+    // (salt2 << 32) | frame of another commit that asked for frames under that mark: the marked
+    // committer released the write lock without its commit showing, so it died or failed.
+    std::atomic<uint64_t> spec_rival;
 };
 
 constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '6'};

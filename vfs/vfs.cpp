@@ -474,6 +474,7 @@ int wal_truncate(sqlite3_file* f, sqlite3_int64 size) noexcept {
 struct MethodTables {
     const sqlite3_io_methods* real;
     sqlite3_io_methods pass;        // any file walship does not replicate
+    sqlite3_io_methods presenting;  // the shipper's own connection that opens the WAL (open_presenting_wal)
     sqlite3_io_methods db;          // a replicated main database
     sqlite3_io_methods wal_local;   // its WAL, durability=local: only close and truncate
     sqlite3_io_methods wal_remote;  // its WAL, remote durabilities: also the commit frames and syncs
@@ -495,6 +496,8 @@ const MethodTables& tables_for(const sqlite3_io_methods* real) {
     t.real = real;
     t.pass = *real;
     t.pass.xFileControl = x_fcntl;
+    t.presenting = t.pass;
+    t.presenting.xRead = db_read;
     t.db = t.pass;
     t.db.xClose = db_close;
     t.db.xRead = db_read;
@@ -517,13 +520,16 @@ const MethodTables& tables_for(const sqlite3_io_methods* real) {
     return tables.back();
 }
 
+thread_local bool opening_presenting = false;  // set by open_presenting_wal around its open
+
 int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, int* out_flags) noexcept {
     File* p = F(file);
     memset(p, 0, sizeof(File));
     p->kind = Kind::PassThrough;
     std::unique_ptr<std::shared_ptr<Shipper>> shipper;
+    const bool presenting = opening_presenting && (flags & SQLITE_OPEN_MAIN_DB);
     try {
-        if ((flags & SQLITE_OPEN_MAIN_DB) && name) {
+        if ((flags & SQLITE_OPEN_MAIN_DB) && name && !presenting) {
             Config cfg;
             std::string err;
             if (!resolve_config(name, name, &cfg, &err)) {
@@ -575,7 +581,7 @@ int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
     if (p->kind == Kind::Wal) p->db->wal = p;
     if (p->kind == Kind::MainDb) file->pMethods = &t->db;
     else if (p->kind == Kind::Wal) file->pMethods = p->db->durability == Durability::Local ? &t->wal_local : &t->wal_remote;
-    else file->pMethods = &t->pass;
+    else file->pMethods = presenting ? &t->presenting : &t->pass;
     return SQLITE_OK;
 }
 
@@ -599,6 +605,17 @@ const char* v_nextsyscall(sqlite3_vfs*, const char* n) noexcept { return base_vf
 std::mutex register_mu;
 
 }  // namespace
+
+// Opens the database (read-write, not replicated) with its format bytes read as WAL, as the
+// application's connections see it: SQLite then opens the WAL and the wal-index without rewriting
+// page 1, which PRAGMA journal_mode=WAL would do (and the state would no longer equal the replica's).
+int open_presenting_wal(const std::string& path, sqlite3** db) {
+    opening_presenting = true;
+    int rc = sqlite3_open_v2(path.c_str(), db, SQLITE_OPEN_READWRITE, kVfsName);
+    opening_presenting = false;
+    return rc;
+}
+
 }  // namespace walship
 
 using namespace walship;
