@@ -195,6 +195,24 @@ private:
     s3::Error error_;
 };
 
+// Passes an object's bytes, fed in pieces, to `consume`, holding back in *held the last
+// kTrailerSize seen so far (the trailer, checked once the object ends).
+template <typename Consume>
+bool feed_before_trailer(std::string* held, const char* p, size_t n, const Consume& consume) {
+    if (held->size() + n <= kTrailerSize) {
+        held->append(p, n);
+        return true;
+    }
+    size_t usable = held->size() + n - kTrailerSize;
+    size_t from_held = std::min(usable, held->size());
+    if (from_held && !consume(held->data(), from_held)) return false;
+    held->erase(0, from_held);
+    size_t from_p = usable - from_held;
+    if (from_p && !consume(p, from_p)) return false;
+    held->append(p + from_p, n - from_p);
+    return true;
+}
+
 // Receives one object of a snapshot in chunks: verifies its header and trailer, decompresses
 // its pages straight into the writer's run buffers at their place in the file, and hashes them.
 // The writer and the zstd context serve one object after another (their memory is set up once).
@@ -209,18 +227,7 @@ public:
     }
     // The object's bytes in order; the last kTrailerSize seen so far are held back (the trailer).
     bool feed(const char* p, size_t n) {
-        if (held_.size() + n <= kTrailerSize) {
-            held_.append(p, n);
-            return true;
-        }
-        size_t usable = held_.size() + n - kTrailerSize;
-        size_t from_held = std::min(usable, held_.size());
-        if (from_held && !consume(held_.data(), from_held)) return false;
-        held_.erase(0, from_held);
-        size_t from_p = usable - from_held;
-        if (from_p && !consume(p, from_p)) return false;
-        held_.append(p + from_p, n - from_p);
-        return true;
+        return feed_before_trailer(&held_, p, n, [this](const char* q, size_t m) { return consume(q, m); });
     }
     s3::Error finish(ObjectHeader* out) {
         if (error_.ok() && run_len_ > 0) flush_run();
@@ -336,18 +343,7 @@ public:
     }
     // The object's bytes in order; the last kTrailerSize seen so far are held back (the trailer).
     bool feed(const char* p, size_t n) {
-        if (held_.size() + n <= kTrailerSize) {
-            held_.append(p, n);
-            return true;
-        }
-        size_t usable = held_.size() + n - kTrailerSize;
-        size_t from_held = std::min(usable, held_.size());
-        if (from_held && !consume(held_.data(), from_held)) return false;
-        held_.erase(0, from_held);
-        size_t from_p = usable - from_held;
-        if (from_p && !consume(p, from_p)) return false;
-        held_.append(p + from_p, n - from_p);
-        return true;
+        return feed_before_trailer(&held_, p, n, [this](const char* q, size_t m) { return consume(q, m); });
     }
     s3::Error finish() {
         if (error_.ok() && !flush_run()) return error_;
