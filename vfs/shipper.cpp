@@ -1042,6 +1042,19 @@ bool Shipper::check_speculative(const ShmHeader& visible, uint64_t through) {
     return false;
 }
 
+// Checks frame `frame` (read into fr) against the WAL's salts and the checksum chain (c1, c2),
+// which it advances. False when it does not continue the chain: reading the WAL raced a reset
+// that spilled these frames (they are in the spill now), or the chain is broken.
+bool Shipper::chain_frame(const unsigned char* fr, uint32_t frame, uint32_t* c1, uint32_t* c2, WalFrameHeader* fh) {
+    *fh = parse_frame_header(fr);
+    wal_checksum(big_endian_, fr, 8, c1, c2);
+    wal_checksum(big_endian_, fr + kWalFrameHeaderSize, page_size_, c1, c2);
+    if (fh->salt1 == salt1_ && fh->salt2 == salt2_ && fh->cksum1 == *c1 && fh->cksum2 == *c2 && fh->pgno != 0) return true;
+    ShmHeader now;
+    if (read_header(&now) && !wal_moved_on(now)) wal_chain_broken(salt2_, frame);
+    return false;
+}
+
 bool Shipper::ship_frames(const ShmHeader& h) {
     const uint32_t end = h.mx_frame;
     while (frame_ < end) {
@@ -1083,17 +1096,8 @@ bool Shipper::ship_frames(const ShmHeader& h) {
             uint32_t i = 0;
             for (; i < n && bytes < cfg_.max_segment_bytes; i++) {
                 const unsigned char* fr = reinterpret_cast<const unsigned char*>(buf.data()) + size_t(i) * frame_size;
-                WalFrameHeader fh = parse_frame_header(fr);
-                wal_checksum(big_endian_, fr, 8, &c1, &c2);
-                wal_checksum(big_endian_, fr + kWalFrameHeaderSize, page_size_, &c1, &c2);
-                if (fh.salt1 != salt1_ || fh.salt2 != salt2_ || fh.cksum1 != c1 || fh.cksum2 != c2 || fh.pgno == 0) {
-                    // Reading the WAL can race a reset that spilled these frames: they are in the
-                    // spill now. Anything else breaks the chain.
-                    ShmHeader now;
-                    if (!read_header(&now) || wal_moved_on(now)) return false;
-                    wal_chain_broken(salt2_, f + i + 1);
-                    return false;
-                }
+                WalFrameHeader fh;
+                if (!chain_frame(fr, f + i + 1, &c1, &c2, &fh)) return false;
                 std::string page(reinterpret_cast<const char*>(fr + kWalFrameHeaderSize), page_size_);
                 if (fh.commit_size && cur.pages.empty() && prev_commit && fh.pgno == prev_pgno_ &&
                     fh.commit_size == prev_commit_size_ && page == prev_page_) {
@@ -1245,15 +1249,8 @@ bool Shipper::ship_large_txn(uint32_t from, uint32_t c1, uint32_t c2, uint32_t e
         }
         for (uint32_t i = 0; i < n; i++) {
             const unsigned char* fr = reinterpret_cast<const unsigned char*>(buf.data()) + size_t(i) * frame_size;
-            WalFrameHeader fh = parse_frame_header(fr);
-            wal_checksum(big_endian_, fr, 8, &c1, &c2);
-            wal_checksum(big_endian_, fr + kWalFrameHeaderSize, page_size_, &c1, &c2);
-            if (fh.salt1 != salt1_ || fh.salt2 != salt2_ || fh.cksum1 != c1 || fh.cksum2 != c2 || fh.pgno == 0) {
-                ShmHeader now;
-                if (!read_header(&now) || wal_moved_on(now)) return false;
-                wal_chain_broken(salt2_, f + i + 1);
-                return false;
-            }
+            WalFrameHeader fh;
+            if (!chain_frame(fr, f + i + 1, &c1, &c2, &fh)) return false;
             frames.push_back({fh.pgno, f + i + 1, page_hash(fh.pgno, fr + kWalFrameHeaderSize, page_size_)});
             if (fh.commit_size) {
                 commit = f + i + 1;

@@ -151,6 +151,7 @@ private:
     void adopt_position(const StateInfo& info);
     bool write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateInfo* info, DbChecksum* sum);
     bool ship_frames(const ShmHeader& h);
+    bool chain_frame(const unsigned char* fr, uint32_t frame, uint32_t* c1, uint32_t* c2, WalFrameHeader* fh);
     bool upload(const std::string& key, const std::string& object);
     void upload_failed(const std::string& key, const s3::Status& st);  // the error, and backoff
     void uploaded(uint64_t bytes);  // stats and pacing after an upload
