@@ -1277,6 +1277,43 @@ bool Shipper::ship_large_txn(uint32_t from, uint32_t c1, uint32_t c2, uint32_t e
         for (const Frame& fr : frames) checksum_.set_hash(fr.pgno, fr.hash);
         checksum_.truncate(db_pages);
     }
+    std::string frame(frame_size, '\0');
+    auto feed = [&](const PagePut& put) {
+        for (const Frame& fr : frames) {
+            const unsigned char* p = reinterpret_cast<const unsigned char*>(frame.data());
+            if (!pread_all(wal_fd_, &frame[0], frame_size, offset(fr.frame))) return false;
+            WalFrameHeader fh = parse_frame_header(p);
+            if (fh.salt1 != salt1_ || fh.salt2 != salt2_ || fh.pgno != fr.pgno ||
+                page_hash(fr.pgno, p + kWalFrameHeaderSize, page_size_) != fr.hash)
+                return false;
+            if (!put(fr.pgno, frame.data() + kWalFrameHeaderSize)) return true;
+        }
+        return true;
+    };
+    // Moved (false): the frames were overwritten after a reset that spilled them (or the WAL was cut).
+    if (upload_txn_stream(db_pages, uint32_t(frames.size()), salt1_, salt2_, commit, c1, c2, feed) != Streamed::Shipped) {
+        checksum_ = saved;
+        return false;
+    }
+    frame_ = commit, cksum1_ = c1, cksum2_ = c2;
+    prev_commit_valid_ = true;  // padding after this commit (synchronous=FULL) is recognised
+    prev_pgno_ = commit_pgno;
+    prev_commit_size_ = db_pages;
+    prev_page_ = std::move(commit_page);
+    publish_position();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (frame_ >= end) stats_.oldest_unshipped_ms = 0;
+    return true;
+}
+
+// One transaction (the next txid) as a segment of its own, compressed 1 MiB at a time into a
+// streaming (multipart) upload, for ship_large_txn and ship_spill. `feed` hands every page of it,
+// in page order, to `put` (which answers false once the upload failed) and answers false when its
+// source no longer holds what the first pass saw: the upload is aborted then. The caller has set
+// checksum_ to the state after the transaction; (salt1, salt2, frame, c1, c2) is the WAL position
+// after it.
+Shipper::Streamed Shipper::upload_txn_stream(uint32_t db_pages, uint32_t page_count, uint32_t salt1, uint32_t salt2,
+                                             uint32_t frame, uint32_t c1, uint32_t c2, const std::function<bool(const PagePut&)>& feed) {
     const uint64_t txid = txid_ + 1;
     const uint64_t ts = ts_by_txid_.emplace(txid, uint64_t(now_ms())).first->second;  // the same on a retry
     ObjectHeader oh;
@@ -1288,12 +1325,12 @@ bool Shipper::ship_large_txn(uint32_t from, uint32_t c1, uint32_t c2, uint32_t e
     oh.first_ts_ms = oh.last_ts_ms = ts;
     oh.db_pages = db_pages;
     oh.txn_count = 1;
-    oh.wal_salt1 = salt1_;
-    oh.wal_salt2 = salt2_;
-    oh.wal_frame = commit;
+    oh.wal_salt1 = salt1;
+    oh.wal_salt2 = salt2;
+    oh.wal_frame = frame;
     oh.wal_cksum1 = c1;
     oh.wal_cksum2 = c2;
-    oh.body_len = 32 + uint64_t(frames.size()) * (4 + page_size_);
+    oh.body_len = 32 + uint64_t(page_count) * (4 + page_size_);
     unsigned char hb[kHeaderSize];
     encode_header(oh, hb);
     const std::string key = segment_key(generation_, txid, txid, ts);
@@ -1304,32 +1341,23 @@ bool Shipper::ship_large_txn(uint32_t from, uint32_t c1, uint32_t c2, uint32_t e
     put_u64le(in, txid);
     put_u64le(in, ts);
     put_u32le(in, db_pages);
-    put_u32le(in, uint32_t(frames.size()));
+    put_u32le(in, page_count);
     put_u64le(in, have_checksum_ ? checksum_.value() : 0);
-    std::string frame(frame_size, '\0');
-    bool moved = false;
-    for (size_t i = 0; i < frames.size() && st.ok() && !moved; i++) {
-        const Frame& fr = frames[i];
-        const unsigned char* p = reinterpret_cast<const unsigned char*>(frame.data());
-        if (!pread_all(wal_fd_, &frame[0], frame_size, offset(fr.frame))) {
-            moved = true;
-            break;
-        }
-        WalFrameHeader fh = parse_frame_header(p);
-        if (fh.salt1 != salt1_ || fh.salt2 != salt2_ || fh.pgno != fr.pgno ||
-            page_hash(fr.pgno, p + kWalFrameHeaderSize, page_size_) != fr.hash) {
-            moved = true;
-            break;
-        }
-        put_u32le(in, fr.pgno);
-        in.append(frame, kWalFrameHeaderSize, page_size_);
+    uint32_t fed = 0;
+    auto put = [&](uint32_t pgno, const char* page) {
+        if (!st.ok()) return false;
+        put_u32le(in, pgno);
+        in.append(page, page_size_);
+        fed++;
         if (in.size() >= (1u << 20)) {
             st = sw.page(in.data(), in.size());
             in.clear();
         }
-    }
-    if (st.ok() && !moved) st = sw.page(in.data(), in.size());
-    if (st.ok() && !moved) {
+        return st.ok();
+    };
+    const bool source_ok = feed(put) && (!st.ok() || fed == page_count);
+    if (st.ok() && source_ok) st = sw.page(in.data(), in.size());
+    if (st.ok() && source_ok) {
         st = sw.finish(checksum_.value());
         if (st.kind == s3::ErrorKind::PreconditionFailed) {
             // An earlier attempt may have landed although its answer was lost: the same object
@@ -1343,28 +1371,19 @@ bool Shipper::ship_large_txn(uint32_t from, uint32_t c1, uint32_t c2, uint32_t e
             if (!st.ok()) st = s3::make_error(s3::ErrorKind::PreconditionFailed, "put_object: " + key + " already exists with other content");
         }
     }
-    if (moved || !st.ok()) {
+    if (!source_ok || !st.ok()) {
         w->abort();
-        checksum_ = saved;
-        if (!moved) upload_failed(key, st);
-        // Moved: the frames were overwritten after a reset that spilled them (or the WAL was cut).
-        return false;
+        if (source_ok) upload_failed(key, st);
+        return source_ok ? Streamed::StoreFailed : Streamed::SourceChanged;
     }
     uploaded(w->bytes_written());
     levels_.clear();  // compaction merges small segments only; none merges across this one
     txid_ = txid;
     for (auto it = ts_by_txid_.begin(); it != ts_by_txid_.end() && it->first <= txid_;) it = ts_by_txid_.erase(it);
     db_pages_ = db_pages;
-    frame_ = commit, cksum1_ = c1, cksum2_ = c2;
-    prev_commit_valid_ = true;  // padding after this commit (synchronous=FULL) is recognised
-    prev_pgno_ = commit_pgno;
-    prev_commit_size_ = db_pages;
-    prev_page_ = std::move(commit_page);
-    publish_position();
     std::lock_guard<std::mutex> lock(mu_);
     stats_.txns_shipped++;
-    if (frame_ >= end) stats_.oldest_unshipped_ms = 0;
-    return true;
+    return Streamed::Shipped;
 }
 
 void Shipper::enter_wal(uint32_t salt1, uint32_t salt2) {
@@ -1394,11 +1413,13 @@ bool Shipper::ship_spill() {
         bool big_endian = big_endian_;
         while (off < len && bytes < cfg_.max_segment_bytes) {
             SpillRecord r;
-            std::vector<std::pair<uint32_t, std::string>> pages;
-            if (!read_spill_record(spill_fd_, off, len, &r) || !read_spill_pages(spill_fd_, r, &pages)) {
+            if (!read_spill_record(spill_fd_, off, len, &r)) {
                 start_generation("the spill file is damaged at offset " + std::to_string(off));
                 return false;
             }
+            // A record of more than a segment's bytes goes up on its own, streamed from the file.
+            const bool large = uint64_t(r.count) * (4 + r.page_size) > cfg_.max_segment_bytes;
+            if (large && !txns.empty()) break;
             if (r.salt1 != s1 || r.salt2 != s2) {
                 // The record starts a later WAL: the one followed must have ended cleanly.
                 if (!wal_ended_cleanly(s2, frame, ended, seen) || r.first != 1) {
@@ -1416,6 +1437,20 @@ bool Shipper::ship_spill() {
                 if (!continues || r.page_size != page_size_) {
                     start_generation("the spill file does not continue the replica (frames " + std::to_string(r.first) + ".." +
                                      std::to_string(r.last) + " after frame " + std::to_string(frame) + ")");
+                    return false;
+                }
+                if (large) {
+                    Streamed sr = ship_spill_record(r);
+                    if (sr == Streamed::SourceChanged) start_generation("the spill file is damaged at offset " + std::to_string(off));
+                    if (sr != Streamed::Shipped) return false;
+                    frame = r.last, c1 = r.chain_out1, c2 = r.chain_out2, big_endian = r.big_endian;
+                    ended = r.last;
+                    off += r.size;
+                    break;
+                }
+                std::vector<std::pair<uint32_t, std::string>> pages;
+                if (!read_spill_pages(spill_fd_, r, &pages)) {
+                    start_generation("the spill file is damaged at offset " + std::to_string(off));
                     return false;
                 }
                 Txn t;
@@ -1439,6 +1474,26 @@ bool Shipper::ship_spill() {
     }
     spill_consumed();
     return true;
+}
+
+// A spill record of more than a segment's bytes (a large transaction the WAL reset overtook) as
+// one transaction streamed from the spill file: a first pass checks the record's checksum and
+// takes its pages' hashes into the database checksum, the second compresses them into the upload
+// (checking the record's checksum again; the upload is aborted if it differs).
+Shipper::Streamed Shipper::ship_spill_record(const SpillRecord& r) {
+    DbChecksum saved = checksum_;
+    if (!for_each_spill_page(spill_fd_, r, [&](uint32_t pg, const char* page) {
+            if (have_checksum_) checksum_.set_page(pg, page, r.page_size);
+            return true;
+        })) {
+        checksum_ = saved;
+        return Streamed::SourceChanged;
+    }
+    if (have_checksum_) checksum_.truncate(r.db_pages);
+    auto feed = [&](const PagePut& put) { return for_each_spill_page(spill_fd_, r, put); };
+    Streamed sr = upload_txn_stream(r.db_pages, r.count, r.salt1, r.salt2, r.last, r.chain_out1, r.chain_out2, feed);
+    if (sr != Streamed::Shipped) checksum_ = saved;
+    return sr;
 }
 
 // Everything up to spill_off_ is shipped (or older than the position): publish that, and empty the

@@ -157,6 +157,11 @@ private:
     void uploaded(uint64_t bytes);  // stats and pacing after an upload
     bool snapshot_still_there();
     bool ship_large_txn(uint32_t from, uint32_t c1, uint32_t c2, uint32_t end);
+    enum class Streamed { Shipped, StoreFailed, SourceChanged };
+    using PagePut = std::function<bool(uint32_t pgno, const char* page)>;
+    Streamed upload_txn_stream(uint32_t db_pages, uint32_t page_count, uint32_t salt1, uint32_t salt2, uint32_t frame,
+                               uint32_t c1, uint32_t c2, const std::function<bool(const PagePut&)>& feed);
+    Streamed ship_spill_record(const SpillRecord& r);
     bool check_speculative(const ShmHeader& visible, uint64_t through);
     bool ship_ahead(const ShmHeader& visible, const ShmHeader& h);
     void set_error(const std::string& e);

@@ -208,31 +208,38 @@ bool read_spill_record(int fd, uint64_t offset, uint64_t end, SpillRecord* r) {
     return offset + r->size <= end;
 }
 
-bool read_spill_pages(int fd, const SpillRecord& r, std::vector<std::pair<uint32_t, std::string>>* pages) {
-    // In pieces of about 1 MiB: the pages are held once (a large record's whole body besides
-    // them would double the memory).
-    pages->clear();
+bool for_each_spill_page(int fd, const SpillRecord& r, const std::function<bool(uint32_t pgno, const char* page)>& fn) {
+    // In pieces of about 1 MiB: never the whole body in memory.
     const size_t step = 4 + r.page_size;
     const uint64_t len = r.size - kSpillRecordHeader;
     const size_t piece = std::max<size_t>(1, (1u << 20) / step) * step;
     std::string buf;
     BodyChecksum sum;
+    uint32_t last = 0;
     for (uint64_t at = 0; at < len;) {
         size_t n = size_t(std::min<uint64_t>(piece, len - at));
         buf.resize(n);
-        if (!pread_all(fd, &buf[0], n, off_t(r.offset + kSpillRecordHeader + at))) return false;
+        if (n % step || !pread_all(fd, &buf[0], n, off_t(r.offset + kSpillRecordHeader + at))) return false;
         sum.update(buf.data(), n);
-        for (size_t k = 0; k + step <= n; k += step) {
+        for (size_t k = 0; k < n; k += step) {
             uint32_t pg = get_u32be(reinterpret_cast<const unsigned char*>(&buf[k]));
-            if (pg == 0 || pg > r.db_pages) return false;
-            pages->emplace_back(pg, buf.substr(k + 4, r.page_size));
+            if (pg <= last || pg > r.db_pages) return false;  // spill_append writes each page once, in order
+            last = pg;
+            if (!fn(pg, &buf[k + 4])) return true;
         }
-        if (n % step) return false;  // a body of whole records only
         at += n;
     }
     uint32_t s1, s2;
     sum.finish(&s1, &s2);
     return s1 == r.sum1 && s2 == r.sum2;
+}
+
+bool read_spill_pages(int fd, const SpillRecord& r, std::vector<std::pair<uint32_t, std::string>>* pages) {
+    pages->clear();
+    return for_each_spill_page(fd, r, [&](uint32_t pg, const char* page) {
+        pages->emplace_back(pg, std::string(page, r.page_size));
+        return true;
+    });
 }
 
 }  // namespace walship

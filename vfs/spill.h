@@ -53,7 +53,12 @@ bool spill_append(int spill_fd, const WalRead& wal, const ShmRegion& region, Sid
 
 // Reads and checks the record header at `offset`; false when no whole valid record ends by `end`.
 bool read_spill_record(int fd, uint64_t offset, uint64_t end, SpillRecord* r);
-// Reads the record's pages and verifies their checksum.
+// Hands the record's pages to fn in page order, about 1 MiB read at a time, and verifies their
+// checksum at the end. False when the record is damaged (a read fails, a page number is out of
+// order or past the database's size, the checksum differs); true, without the checksum, when fn
+// answers false to stop early.
+bool for_each_spill_page(int fd, const SpillRecord& r, const std::function<bool(uint32_t pgno, const char* page)>& fn);
+// Reads the record's pages (each held once) and verifies their checksum.
 bool read_spill_pages(int fd, const SpillRecord& r, std::vector<std::pair<uint32_t, std::string>>* pages);
 
 }  // namespace walship
