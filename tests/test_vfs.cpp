@@ -447,7 +447,8 @@ TEST_CASE("auto-restore from an unreachable store fails the open with a clear er
     std::string path = temp_dir() + "/new.db";
     std::string err;
     int rc = Db::open_rc(uri(path, "s3://bucket/db?endpoint=http://127.0.0.1:9&region=us-east-1"), &err);
-    CHECK(rc != SQLITE_OK);
+    CHECK(rc == SQLITE_CANTOPEN);
+    CHECK(err.find("127.0.0.1:9") != std::string::npos);  // sqlite3_errmsg says why, not only "unable to open"
     CHECK_FALSE(file_exists(path));
 }
 
@@ -455,10 +456,26 @@ TEST_CASE("invalid settings fail the open", "[vfs]") {
     std::string dir = temp_dir();
     std::string url = "file://" + dir + "/r";
     std::string err;
-    CHECK(Db::open_rc(uri(dir + "/x.db", url, "sync_interval=abc"), &err) != SQLITE_OK);
-    CHECK(Db::open_rc(uri(dir + "/x.db", url, "restore=maybe"), &err) != SQLITE_OK);
-    CHECK(Db::open_rc(uri(dir + "/x.db", url, "snapshot_part_size=1000"), &err) != SQLITE_OK);  // below 64 KiB
-    CHECK(Db::open_rc(uri(dir + "/x.db", "ftp://nowhere/x"), &err) != SQLITE_OK);
+    // sqlite3_errmsg names the setting (SQLite alone would say "unable to open database file").
+    const std::pair<std::string, std::string> cases[] = {
+        {uri(dir + "/x.db", url, "sync_interval=abc"), "sync_interval"},
+        {uri(dir + "/x.db", url, "restore=maybe"), "restore"},
+        {uri(dir + "/x.db", url, "snapshot_part_size=1000"), "snapshot_part_size"},  // below 64 KiB
+        {uri(dir + "/x.db", url, "durabilty=remote"), "durability"},
+        {uri(dir + "/x.db", "ftp://nowhere/x"), "ftp"},
+    };
+    for (auto& [u, named] : cases) {
+        INFO(u);
+        CHECK(Db::open_rc(u, &err) == SQLITE_CANTOPEN);
+        INFO(err);
+        CHECK(err.find(named) != std::string::npos);
+        CHECK(err.find("walship") != std::string::npos);
+    }
+    CHECK_FALSE(file_exists(dir + "/x.db"));
+    // ATTACH runs no automatic extension: the refused database fails its first use instead.
+    Db ok(uri(dir + "/ok.db", url));
+    CHECK(ok.try_exec("attach '" + uri(dir + "/x.db", url, "durabilty=remote") + "' as x", &err) != SQLITE_OK);
+    CHECK_FALSE(file_exists(dir + "/x.db"));
 }
 
 namespace {

@@ -50,7 +50,7 @@ namespace {
 
 constexpr const char* kVfsName = "walship";
 
-enum class Kind { PassThrough, MainDb, Wal };
+enum class Kind { PassThrough, MainDb, Wal, Refused };
 
 // walship's part of an open file. It lives right after the underlying VFS's file, which starts at
 // the sqlite3_file SQLite hands us: the methods walship does not need are the underlying file's
@@ -73,6 +73,7 @@ struct File {
     bool exclusive;                     // MainDb: holds the exclusive lock and Shipper::begin_exclusive
     bool close_flush_failed;            // MainDb: the flush before the last close's checkpoint timed out
     bool saw_wal;                       // MainDb: this connection mapped the wal-index (was in WAL mode)
+    char* refused;                      // Refused: why the open failed (sqlite3_malloc'd)
 };
 
 sqlite3_vfs walship_vfs;
@@ -466,6 +467,69 @@ int wal_truncate(sqlite3_file* f, sqlite3_int64 size) noexcept {
     return R(f)->xTruncate(f, size);
 }
 
+// ---- a main database walship refused to open ------------------------------------------------
+
+// SQLite reports a failed xOpen as "unable to open database file", whatever the reason. So when
+// walship refuses a main database (bad settings, an unusable replica URL, a failed auto-restore)
+// the open goes ahead on no file at all: it reads as empty, and writing or locking it fails. The
+// automatic extension below (check_open, run by SQLite at the end of every sqlite3_open) then
+// fails the open with walship's reason, which sqlite3_errmsg shows. Where SQLite runs no automatic
+// extension (ATTACH), the first statement fails with an I/O error; the reason is in the log.
+int r_close(sqlite3_file* f) noexcept {
+    sqlite3_free(F(f)->refused);
+    F(f)->refused = nullptr;
+    return SQLITE_OK;
+}
+int r_read(sqlite3_file*, void* buf, int amt, sqlite3_int64) noexcept {
+    memset(buf, 0, size_t(amt));
+    return SQLITE_IOERR_SHORT_READ;
+}
+int r_write(sqlite3_file*, const void*, int, sqlite3_int64) noexcept { return SQLITE_IOERR_WRITE; }
+int r_truncate(sqlite3_file*, sqlite3_int64) noexcept { return SQLITE_IOERR_TRUNCATE; }
+int r_sync(sqlite3_file*, int) noexcept { return SQLITE_IOERR_FSYNC; }
+int r_size(sqlite3_file*, sqlite3_int64* size) noexcept {
+    *size = 0;
+    return SQLITE_OK;
+}
+int r_lock(sqlite3_file*, int) noexcept { return SQLITE_IOERR_LOCK; }
+int r_unlock(sqlite3_file*, int) noexcept { return SQLITE_OK; }
+int r_reserved(sqlite3_file*, int* out) noexcept {
+    *out = 0;
+    return SQLITE_OK;
+}
+int r_fcntl(sqlite3_file*, int, void*) noexcept { return SQLITE_NOTFOUND; }
+int r_sector(sqlite3_file*) noexcept { return 4096; }
+int r_device(sqlite3_file*) noexcept { return 0; }
+sqlite3_io_methods make_refused_methods() {
+    sqlite3_io_methods m{};
+    m.iVersion = 1;
+    m.xClose = r_close, m.xRead = r_read, m.xWrite = r_write, m.xTruncate = r_truncate, m.xSync = r_sync;
+    m.xFileSize = r_size, m.xLock = r_lock, m.xUnlock = r_unlock, m.xCheckReservedLock = r_reserved;
+    m.xFileControl = r_fcntl, m.xSectorSize = r_sector, m.xDeviceCharacteristics = r_device;
+    return m;
+}
+const sqlite3_io_methods refused_methods = make_refused_methods();
+
+int refuse(sqlite3_file* file, const std::string& why) noexcept {
+    log_error(why);
+    File* p = F(file);
+    p->kind = Kind::Refused;
+    const bool named = why.compare(0, 9, "walship: ") == 0;  // settings errors say so already
+    p->refused = sqlite3_mprintf("%s%s", named ? "" : "walship: ", why.c_str());
+    if (!p->refused) return SQLITE_CANTOPEN;
+    file->pMethods = &refused_methods;
+    return SQLITE_OK;
+}
+
+// The automatic extension: fails the open of a database walship refused, with the reason.
+int check_open(sqlite3* db, char** err, const sqlite3_api_routines*) {
+    sqlite3_file* f = nullptr;
+    if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK || !f || f->pMethods != &refused_methods)
+        return SQLITE_OK;
+    if (err) *err = sqlite3_mprintf("%s", F(f)->refused);
+    return SQLITE_CANTOPEN;
+}
+
 // ---- the VFS -------------------------------------------------------------------------------
 
 // The methods SQLite calls for walship's files: the underlying file's own, with walship's in the
@@ -532,20 +596,11 @@ int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
         if ((flags & SQLITE_OPEN_MAIN_DB) && name && !presenting) {
             Config cfg;
             std::string err;
-            if (!resolve_config(name, name, &cfg, &err)) {
-                log_error(err);
-                return SQLITE_CANTOPEN;
-            }
+            if (!resolve_config(name, name, &cfg, &err)) return refuse(file, err);
             if (!cfg.replica_url.empty()) {
                 auto s = Shipper::acquire(base_vfs, cfg, &err);
-                if (!s && !err.empty()) {
-                    log_error(err + " (opening " + std::string(name) + ")");
-                    return SQLITE_CANTOPEN;
-                }
-                if (s && cfg.restore_auto && file_size(name) == 0 && !s->restore_if_empty(&err)) {
-                    log_error(err);
-                    return SQLITE_CANTOPEN;
-                }
+                if (!s && !err.empty()) return refuse(file, err + " (opening " + std::string(name) + ")");
+                if (s && cfg.restore_auto && file_size(name) == 0 && !s->restore_if_empty(&err)) return refuse(file, err);
                 if (s) {  // (else it passes through unreplicated: see Shipper::acquire)
                     shipper = std::make_unique<std::shared_ptr<Shipper>>(std::move(s));
                     p->kind = Kind::MainDb;
@@ -655,7 +710,9 @@ extern "C" int walship_register(int make_default) {
     if (v_num < 3044006 || (v_num >= 3045000 && v_num < 3050007) || (v_num >= 3051000 && v_num < 3051003))
         log(LogLevel::Warn, std::string("SQLite ") + sqlite3_libversion() +
                                 " has the WAL-reset bug (a checkpoint racing a WAL reset can lose committed pages; fixed in 3.51.3, 3.50.7, 3.44.6)");
-    return sqlite3_vfs_register(&v, make_default);
+    int rc = sqlite3_vfs_register(&v, make_default);
+    if (rc == SQLITE_OK) rc = sqlite3_auto_extension(reinterpret_cast<void (*)(void)>(check_open));
+    return rc;
 }
 
 extern "C" __attribute__((visibility("default"))) int sqlite3_walship_init(sqlite3* db, char** err, const sqlite3_api_routines* api) {
