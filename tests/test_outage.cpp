@@ -654,6 +654,46 @@ TEST_CASE("a listed object that answers 404 is an error, never \"no data\": rest
     }
 }
 
+TEST_CASE("a store that hangs during a snapshot: the snapshot lets go of the WAL once it grows by max_wal_size, and nothing is lost", "[outage][integration]") {
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string url = via_proxy();
+    std::string path = temp_dir() + "/hung-snap.db";
+    ::setenv("WALSHIP_S3_TIMEOUT_MS", "5000", 1);  // hung requests end sooner (5 attempts each still)
+    long long max_wal = 0;
+    {
+        Db db(uri(path, url, "sync_interval=100&max_wal_size=1MiB"));
+        db.exec("create table t(id integer primary key, v blob)");
+        // 40 MB: more than the snapshot upload buffers, so it reads under its mark while it uploads.
+        db.exec("insert into t(v) select randomblob(4000) from (with recursive s(x) as (select 1 union all select x + 1 from s where x < 10000) select x from s)");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+        CHECK(db.text("pragma wal_checkpoint(TRUNCATE)") == "0");
+        proxy.fault("stall", 1000000);  // every request hangs
+        // A snapshot asked for now reads under a reader mark, so SQLite cannot reset the WAL behind it.
+        std::thread snap([&] {
+            Db other(uri(path, url, "flush_timeout=8s"));
+            std::string err;
+            other.try_exec("pragma walship_snapshot", &err);
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        // About 1.2 MB/s of WAL for 8 s: held by the snapshot, the WAL would reach about 10 MB.
+        for (int i = 0; i < 40; i++) {
+            write_rows(db, 60);
+            max_wal = std::max(max_wal, file_size(path + "-wal"));
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        }
+        snap.join();
+        INFO("the WAL reached " << max_wal << " bytes");
+        CHECK(max_wal < 6000000LL);  // max_wal_size, plus a second or two of writes before the snapshot lets go
+        CHECK(status_field(db, "errors") > 0);
+        proxy.reset();
+        REQUIRE(db.text("pragma walship_flush=120000") == "ok");
+        CHECK(db.integer("select count(*) from t") == 10000 + 40 * 60);
+    }
+    ::unsetenv("WALSHIP_S3_TIMEOUT_MS");
+    restore_and_compare(url, path);
+}
+
 TEST_CASE("a store that hangs: the last close returns after close_timeout (the request in flight is cancelled), keeps the WAL, and nothing is lost", "[outage][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();

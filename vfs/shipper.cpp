@@ -168,6 +168,10 @@ bool Shipper::start(std::string* error) {
         return false;
     }
     store_ = std::move(st.value());
+    // A snapshot reads under a reader mark, so SQLite cannot reset the WAL past it while it
+    // uploads: if the WAL grows by more than max_wal_size meanwhile (a store that hangs, or writes
+    // outpacing a slow upload), the snapshot's requests end and it is tried again later.
+    store_->set_interrupt([this] { return snapshot_holds_wal_too_long(); });
     if (!side_.open(cfg_.db_path, error)) return false;
     notified_ = true;  // the first pass runs at once: it takes the ship lock if no process holds it
     thread_ = std::thread([this] { run(); });
@@ -585,6 +589,18 @@ void Shipper::close_handles() {
     }
     if (name_) sqlite3_free_filename(name_);
     name_ = nullptr;
+}
+
+bool Shipper::snapshot_holds_wal_too_long() {
+    if (!snapshot_reading_.load() || !shm0_.load()) return false;
+    const uint64_t mark = snapshot_mark_.load();
+    ShmHeader h;
+    if (!read_shm_header(shm0_, &h) || h.salt2 != uint32_t(mark >> 32) || h.mx_frame <= uint32_t(mark)) return false;
+    const uint64_t grown = uint64_t(h.mx_frame - uint32_t(mark)) * (h.page_size + kWalFrameHeaderSize);
+    if (grown <= cfg_.max_wal_bytes) return false;
+    if (!snapshot_interrupted_.exchange(true))
+        log_warn("the WAL grew by " + std::to_string(grown) + " bytes (past max_wal_size) while a snapshot held it; abandoning the snapshot, it will be tried again");
+    return true;
 }
 
 bool Shipper::read_header(ShmHeader* h) {
@@ -1798,6 +1814,9 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
             oh.wal_frame = info->frame;
             oh.wal_cksum1 = info->cksum1;
             oh.wal_cksum2 = info->cksum2;
+            snapshot_interrupted_ = false;
+            snapshot_mark_ = pack_position(info->shm.salt2, info->frame);  // the frames after it are held
+            snapshot_reading_ = true;
             part_pages = std::max<uint32_t>(1, uint32_t(cfg_.snapshot_part_bytes / info->page_size));
             oh.part_count = std::max<uint32_t>(1, (info->db_pages + part_pages - 1) / part_pages);
             open_part(1);
@@ -1812,11 +1831,13 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
         if (st.ok()) st = sw->page(page.data(), page.size());
         return st.ok();
     });
+    snapshot_reading_ = false;  // the read mark is released: nothing holds the WAL now
     if (read && sw && st.ok()) st = sw->finish(sum->value());  // the .snap object: the whole database's
     if (!read || !sw || !st.ok() || wrong_place) {
         if (w) w->abort();  // parts already up stay as leftovers that retention removes
         if (!st.ok()) {
-            set_error("snapshot upload to " + store_->describe() + " failed: " + st.str());
+            set_error(snapshot_interrupted_ ? "snapshot abandoned: the WAL grew past max_wal_size while the snapshot held it (" + st.str() + ")"
+                                            : "snapshot upload to " + store_->describe() + " failed: " + st.str());
             backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 500;
             next_upload_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
         }

@@ -116,6 +116,10 @@ private:
     bool switch_to_wal();
     void close_handles();
     bool read_header(ShmHeader* h);
+    bool snapshot_holds_wal_too_long();  // the store's interrupt (see start)
+    std::atomic<bool> snapshot_reading_{false};  // a snapshot reads under a read mark at:
+    std::atomic<uint64_t> snapshot_mark_{0};      // (salt2 << 32) | the frame of that mark
+    std::atomic<bool> snapshot_interrupted_{false};
     bool start_generation(const std::string& why);
     bool snapshot_in_generation(const std::string& why);
     bool upload_segment(ObjectHeader oh, uint64_t body_len, std::string frames, uint64_t db_checksum);

@@ -23,6 +23,7 @@ struct Exchange {
     std::chrono::steady_clock::time_point last_move{}, window_start{};
     curl_off_t last_total = 0, window_total = 0;
     bool timed_out = false;
+    bool interrupted = false;
 };
 
 // Ends the attempt when no byte moved for stall_timeout_ms, or when fewer than min_speed bytes/s
@@ -31,6 +32,7 @@ struct Exchange {
 int on_progress(void* user, curl_off_t, curl_off_t dlnow, curl_off_t, curl_off_t ulnow) {
     auto* ex = static_cast<Exchange*>(user);
     if (ex->req->cancel && ex->req->cancel->load()) return 1;
+    if (ex->req->interrupt && (*ex->req->interrupt)()) return ex->interrupted = true, 1;
     auto now = std::chrono::steady_clock::now();
     curl_off_t total = dlnow + ulnow;
     if (total != ex->last_total) ex->last_total = total, ex->last_move = now;
@@ -106,7 +108,8 @@ int on_seek(void* user, curl_off_t offset, int origin) {
     return CURL_SEEKFUNC_OK;
 }
 
-Error curl_error(CURLcode rc, const char* errbuf, const Response& resp, const Request& req, bool stalled) {
+Error curl_error(CURLcode rc, const char* errbuf, const Response& resp, const Request& req, bool stalled, bool interrupted) {
+    if (interrupted) return make_error(ErrorKind::Network, "interrupted by the caller");
     if (stalled)
         return make_error(ErrorKind::Timeout, "timeout: less than " + std::to_string(req.min_speed) + " bytes/s for " +
                           std::to_string(req.stall_timeout_ms) + " ms");
@@ -199,7 +202,7 @@ Error perform(CURL* curl, const Request& req, Response& resp, const BodySink& si
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp.status);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, nullptr);
-    if (rc != CURLE_OK) return curl_error(rc, errbuf, resp, req, ex.timed_out);
+    if (rc != CURLE_OK) return curl_error(rc, errbuf, resp, req, ex.timed_out, ex.interrupted);
     return {};
 }
 

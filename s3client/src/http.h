@@ -41,6 +41,7 @@ struct Request {
     bool verify_tls = true;
     std::string ca_file;
     const std::atomic<bool>* cancel = nullptr;  // when set to true, the transfer ends at once
+    const std::function<bool()>* interrupt = nullptr;  // when it answers true, the transfer ends at once
 };
 
 struct Response {

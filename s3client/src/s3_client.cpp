@@ -258,6 +258,7 @@ Error attempt(S3Client::Impl& im, const ClientOptions& opt, Counters& counts, co
     hreq.verify_tls = opt.verify_tls;
     hreq.ca_file = opt.ca_file;
     hreq.cancel = opt.cancel.get();
+    hreq.interrupt = opt.interrupt.get();
 
     switch (c.count) {
         case Count::Put: counts.add_put(); break;
@@ -291,12 +292,14 @@ long backoff_ms(const ClientOptions& opt, int attempt_no) {  // full jitter
 Error with_retries(const ClientOptions& opt, const std::function<Error(int)>& fn) {
     Error e;
     auto cancelled = [&] { return opt.cancel && opt.cancel->load(); };
+    auto interrupted = [&] { return opt.interrupt && (*opt.interrupt)(); };
     for (int i = 0; i < opt.max_attempts; i++) {
         if (i > 0) {
             auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(backoff_ms(opt, i - 1));
-            while (!cancelled() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            while (!cancelled() && !interrupted() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
         if (cancelled()) return make_error(ErrorKind::Network, "cancelled (the store is closing)" + (e.ok() ? std::string() : "; last error: " + e.message));
+        if (interrupted()) return make_error(ErrorKind::Network, "interrupted by the caller" + (e.ok() ? std::string() : "; last error: " + e.message));
         e = fn(i);
         if (e.ok() || !e.transient()) return e;
     }

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,6 +44,10 @@ struct ClientOptions {
     // Set to true to end every request in flight at once and fail later ones without retries
     // (a closing application must not wait for a dead store's timeouts). Shared by copies.
     std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
+    // While it answers true, requests in flight end (within about a second) and later ones fail
+    // at once, without retries: the caller's own reason to stop waiting (walship: a snapshot that
+    // holds the WAL past max_wal_size). Called from any thread that runs a request.
+    std::shared_ptr<std::function<bool()>> interrupt;
 
     // Options from the environment: WALSHIP_S3_TIMEOUT_MS, WALSHIP_S3_ATTEMPTS (when set).
     static ClientOptions from_env(const Environment& env);
@@ -84,6 +89,8 @@ public:
     S3Client& operator=(const S3Client&) = delete;
 
     const ClientOptions& options() const { return opt_; }
+    // Sets options().interrupt; before any request runs.
+    void set_interrupt(std::function<bool()> fn) { opt_.interrupt = std::make_shared<std::function<bool()>>(std::move(fn)); }
     RequestCounts counts() const { return counts_.snapshot(); }
 
     Status create_bucket(const std::string& bucket);

@@ -83,6 +83,9 @@ public:
     virtual std::string describe() const = 0;
     // Ends requests in flight and fails later ones at once (for a closing application).
     virtual void cancel() {}
+    // Requests end, without retries, while fn answers true (ClientOptions::interrupt). Set it
+    // before any request runs. A directory store never waits on a server and ignores it.
+    virtual void set_interrupt(std::function<bool()>) {}
     virtual RequestCounts counts() const = 0;
 };
 
