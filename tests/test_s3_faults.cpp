@@ -173,6 +173,35 @@ TEST_CASE("dropped and reset connections are retried and a cut download resumes"
     CHECK(part.value() == data.substr(1000, 2u << 20));
 }
 
+TEST_CASE("an answer that is not the range asked for is refused, and a resumed download never repeats bytes", "[s3][faults]") {
+    Fixture f;
+    std::string data(3u << 20, '\0');
+    for (size_t i = 0; i < data.size(); i++) data[i] = (char)(i * 131 % 251);
+    REQUIRE(f.note(f.client->put_object(f.bucket, "big", data)).ok());
+    f.proxy.reset();
+    // The download is cut, and the resumed request reaches a server that ignores Range (HTTP 200,
+    // the whole object from byte 0): that answer is refused, the next resume gets the rest.
+    f.proxy.fault("drop", 1);
+    f.proxy.fault("norange", 1);
+    std::string got;
+    Status st = f.note(f.client->get_object_stream(f.bucket, "big", [&](const char* d, size_t n) {
+        got.append(d, n);
+        return true;
+    }));
+    INFO(st.str());
+    REQUIRE(st.ok());
+    CHECK(got.size() == data.size());
+    CHECK(got == data);
+    CHECK(f.proxy.requests() == 3);
+    // A ranged GET answered with the whole object fails instead of returning the wrong bytes.
+    f.proxy.fault("norange", 10);
+    auto part = f.client->get_object(f.bucket, "big", {100, 50});
+    f.note(part.error());
+    REQUIRE_FALSE(part.ok());
+    CHECK(part.error().kind == ErrorKind::Server);
+    CHECK(part.error().str().rfind("get_object: asked for bytes=100-149, got HTTP 200 without Content-Range", 0) == 0);
+}
+
 TEST_CASE("stalls are cut at the timeout and retried to success", "[s3][faults]") {
     Fixture f;
     f.proxy.fault("stall", 1);

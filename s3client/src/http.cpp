@@ -73,6 +73,7 @@ size_t on_body(char* data, size_t size, size_t n, void* user) {
     size_t len = size * n;
     long status = 0;
     curl_easy_getinfo(ex->curl, CURLINFO_RESPONSE_CODE, &status);
+    ex->resp->status = status;  // status and headers are complete when the sink sees the body
     ex->resp->body_bytes += len;
     if (status >= 200 && status < 300 && ex->sink && *ex->sink) {
         bool keep_going = false;

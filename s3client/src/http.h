@@ -52,7 +52,8 @@ struct Response {
     bool sink_aborted = false;   // the sink returned false
 };
 
-// Receives the body of a 2xx response; return false to abort.
+// Receives the body of a 2xx response (the Response's status and headers are already set);
+// return false to abort.
 using BodySink = std::function<bool(const char* data, size_t len)>;
 
 // Performs one exchange. Returns an Error (kind Network/Timeout/Config...) only when no HTTP answer

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <functional>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <deque>
@@ -313,6 +314,21 @@ std::string range_header(uint64_t offset, std::optional<uint64_t> length) {
     return h;
 }
 
+// A ranged GET must be answered 206 with a Content-Range starting at the byte asked for (and
+// ending no later; S3 clips at the object's end). A server or proxy that ignores Range answers 200
+// with the whole object, which a resumed download would hand on from byte 0 again; s3rver 3.7.1
+// answers "bytes=0-0" with the whole object. Returns what is wrong, or "".
+std::string range_mismatch(const http::Response& r, uint64_t off, std::optional<uint64_t> len) {
+    auto it = r.headers.find("content-range");
+    std::string cr = it == r.headers.end() ? "" : it->second;
+    unsigned long long start = 0, end = 0;
+    if (r.status == 206 && std::sscanf(cr.c_str(), "bytes %llu-%llu/", &start, &end) == 2 && start == off &&
+        end >= start && (!len || end <= off + *len - 1))
+        return "";
+    return "asked for " + range_header(off, len) + ", got HTTP " + std::to_string(r.status) +
+           (cr.empty() ? " without Content-Range" : " with Content-Range " + cr);
+}
+
 }  // namespace
 
 // Performs a call with retries; the response of the last attempt is left in resp.
@@ -367,7 +383,15 @@ Status S3Client::get_object_stream(const std::string& bucket, const std::string&
         if (off > 0 || len) c.headers.push_back({"Range", range_header(off, len)});
         if (!etag.empty()) c.headers.push_back({"If-Match", "\"" + etag + "\""});
         http::Response r;
-        Error e = attempt(*impl_, opt_, counts_, c, r, counting);
+        std::string wrong;  // the answer is not the range asked for (checked before its first byte is passed on)
+        bool first = true;
+        http::BodySink checked = [&](const char* d, size_t n) {
+            if (first && (off > 0 || len)) wrong = range_mismatch(r, off, len);
+            first = false;
+            return wrong.empty() && counting(d, n);
+        };
+        Error e = attempt(*impl_, opt_, counts_, c, r, checked);
+        if (!wrong.empty()) return make_error(ErrorKind::Server, "get_object: " + wrong + " (key '" + key + "')");
         if (etag.empty() && r.status >= 200 && r.status < 300) etag = strip_quotes(r.headers["etag"]);
         if (e.kind == ErrorKind::PreconditionFailed && !etag.empty())
             e.message = "get_object: object changed while being downloaded (key '" + key + "')";

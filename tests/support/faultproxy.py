@@ -13,7 +13,7 @@ relays the answer, unless a fault is queued. Control requests (never forwarded, 
 Modes: 500 (InternalError), 503 (SlowDown), 403 (AccessDenied), 404 (NoSuchKey), 400 (InvalidRequest),
 stall (read the request, never answer), slow (answer at ~20 bytes/s), delay (forward the request
 3 s late, then answer normally), drop (send half of the answer, then close), reset (close without
-answering).
+answering), norange (forward the request without its Range header, as a server that ignores Range).
 """
 import argparse
 import http.client
@@ -107,6 +107,8 @@ class Handler(socketserver.StreamRequestHandler):
                 return
             if mode == "delay":
                 time.sleep(3)
+            if mode == "norange":
+                headers = [(n, v) for n, v in headers if n.lower() != "range"]
             answer = self.forward(method, target, headers, body)
             if mode == "drop":
                 self.wfile.write(answer[: max(1, len(answer) // 2)])
