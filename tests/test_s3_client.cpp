@@ -2,7 +2,8 @@
 // whole/range/stream, head, delete, batch delete, list with prefix/delimiter/continuation past 1,000
 // keys, create bucket, multipart incl. a 100 MB streamed round trip compared by SHA-256, the
 // streaming writer, conditional put), awkward keys, both addressing styles, and the Store contract
-// run against both implementations (S3 and the file:// directory store).
+// run against both implementations (S3 and the file:// directory store). tests/s3rver.cmake runs
+// them again against s3rver, where skip_on_s3rver leaves out what s3rver lacks.
 #include <catch2/catch.hpp>
 
 #include <openssl/evp.h>
@@ -64,6 +65,13 @@ long peak_rss_kb() {
     while (std::getline(f, line))
         if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6);
     return 0;
+}
+
+// True, with a warning naming what is left out, when the tests run against s3rver and it lacks that.
+bool skip_on_s3rver(const std::string& what) {
+    if (wt::server_name() != "s3rver") return false;
+    WARN("not checked on s3rver 3.7.1: " << what);
+    return true;
 }
 
 #define REQUIRE_OK(expr)                      \
@@ -131,7 +139,9 @@ TEST_CASE("create_bucket makes a usable bucket", "[s3][integration]") {
     S3Client c(loc_for("s3://bkt?endpoint=" + wt::endpoint()));
     std::string name = "walship-created-" + std::to_string(std::random_device{}() % 1000000);
     REQUIRE_OK(c.create_bucket(name));
-    REQUIRE_OK(c.create_bucket(name));  // already ours: fine
+    if (!skip_on_s3rver("creating one's own bucket again (it answers 409 BucketAlreadyExists, which S3 uses for "
+                        "someone else's bucket; S3 answers 200 in us-east-1, else BucketAlreadyOwnedByYou)"))
+        REQUIRE_OK(c.create_bucket(name));  // already ours: fine
     REQUIRE_OK(c.put_object(name, "k", "v"));
     CHECK(c.get_object(name, "k").value() == "v");
 }
@@ -172,7 +182,12 @@ TEST_CASE("range GET", "[s3][integration]") {
     CHECK(c.get_object(bucket, "r", {100, 50}).value() == data.substr(100, 50));
     CHECK(c.get_object(bucket, "r", {9990, std::nullopt}).value() == data.substr(9990));
     CHECK(c.get_object(bucket, "r", {9990, 100}).value() == data.substr(9990));  // clipped at the end
-    CHECK(c.get_object(bucket, "r", {0, 1}).value() == data.substr(0, 1));
+    if (skip_on_s3rver("a one-byte range at 0 (it answers bytes=0-0 with the whole object); the client refuses that answer")) {
+        auto first = c.get_object(bucket, "r", {0, 1});
+        CHECK(first.error().str().rfind("get_object: asked for bytes=0-0, got HTTP 206 with Content-Range bytes 0-9999/10000", 0) == 0);
+    } else {
+        CHECK(c.get_object(bucket, "r", {0, 1}).value() == data.substr(0, 1));
+    }
     CHECK(c.get_object(bucket, "r", {5, 0}).value().empty());
     auto past = c.get_object(bucket, "r", {20000, 10});
     REQUIRE_FALSE(past.ok());
@@ -190,6 +205,7 @@ TEST_CASE("range GET", "[s3][integration]") {
 }
 
 TEST_CASE("conditional PUT with If-None-Match fails with PreconditionFailed", "[s3][integration]") {
+    if (skip_on_s3rver("conditional PUT (it ignores If-None-Match and overwrites)")) return;
     std::string bucket = wt::new_bucket();
     S3Client c(loc_for("s3://" + bucket + "?endpoint=" + wt::endpoint()));
     PutOptions once;
@@ -242,7 +258,9 @@ TEST_CASE("listing past 1000 keys with delimiter and continuation, then batch de
 
     auto top = c.list_objects(bucket, "", "/");
     REQUIRE(top.ok());
-    CHECK(top->common_prefixes == std::vector<std::string>{"flat/", "tree/"});
+    if (!skip_on_s3rver("a common prefix with no key right under it (it leaves out \"tree/\", whose keys are all in "
+                        "tree/NNNNN/)"))
+        CHECK(top->common_prefixes == std::vector<std::string>{"flat/", "tree/"});
     REQUIRE(top->objects.size() == 1);
     CHECK(top->objects[0].key == "flatter");
 
@@ -259,7 +277,11 @@ TEST_CASE("listing past 1000 keys with delimiter and continuation, then batch de
 
     auto before = c.counts().del;
     REQUIRE_OK(c.delete_objects(bucket, all));  // 2,151 keys: three requests
-    CHECK(c.counts().del == before + 3);
+    if (skip_on_s3rver("exactly three requests (it may answer 500 to a DeleteObjects whose keys share a directory, "
+                       "as its removal of empty directories races with itself; the retry completes it)"))
+        CHECK(c.counts().del >= before + 3);
+    else
+        CHECK(c.counts().del == before + 3);
     CHECK(c.list_objects(bucket, "")->objects.empty());
 }
 
@@ -345,6 +367,7 @@ TEST_CASE("streaming writer: single PUT when small, multipart when large, nothin
 }
 
 TEST_CASE("multipart steps: abort makes the upload unusable", "[s3][integration]") {
+    if (skip_on_s3rver("AbortMultipartUpload (it answers 405 MethodNotAllowed)")) return;
     std::string bucket = wt::new_bucket();
     ClientOptions opt;
     opt.max_attempts = 2;
@@ -549,7 +572,8 @@ void store_contract(Store& s) {
 
     PutOptions once;
     once.if_none_match = true;
-    CHECK(s.put("top", "again", once).kind == ErrorKind::PreconditionFailed);
+    if (s.describe().rfind("s3://", 0) != 0 || !skip_on_s3rver("conditional PUT (it ignores If-None-Match)"))
+        CHECK(s.put("top", "again", once).kind == ErrorKind::PreconditionFailed);
     REQUIRE_OK(s.put("fresh", "new", once));
 
     std::string streamed;

@@ -84,7 +84,12 @@ std::string endpoint() {
     static OwnServer own;
     std::lock_guard<std::mutex> lock(mu);
     if (!ep.empty()) return ep;
-    if (const char* f = getenv("WALSHIP_TEST_ENDPOINT_FILE")) ep = read_file(f);
+    if (const char* f = getenv("WALSHIP_TEST_ENDPOINT_FILE")) {
+        // Named explicitly (a ctest fixture's server): never fall back to another server.
+        ep = read_file(f);
+        if (ep.empty()) throw std::runtime_error(std::string("no endpoint in WALSHIP_TEST_ENDPOINT_FILE ") + f);
+        return ep;
+    }
 #ifdef WALSHIP_DEFAULT_ENDPOINT_FILE
     if (ep.empty()) ep = read_file(WALSHIP_DEFAULT_ENDPOINT_FILE);
 #endif
@@ -95,6 +100,11 @@ std::string endpoint() {
         ep = read_file(own.dir + "/moto.endpoint");
     }
     return ep;
+}
+
+std::string server_name() {
+    const char* f = getenv("WALSHIP_TEST_ENDPOINT_FILE");
+    return f && fs::path(f).filename() == "s3rver.endpoint" ? "s3rver" : "moto";
 }
 
 std::string new_bucket() {
