@@ -5,7 +5,7 @@
 # client and VFS integration tests run again against s3rver (npm, label "s3rver", normal build only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh python3-django gunicorn caddy chromium zstd
+bash scripts/deps.sh python3-django gunicorn caddy chromium zstd faketime
 if ! python3 -c 'import moto, botocore' 2>/dev/null; then
   echo "error: the default python3 ($(command -v python3)) needs moto and botocore (preinstalled in the pyenv python3)" >&2
   exit 1

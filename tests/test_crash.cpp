@@ -48,7 +48,7 @@ Child spawn(const std::vector<std::string>& args) {
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
         argv.push_back(nullptr);
-        execv(argv[0], argv.data());
+        execvp(argv[0], argv.data());
         _exit(127);
     }
     close(fds[1]);
@@ -240,6 +240,45 @@ TEST_CASE("crash with the store down: SIGKILL while WAL resets spill, the store 
     CHECK(with_spill >= n / 2);
     CHECK(missing == 0);
     CHECK(gens->size() == 1);  // every restart proved continuity through the spill file
+}
+
+TEST_CASE("a new generation started by a clock behind the newest generation's is not hidden behind it: restore takes the new one", "[crash][integration]") {
+    // faketime (Debian's package) runs the first writer two hours ahead, as a host whose clock was
+    // ahead (or a replacement host whose clock is behind the old one's) would.
+    REQUIRE(std::system("command -v faketime >/dev/null") == 0);
+    set_process_env();
+    std::string url = "s3://" + new_bucket() + "/db?endpoint=" + test::endpoint() + "&region=us-east-1";
+    std::string db = temp_dir() + "/clock.db";
+    {
+        Db plain(db, "unix");
+        plain.exec("pragma journal_mode=wal");
+        plain.exec("create table before(x)");
+        plain.exec("insert into before values('replicated from the clock ahead')");
+    }
+    {
+        ::setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1", 1);  // only the wall clock (waits use the steady one)
+        Child ahead = spawn({"faketime", "-f", "+2h", writer_path(), "flush", db, url});
+        ::unsetenv("FAKETIME_DONT_FAKE_MONOTONIC");
+        std::set<long long> none;
+        collect(ahead, &none);
+        REQUIRE(wait_exit(ahead.pid) == 0);
+    }
+    {
+        // A write without walship: the replica cannot continue, the next open starts a generation.
+        Db plain(db, "unix", SQLITE_OPEN_READWRITE);
+        plain.exec("create table if not exists after(x)");
+        plain.exec("insert into after values('written at the right time')");
+    }
+    REQUIRE(flush_with_writer(db, url) == 0);
+    auto store = s3::open_store(url, test::env());
+    REQUIRE(store.ok());
+    auto gens = list_generations(*store.value());
+    REQUIRE(gens.ok());
+    REQUIRE(gens->size() == 2);
+    std::string out = temp_dir() + "/clock-restored.db";
+    REQUIRE(restore_latest(url, out) == "");
+    Db r(out, nullptr, SQLITE_OPEN_READONLY);
+    CHECK(r.text("select x from after") == "written at the right time");
 }
 
 TEST_CASE("several processes: 4 writers, the shipping process killed repeatedly, everything shipped", "[multiprocess][integration]") {

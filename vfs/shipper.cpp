@@ -1865,7 +1865,24 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
 }
 
 bool Shipper::start_generation(const std::string& why) {
+    // Restore takes the generation with the greatest id (its creation time in the high bits). A
+    // clock behind the one that named an existing generation (a replacement host, a VM restored,
+    // an NTP step) must not hide the new one behind it: its id then follows the greatest there.
     uint64_t gen = new_generation_id();
+    auto listing = store_->list("generations/", "/");
+    if (!listing.ok()) {
+        set_error("listing " + store_->describe() + " failed: " + listing.error().str());
+        backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 500;
+        next_upload_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
+        return false;
+    }
+    uint64_t newest = side_.state()->generation.load();
+    for (const std::string& p : listing->common_prefixes) {
+        std::string name = p.substr(0, p.size() - (p.empty() || p.back() != '/' ? 0 : 1));
+        name = name.substr(name.rfind('/') + 1);
+        if (auto id = parse_generation(name)) newest = std::max(newest, *id);
+    }
+    if (gen <= newest) gen = ((newest >> 16) + 1) << 16 | (gen & 0xffff);
     DbChecksum sum;
     StateInfo info;
     // needs_snapshot counts the WAL resets walship let through without shipping or spilling their
