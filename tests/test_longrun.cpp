@@ -36,6 +36,43 @@ struct Point {
 
 }  // namespace
 
+TEST_CASE("a point in time is when a transaction committed, not when it was shipped: restore by time gives each commit exactly", "[longrun][integration]") {
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/when.db";
+    std::vector<Point> points;  // time_ms: just after COMMIT returned
+    {
+        // One upload a second: each segment carries ten commits made while it waited.
+        Db a(uri(path, url, "sync_interval=1s"));
+        a.exec("create table t(id integer primary key, v integer)");
+        REQUIRE(a.text("pragma walship_flush") == "ok");  // the replica's first point: its first snapshot
+        std::this_thread::sleep_for(std::chrono::milliseconds(60));
+        Db b(uri(path, url, "sync_interval=1s"));  // a second connection commits too
+        for (int i = 0; i < 25; i++) {
+            Db& db = i % 3 == 2 ? b : a;
+            db.exec("insert into t(v) values(" + std::to_string(i) + ")");
+            Point p;
+            p.time_ms = wall_ms();
+            p.rows = db.integer("select count(*) from t");
+            p.txid = 0;
+            p.sum = 0;
+            points.push_back(p);
+            std::this_thread::sleep_for(std::chrono::milliseconds(60));
+        }
+        REQUIRE(a.text("pragma walship_flush") == "ok");
+    }
+    auto store = store_for(url);
+    for (const Point& p : points) {
+        RestoreOptions opt;
+        opt.output = temp_dir() + "/when-pit.db";
+        opt.timestamp_ms = p.time_ms;
+        auto r = restore(*store, opt);
+        INFO("the commit that left " << p.rows << " rows, restored as of its time");
+        REQUIRE(r.ok());
+        Db db(opt.output, nullptr, SQLITE_OPEN_READONLY);
+        CHECK(db.integer("select count(*) from t") == p.rows);
+    }
+}
+
 TEST_CASE("snapshot and retention cycles, points inside the window restore exactly, points outside are refused", "[longrun][integration]") {
     std::string url = new_s3_url();
     std::string path = temp_dir() + "/long.db";

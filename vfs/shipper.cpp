@@ -591,6 +591,40 @@ void Shipper::close_handles() {
     name_ = nullptr;
 }
 
+void Shipper::record_commit(uint32_t salt2, uint32_t frame) {
+    SideState* s = side_.state();
+    const uint32_t i = s->commit_next.fetch_add(1) % SideState::kCommitSlots;
+    s->commit_key[i].store(0);
+    s->commit_ms[i].store(uint64_t(now_ms()));
+    s->commit_key[i].store(pack_position(salt2, frame));
+}
+
+uint64_t Shipper::commit_time(uint32_t salt2, uint32_t frame) {
+    // The commit's own slot; else (overwritten: more commits than slots since, or a commit that
+    // walship did not see) the earliest later commit of the same WAL, an upper bound; else now.
+    SideState* s = side_.state();
+    uint64_t later = 0;
+    for (int i = 0; i < SideState::kCommitSlots; i++) {
+        const uint64_t k = s->commit_key[i].load();
+        if (!k || uint32_t(k >> 32) != salt2 || uint32_t(k) < frame) continue;
+        const uint64_t ms = s->commit_ms[i].load();
+        if (s->commit_key[i].load() != k) continue;  // being rewritten
+        if (uint32_t(k) == frame) return ms;
+        if (!later || ms < later) later = ms;
+    }
+    return later ? later : uint64_t(now_ms());
+}
+
+uint64_t Shipper::stamp(uint64_t txid, uint32_t salt2, uint32_t frame) {
+    // The same transaction keeps its time (and so its object name) across retries. Times never
+    // go back within the replica (a clock stepped back), so a point in time is one place in it.
+    auto it = ts_by_txid_.find(txid);
+    if (it != ts_by_txid_.end()) return it->second;
+    last_stamp_ = std::max(last_stamp_, commit_time(salt2, frame));
+    ts_by_txid_.emplace(txid, last_stamp_);
+    return last_stamp_;
+}
+
 bool Shipper::snapshot_holds_wal_too_long() {
     if (!snapshot_reading_.load() || !shm0_.load()) return false;
     const uint64_t mark = snapshot_mark_.load();
@@ -1132,9 +1166,7 @@ bool Shipper::ship_frames(const ShmHeader& h) {
                     prev_commit_size_ = fh.commit_size;
                     prev_page_ = page;
                     cur.txid = txid_ + txns.size() + 1;
-                    // The same transaction keeps its time (and so its object name) across retries.
-                    auto ts = ts_by_txid_.emplace(cur.txid, uint64_t(now_ms())).first;
-                    cur.ts_ms = ts->second;
+                    cur.ts_ms = stamp(cur.txid, salt2_, f + i + 1);
                     cur.db_pages = fh.commit_size;
                     bytes += cur.pages.size() * (page_size_ + 4);
                     txns.push_back(std::move(cur));
@@ -1331,7 +1363,7 @@ bool Shipper::ship_large_txn(uint32_t from, uint32_t c1, uint32_t c2, uint32_t e
 Shipper::Streamed Shipper::upload_txn_stream(uint32_t db_pages, uint32_t page_count, uint32_t salt1, uint32_t salt2,
                                              uint32_t frame, uint32_t c1, uint32_t c2, const std::function<bool(const PagePut&)>& feed) {
     const uint64_t txid = txid_ + 1;
-    const uint64_t ts = ts_by_txid_.emplace(txid, uint64_t(now_ms())).first->second;  // the same on a retry
+    const uint64_t ts = stamp(txid, salt2, frame);
     ObjectHeader oh;
     oh.kind = ObjectKind::Segment;
     oh.flags = have_checksum_ ? kFlagDbChecksum : 0;
@@ -1471,7 +1503,7 @@ bool Shipper::ship_spill() {
                 }
                 Txn t;
                 t.txid = txid_ + txns.size() + 1;
-                t.ts_ms = ts_by_txid_.emplace(t.txid, uint64_t(now_ms())).first->second;
+                t.ts_ms = stamp(t.txid, r.salt2, r.last);
                 t.db_pages = r.db_pages;
                 for (auto& [pg, data] : pages) t.pages[pg] = std::move(data);
                 bytes += t.pages.size() * (page_size_ + 4);
@@ -2269,6 +2301,7 @@ Shipper::Resume Shipper::try_resume() {
     have_checksum_ = have_sum;
     generation_ = g->id;
     txid_ = oh.last_txid;
+    last_stamp_ = std::max(last_stamp_, oh.last_ts_ms);
     adopt_position(info);
     if (!in_spill) spill_off_ = std::max(spill_len, info.spill_len);  // older records than the WAL followed
     checksum_ = have_sum ? sum : DbChecksum();

@@ -47,6 +47,8 @@ public:
 
     // A connection of this process released the WAL write lock: a commit may be waiting.
     void notify();
+    // A commit by this process: frames up to `frame` of the WAL with this salt-2 (side file slots).
+    void record_commit(uint32_t salt2, uint32_t frame);
     // A remote-strict commit that the shipper shipped ahead of the wal-index now shows there.
     void commit_shown(uint32_t salt2, uint32_t frame, uint64_t cksum);
     // Wakes the shipper now (a WAL reset or a remote-durable commit is waiting).
@@ -117,6 +119,9 @@ private:
     void close_handles();
     bool read_header(ShmHeader* h);
     bool snapshot_holds_wal_too_long();  // the store's interrupt (see start)
+    uint64_t commit_time(uint32_t salt2, uint32_t frame);  // from the side file's commit slots
+    uint64_t stamp(uint64_t txid, uint32_t salt2, uint32_t frame);  // a transaction's time in the replica
+    uint64_t last_stamp_ = 0;
     std::atomic<bool> snapshot_reading_{false};  // a snapshot reads under a read mark at:
     std::atomic<uint64_t> snapshot_mark_{0};      // (salt2 << 32) | the frame of that mark
     std::atomic<bool> snapshot_interrupted_{false};

@@ -15,6 +15,7 @@
 namespace walship {
 
 static constexpr size_t kSideSize = 4096;
+static_assert(sizeof(SideState) <= kSideSize, "the side file maps 4 KiB");
 
 SideFile::~SideFile() {
     if (state_) munmap(state_, kSideSize);

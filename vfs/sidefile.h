@@ -64,6 +64,15 @@ struct SideState {
     // (salt2 << 32) | frame of another commit that asked for frames under that mark: the marked
     // committer released the write lock without its commit showing, so it died or failed.
     std::atomic<uint64_t> spec_rival;
+    // When transactions committed: each commit through walship writes (salt2 << 32) | its commit
+    // frame and the wall clock (ms) into the next of these slots, under the WAL write lock (one
+    // writer at a time; a slot's key is cleared while it changes). The shipper stamps each
+    // transaction it ships with its own slot's time, so a point-in-time restore lands on commits,
+    // not on when the shipper read them. (Zero in a file an older walship made: no slots yet.)
+    static constexpr int kCommitSlots = 64;
+    std::atomic<uint32_t> commit_next;
+    std::atomic<uint64_t> commit_key[kCommitSlots];
+    std::atomic<uint64_t> commit_ms[kCommitSlots];
 };
 
 constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '6'};

@@ -74,6 +74,7 @@ struct File {
     bool close_flush_failed;            // MainDb: the flush before the last close's checkpoint timed out
     bool saw_wal;                       // MainDb: this connection mapped the wal-index (was in WAL mode)
     char* refused;                      // Refused: why the open failed (sqlite3_malloc'd)
+    uint64_t locked_at;                 // MainDb: the WAL position (salt2 << 32 | mxFrame) when it took the write lock
 };
 
 sqlite3_vfs walship_vfs;
@@ -367,6 +368,15 @@ __attribute__((noinline)) int db_shm_lock_watched(sqlite3_file* f, int ofst, int
 
 // The WAL write lock: taking it begins a write transaction; releasing it tells the shipper of a commit.
 __attribute__((noinline)) int db_shm_lock_write(sqlite3_file* f, int ofst, int n, int flags) noexcept {
+    ShmHeader h;
+    if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE) && F(f)->shm0 && read_shm_header(F(f)->shm0, &h) && h.mx_frame &&
+        pack_position(h.salt2, h.mx_frame) != F(f)->locked_at) {
+        // Still under the write lock: the wal-index shows this transaction's commit.
+        try {
+            S(f)->record_commit(h.salt2, h.mx_frame);
+        } catch (...) {
+        }
+    }
     int rc = R(f)->xShmLock(f, ofst, n, flags);
     if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE)) {
         try {
@@ -379,6 +389,7 @@ __attribute__((noinline)) int db_shm_lock_write(sqlite3_file* f, int ofst, int n
         }  // the shipper's own polling finds the commit
     } else if (rc == SQLITE_OK) {
         F(f)->last_commit_frame = 0;
+        F(f)->locked_at = F(f)->shm0 && read_shm_header(F(f)->shm0, &h) ? pack_position(h.salt2, h.mx_frame) : 0;
     }
     return rc;
 }
