@@ -196,7 +196,9 @@ TEST_CASE("compaction does not delete in front of remote-durable commits: merged
         return n;
     };
     {
-        Db db(uri(path, url, "durability=remote"));
+        // retention=2s: merged-away segments stay for the grace period (the retention, if shorter
+        // than 5 minutes), for a restore that planned with them before the merge.
+        Db db(uri(path, url, "durability=remote&retention=2s"));
         db.exec("create table t(id integer primary key, v text)");
         for (int i = 0; i < 200; i++) db.exec("insert into t(v) values('row " + std::to_string(i) + "')");
         // Every commit was one upload and compaction merged them (one object per level is at most
@@ -212,6 +214,30 @@ TEST_CASE("compaction does not delete in front of remote-durable commits: merged
     opt.output = temp_dir() + "/latest.db";
     REQUIRE(restore(*store_for(url), opt).ok());
     CHECK(compare_pages(path, opt.output, 4096) == "");
+}
+
+TEST_CASE("segments a merge absorbed stay for the grace period, so a restore planned before the merge can still read them", "[longrun][compaction]") {
+    std::string url = "file://" + temp_dir() + "/replica";
+    std::string path = temp_dir() + "/grace.db";
+    auto segments = [&] {
+        auto listing = store_for(url)->list("generations/");
+        REQUIRE(listing.ok());
+        size_t n = 0;
+        for (auto& o : listing->objects)
+            if (auto k = parse_key(o.key); k && !k->snapshot) n++;
+        return n;
+    };
+    Db db(uri(path, url, "durability=remote"));  // default retention: a 5-minute grace
+    db.exec("create table t(id integer primary key, v text)");
+    for (int i = 0; i < 100; i++) db.exec("insert into t(v) values('row " + std::to_string(i) + "')");
+    CHECK(status_field(db, "compactions") >= 10);
+    std::this_thread::sleep_for(std::chrono::milliseconds(3500));  // the commits pause (past the 2 s that deletes wait for)
+    CHECK(segments() >= 100);  // merged, and the absorbed ones still there
+    RestoreOptions opt;
+    opt.output = temp_dir() + "/grace-latest.db";
+    auto r = restore(*store_for(url), opt);
+    REQUIRE(r.ok());
+    CHECK(r->txid == uint64_t(status_field(db, "txid")));
 }
 
 TEST_CASE("retention keeps a snapshot's parts with it and removes parts whose snapshot never completed", "[longrun]") {

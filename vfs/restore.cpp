@@ -731,7 +731,10 @@ s3::Result<RestoreInfo> restore(s3::Store& store, const RestoreOptions& opts) {
         uint64_t planned_gen = 0, planned = 0;
         auto r = restore_once(store, opts, damaged, must_gen, must_reach, &bad_key, &planned_gen, &planned);
         if (r.ok()) {
-            for (auto& d : damage) log_warn(d.str() + "; restored around it from other objects of the replica");
+            for (auto& d : damage) {
+                log_warn(d.str() + "; restored around it from other objects of the replica");
+                r->damaged.push_back(d.str());
+            }
             return r;
         }
         if (r.error().kind == ErrorKind::Corrupt && !bad_key.empty() && damaged.size() < 8 && damaged.insert(bad_key).second) {

@@ -28,6 +28,7 @@ struct RestoreInfo {
     uint64_t objects = 0, bytes = 0;
     int64_t last_ts_ms = 0;
     bool checksum_verified = false;
+    std::vector<std::string> damaged;  // damaged objects the restore went around (other objects reach the same point)
 };
 
 struct GenerationInfo {

@@ -2004,7 +2004,7 @@ bool Shipper::upload_segment(ObjectHeader oh, uint64_t body_len, std::string fra
     while (cached() > kMaxMergeBytes && !levels_.empty()) levels_.pop_back();
     if (!absorbed.empty()) {
         // Deleted after the position is published (maintain), not in front of a waiting commit.
-        merged_away_.insert(merged_away_.end(), absorbed.begin(), absorbed.end());
+        for (auto& k : absorbed) merged_away_.emplace_back(now_ms(), k);
         std::lock_guard<std::mutex> lock(mu_);
         stats_.compactions++;
     }
@@ -2018,12 +2018,20 @@ void Shipper::delete_merged(bool at_end) {
     // Not while uploads fail (a request retrying against a dead store would hold up the next
     // upload). Not in front of a waiting commit, nor while remote-durable commits keep coming (the
     // next one would wait for the request): then in full batches, or once they pause.
+    // A restore planned before the merge may still be about to read them: they stay for the
+    // retention's grace period (5 minutes, or the retention if shorter), except at the last close.
     if (merged_away_.empty() || backoff_ms_ > 0) return;
+    const int64_t grace = std::min<int64_t>(cfg_.retention_ms, 5 * 60 * 1000);
+    size_t due = 0;
+    while (due < merged_away_.size() && (at_end || merged_away_[due].first <= now_ms() - grace)) due++;
+    if (due == 0) return;
     const bool remote = commit_waiting(side_.state()) || (last_remote_commit_ms_ && now_ms() - last_remote_commit_ms_ < kRemotePauseMs);
-    if (!at_end && remote && merged_away_.size() < kDeleteBatch) return;
-    s3::Status st = store_->remove_many(merged_away_);
+    if (!at_end && remote && due < kDeleteBatch) return;
+    std::vector<std::string> keys;
+    for (size_t i = 0; i < due; i++) keys.push_back(merged_away_[i].second);
+    s3::Status st = store_->remove_many(keys);
     if (!st.ok()) log_warn("compaction: deleting merged segments failed (retention will retry): " + st.str());
-    merged_away_.clear();
+    merged_away_.erase(merged_away_.begin(), merged_away_.begin() + long(due));
 }
 
 // Deletes what the retention window no longer needs (one listing, one batch delete).
@@ -2204,6 +2212,11 @@ Shipper::Resume Shipper::try_resume() {
                          (db.st_mtim.tv_sec == spill.st_mtim.tv_sec && db.st_mtim.tv_nsec <= spill.st_mtim.tv_nsec));
         }
         if (in_spill && !continues) {
+            struct stat wal {}, db {}, spill {};
+            int ws = ::stat((cfg_.db_path + "-wal").c_str(), &wal), ds = ::stat(cfg_.db_path.c_str(), &db), ss = ::stat(spill_path(cfg_.db_path).c_str(), &spill);
+            log_debug("resume: wal stat " + std::to_string(ws) + " size " + std::to_string(wal.st_size) + ", db mtime " + std::to_string(db.st_mtim.tv_sec) + "." +
+                      std::to_string(db.st_mtim.tv_nsec) + " (" + std::to_string(ds) + "), spill mtime " + std::to_string(spill.st_mtim.tv_sec) + "." +
+                      std::to_string(spill.st_mtim.tv_nsec) + " (" + std::to_string(ss) + ")");
             log_debug("resume: the WAL " + hex32(h.salt1) + "/" + hex32(h.salt2) + " does not follow the spill file's last record (" +
                       hex32(last.salt1) + "/" + hex32(last.salt2) + " frames " + std::to_string(last.first) + ".." + std::to_string(last.last) + ")");
             in_spill = false;

@@ -250,7 +250,7 @@ private:
     static constexpr size_t kFanout = 8;
     static constexpr uint64_t kMaxMergeBytes = 32u << 20;
     std::vector<std::vector<CachedSegment>> levels_;
-    std::vector<std::string> merged_away_;  // absorbed by a merged segment, not yet deleted
+    std::vector<std::pair<int64_t, std::string>> merged_away_;  // absorbed by a merged segment (when), not yet deleted
     // Merged-away segments are deleted in one request per kDeleteBatch, or once remote-durable
     // commits have paused for kRemotePauseMs (a commit arriving during the request waits for it).
     static constexpr size_t kDeleteBatch = 1000;
