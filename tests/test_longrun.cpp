@@ -273,6 +273,32 @@ TEST_CASE("retention keeps a snapshot's parts with it and removes parts whose sn
     CHECK(drop == want);
 }
 
+TEST_CASE("retention keeps a generation while the next one that can be restored is not older than the window (one without a snapshot serves nothing)", "[longrun]") {
+    const uint64_t t = 1700000000000;
+    uint64_t a = (t << 16) | 1, b = ((t + 10000) << 16) | 2, c = ((t + 20000) << 16) | 3;
+    std::vector<s3::ObjectInfo> objs;
+    auto add = [&](const std::string& key) {
+        s3::ObjectInfo o;
+        o.key = key;
+        o.size = 100;
+        objs.push_back(o);
+    };
+    add(snapshot_key(a, 0, t + 100));
+    add(segment_key(a, 1, 50, t + 9000));
+    add(snapshot_part_key(b, 0, t + 10100, 1));  // B's process died during its first snapshot
+    add(snapshot_key(c, 0, t + 20100));
+    add(segment_key(c, 1, 5, t + 21000));
+    auto listing = parse_listing(objs);
+    // The window starts after B's creation but before C's: points in it before C came are A's.
+    auto drop = plan_retention(listing, int64_t(t + 15000), c);
+    CHECK(drop == std::vector<std::string>{snapshot_part_key(b, 0, t + 10100, 1)});
+    // Once C is older than the window's start, A serves nothing in it.
+    drop = plan_retention(listing, int64_t(t + 20500), c);
+    std::vector<std::string> want = {snapshot_key(a, 0, t + 100), segment_key(a, 1, 50, t + 9000), snapshot_part_key(b, 0, t + 10100, 1)};
+    std::sort(want.begin(), want.end());
+    CHECK(drop == want);
+}
+
 TEST_CASE("scheduled snapshots are taken under steady writes (commits closer than sync_interval), and retention then deletes", "[longrun][integration]") {
     std::string url = new_s3_url();
     std::string path = temp_dir() + "/steady.db";

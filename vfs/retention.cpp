@@ -36,13 +36,19 @@ std::vector<std::string> plan_retention(const std::vector<ListedObject>& objects
     std::map<uint64_t, std::vector<const ListedObject*>> gens;
     for (auto& o : objects) gens[o.k.gen].push_back(&o);
     std::vector<std::string> drop;
+    // A snapshot in parts exists once its .snap object does (it is written last).
+    auto complete = [](const std::vector<const ListedObject*>& objs) {
+        return std::any_of(objs.begin(), objs.end(), [](auto* o) { return o->k.snapshot && !o->k.part; });
+    };
     for (auto it = gens.begin(); it != gens.end(); ++it) {
         uint64_t gen = it->first;
         auto next = std::next(it);
-        // A generation serves points from its creation until the next one's.
-        int64_t next_created = next == gens.end() ? INT64_MAX : int64_t(next->first >> 16);
-        // A snapshot in parts exists once its .snap object does (it is written last).
-        bool has_snapshot = std::any_of(it->second.begin(), it->second.end(), [](auto* o) { return o->k.snapshot && !o->k.part; });
+        // A generation serves points from its creation until the next one that can be restored
+        // (one that never got its snapshot, say its process died during it, serves none).
+        auto serving = next;
+        while (serving != gens.end() && !complete(serving->second)) ++serving;
+        int64_t next_created = serving == gens.end() ? INT64_MAX : int64_t(serving->first >> 16);
+        bool has_snapshot = complete(it->second);
         if (gen != current_generation && next != gens.end() && (next_created <= keep_from_ms || !has_snapshot)) {
             // It serves only points before the window, or none (it never got its snapshot).
             for (auto* o : it->second) drop.push_back(o->key);
