@@ -38,6 +38,7 @@
 #include "sidefile.h"
 #include "walship.h"
 #include "walship_uri.h"
+#include "wal.h"
 #include "walship/s3/store.h"
 
 using namespace walship;
@@ -400,7 +401,7 @@ int cmd_status(std::vector<std::string> args) {
         if (o.k.last >= last_txid) last_txid = o.k.last, last_ts = std::max(last_ts, o.k.ts_ms);
     }
     // Local side: the side file next to the database says how far shipping got, and who ships.
-    bool have_local = false;
+    bool have_local = false, pending_frames = false, pending_spill = false;
     uint64_t shipped = 0, pid = 0, local_gen = 0, local_txid = 0;
     bool shipper_alive = false;
     if (!a.db.empty()) {
@@ -413,8 +414,20 @@ int cmd_status(std::vector<std::string> args) {
             memcpy(&local_gen, buf + offsetof(SideState, generation), 8);
             memcpy(&local_txid, buf + offsetof(SideState, txid), 8);
             shipper_alive = pid != 0 && kill(pid_t(pid), 0) == 0;
+            uint64_t spill_len = 0, spill_shipped = 0;
+            memcpy(&spill_len, buf + offsetof(SideState, spill_len), 8);
+            memcpy(&spill_shipped, buf + offsetof(SideState, spill_shipped), 8);
+            pending_spill = spill_len > spill_shipped;
+            // Commits in the WAL past the shipped position (the wal-index, while a connection has
+            // the database open; without one SQLite rebuilds it from the WAL at the next open).
+            std::ifstream shm(a.db + "-shm", std::ios::binary);
+            char hdr[136] = {};
+            ShmHeader h;
+            if (shm.read(hdr, sizeof hdr) && read_shm_header(hdr, &h) && h.mx_frame > 0 && pack_position(h.salt2, h.mx_frame) != shipped)
+                pending_frames = true;
         }
     }
+    const bool in_step = have_local && local_gen == gen && local_txid == last_txid && !pending_frames && !pending_spill;
     int64_t age = last_ts ? int64_t(time(nullptr)) * 1000 - int64_t(last_ts) : -1;
     std::set<uint64_t> generations;
     for (auto& o : objs) generations.insert(o.k.gen);
@@ -429,7 +442,7 @@ int cmd_status(std::vector<std::string> args) {
                    "\"shipper_pid\":%llu,\"shipper_running\":%s,\"in_step\":%s}",
                    json_escape(a.db).c_str(), local_gen ? generation_name(local_gen).c_str() : "", (unsigned long long)local_txid,
                    (unsigned long long)(shipped & 0xffffffff), (unsigned long long)pid, shipper_alive ? "true" : "false",
-                   local_gen == gen && local_txid == last_txid ? "true" : "false");
+                   in_step ? "true" : "false");
         printf("}\n");
         return kOk;
     }
@@ -452,6 +465,10 @@ int cmd_status(std::vector<std::string> args) {
             printf("local:        %s: shipped through txid %llu (%s), WAL frame %llu; shipper %s\n", a.db.c_str(),
                    (unsigned long long)local_txid, where.c_str(), (unsigned long long)(shipped & 0xffffffff),
                    shipper_alive ? ("running (pid " + std::to_string(pid) + ")").c_str() : "not running");
+            if (pending_frames || pending_spill)
+                printf("unshipped:    %s\n", pending_frames && pending_spill ? "commits in the WAL and in the spill file are not in the replica yet"
+                                              : pending_frames              ? "commits in the WAL are not in the replica yet"
+                                                                            : "commits in the spill file are not in the replica yet");
         }
     }
     return kOk;
