@@ -184,6 +184,30 @@ TEST_CASE("compaction: after 10,000 small transactions the latest state restores
     CHECK(db.integer("select count(*) from t") == 10000);
 }
 
+TEST_CASE("processes that live for one commit each: a snapshot follows once 64 segments pile up, so a restore's GETs stay bounded", "[longrun][compaction]") {
+    std::string url = "file://" + temp_dir() + "/replica";
+    std::string path = temp_dir() + "/short.db";
+    {
+        Db db(uri(path, url));
+        db.exec("create table t(id integer primary key, v text)");
+    }
+    for (int i = 0; i < 150; i++) {  // each open is a new shipper: compaction starts over
+        Db db(uri(path, url));
+        db.exec("insert into t(v) values('run " + std::to_string(i) + "')");
+    }
+    auto store = store_for(url);
+    RestoreOptions opt;
+    opt.output = temp_dir() + "/short-latest.db";
+    auto before = store->counts();
+    auto r = restore(*store, opt);
+    REQUIRE(r.ok());
+    uint64_t gets = store->counts().get - before.get;
+    INFO("restoring the latest of 150 one-commit runs took " << gets << " GETs");
+    CHECK(gets <= 66);  // a snapshot, fewer than 64 segments after it, and one more restart's
+    Db db(opt.output, nullptr, SQLITE_OPEN_READONLY);
+    CHECK(db.integer("select count(*) from t") == 150);
+}
+
 TEST_CASE("compaction does not delete in front of remote-durable commits: merged-away segments go once the commits pause", "[longrun][compaction]") {
     std::string url = "file://" + temp_dir() + "/replica";
     std::string path = temp_dir() + "/remote.db";

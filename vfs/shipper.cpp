@@ -2310,6 +2310,18 @@ Shipper::Resume Shipper::try_resume() {
             last_snapshot_ms_ = int64_t(k->ts_ms);
         }
     }
+    // Compaction merges what one process uploads (it keeps the segments it merges in memory), so
+    // processes that each live for a few commits leave a segment each: once kTailSegments follow
+    // the newest snapshot, a snapshot is due at once, which bounds what a restore reads.
+    size_t tail_segments = 0;
+    for (auto& o : listing->objects) {
+        auto k = parse_key(o.key);
+        tail_segments += k && !k->snapshot && k->first > last_snapshot_txid_ ? 1 : 0;
+    }
+    if (tail_segments >= kTailSegments) {
+        log_info(std::to_string(tail_segments) + " segments follow the newest snapshot of generation " + generation_name(g->id) + "; a snapshot is due");
+        last_snapshot_ms_ = 0;
+    }
     have_generation_ = true;
     have_checksum_ = have_sum;
     generation_ = g->id;

@@ -248,6 +248,7 @@ private:
         std::string frames;
     };
     static constexpr size_t kFanout = 8;
+    static constexpr size_t kTailSegments = 64;  // segments after the newest snapshot that make one due at a resume
     static constexpr uint64_t kMaxMergeBytes = 32u << 20;
     std::vector<std::vector<CachedSegment>> levels_;
     std::vector<std::pair<int64_t, std::string>> merged_away_;  // absorbed by a merged segment (when), not yet deleted
