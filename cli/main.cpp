@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstddef>
 #include <cerrno>
 #include <cstdio>
@@ -160,7 +162,9 @@ int cmd_restore(std::vector<std::string> args) {
         else if (a == "--if-replica-exists") if_replica_exists = true;
         else if (a == "--generation") {
             std::string g = value("--generation");
-            auto id = parse_generation(g);
+            std::string lower = g;  // as printed (lowercase), or typed in capitals
+            std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+            auto id = parse_generation(lower);
             if (!id) {
                 fprintf(stderr, "walship restore: invalid generation '%s' (16 hex digits)\n", g.c_str());
                 return kUsage;
