@@ -528,6 +528,12 @@ bool Shipper::switch_to_wal() {
     if (ok) {
         int persist = 1;
         sqlite3_file_control(db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+        // Nor does it checkpoint when it closes. If the application's last connection closed
+        // meanwhile (its own checkpoint found this one still open and skipped), this connection
+        // would be the last one, and its checkpoint, which does not wait for the shipper as the
+        // application's does (db_lock), would copy unshipped commits into the database before the
+        // shipper had proven that the replica continues: a new generation with a full snapshot.
+        sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
         ok = sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr) == SQLITE_OK;
     }
     // Attach to the wal-index while the private connection keeps it initialised (the first user
