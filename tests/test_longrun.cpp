@@ -34,6 +34,16 @@ struct Point {
     long long rows, sum;
 };
 
+// Segment objects (not snapshots) in a replica.
+size_t segment_objects(const std::string& url) {
+    auto listing = store_for(url)->list("generations/");
+    REQUIRE(listing.ok());
+    size_t n = 0;
+    for (auto& o : listing->objects)
+        if (auto k = parse_key(o.key); k && !k->snapshot) n++;
+    return n;
+}
+
 }  // namespace
 
 TEST_CASE("a point in time is when a transaction committed, not when it was shipped: restore by time gives each commit exactly", "[longrun][integration]") {
@@ -211,14 +221,7 @@ TEST_CASE("processes that live for one commit each: a snapshot follows once 64 s
 TEST_CASE("compaction does not delete in front of remote-durable commits: merged-away segments go once the commits pause", "[longrun][compaction]") {
     std::string url = "file://" + temp_dir() + "/replica";
     std::string path = temp_dir() + "/remote.db";
-    auto segments = [&] {
-        auto listing = store_for(url)->list("generations/");
-        REQUIRE(listing.ok());
-        size_t n = 0;
-        for (auto& o : listing->objects)
-            if (auto k = parse_key(o.key); k && !k->snapshot) n++;
-        return n;
-    };
+    auto segments = [&] { return segment_objects(url); };
     {
         // retention=2s: merged-away segments stay for the grace period (the retention, if shorter
         // than 5 minutes), for a restore that planned with them before the merge.
@@ -243,14 +246,7 @@ TEST_CASE("compaction does not delete in front of remote-durable commits: merged
 TEST_CASE("segments a merge absorbed stay for the grace period, so a restore planned before the merge can still read them", "[longrun][compaction]") {
     std::string url = "file://" + temp_dir() + "/replica";
     std::string path = temp_dir() + "/grace.db";
-    auto segments = [&] {
-        auto listing = store_for(url)->list("generations/");
-        REQUIRE(listing.ok());
-        size_t n = 0;
-        for (auto& o : listing->objects)
-            if (auto k = parse_key(o.key); k && !k->snapshot) n++;
-        return n;
-    };
+    auto segments = [&] { return segment_objects(url); };
     Db db(uri(path, url, "durability=remote"));  // default retention: a 5-minute grace
     db.exec("create table t(id integer primary key, v text)");
     for (int i = 0; i < 100; i++) db.exec("insert into t(v) values('row " + std::to_string(i) + "')");

@@ -50,6 +50,27 @@ std::vector<double> write_rows(Db& db, int n) {
     return ms;
 }
 
+// Flips one bit of the byte at `at` in a file (a damaged spill record).
+void flip_byte(const std::string& path, long long at) {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(at);
+    char c = 0;
+    f.read(&c, 1);
+    f.seekp(at);
+    c = char(c ^ 0x20);
+    f.write(&c, 1);
+}
+
+// Peak resident memory since the last reset_peak_rss() (Linux: /proc/self/status VmHWM), in bytes.
+long long peak_rss() {
+    std::ifstream f("/proc/self/status");
+    std::string line;
+    while (std::getline(f, line))
+        if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+    return -1;
+}
+void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
 long long file_size(const std::string& path) {
     struct stat st {};
     return ::stat(path.c_str(), &st) == 0 ? st.st_size : -1;
@@ -275,13 +296,7 @@ TEST_CASE("a restart with frames waiting in the spill file continues the generat
         long long spill = file_size(path + "-walship-spill");
         REQUIRE(spill > 64 + 4120);
         if (damage) {
-            std::fstream f(path + "-walship-spill", std::ios::in | std::ios::out | std::ios::binary);
-            f.seekp(spill / 2);
-            char c = 0;
-            f.read(&c, 1);
-            f.seekp(spill / 2);
-            c = char(c ^ 0x20);
-            f.write(&c, 1);
+            flip_byte(path + "-walship-spill", spill / 2);
         }
         proxy.reset();
         {
@@ -295,16 +310,6 @@ TEST_CASE("a restart with frames waiting in the spill file continues the generat
         CHECK(generations(url) == (damage ? 2u : 1u));
     }
 }
-
-// Peak resident memory since the last reset_peak_rss() (Linux: /proc/self/status VmHWM), in bytes.
-long long peak_rss() {
-    std::ifstream f("/proc/self/status");
-    std::string line;
-    while (std::getline(f, line))
-        if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
-    return -1;
-}
-void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 TEST_CASE("a spill record larger than a segment ships streamed from the spill file: little memory, exact restore, a damaged one starts a new generation", "[outage][spill][integration]") {
     Proxy& proxy = Proxy::get();
@@ -329,13 +334,7 @@ TEST_CASE("a spill record larger than a segment ships streamed from the spill fi
         long long spill = file_size(path + "-walship-spill");
         REQUIRE(spill > 100000000LL);
         if (damage) {
-            std::fstream f(path + "-walship-spill", std::ios::in | std::ios::out | std::ios::binary);
-            f.seekp(spill / 2);
-            char c = 0;
-            f.read(&c, 1);
-            f.seekp(spill / 2);
-            c = char(c ^ 0x20);
-            f.write(&c, 1);
+            flip_byte(path + "-walship-spill", spill / 2);
         }
         reset_peak_rss();
         const long long before = peak_rss();
