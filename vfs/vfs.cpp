@@ -368,12 +368,12 @@ __attribute__((noinline)) int db_shm_lock_watched(sqlite3_file* f, int ofst, int
 
 // The WAL write lock: taking it begins a write transaction; releasing it tells the shipper of a commit.
 __attribute__((noinline)) int db_shm_lock_write(sqlite3_file* f, int ofst, int n, int flags) noexcept {
-    ShmHeader h;
-    if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE) && F(f)->shm0 && read_shm_header(F(f)->shm0, &h) && h.mx_frame &&
-        pack_position(h.salt2, h.mx_frame) != F(f)->locked_at) {
+    uint32_t salt2 = 0, mx_frame = 0;
+    if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE) && F(f)->shm0 && read_shm_position(F(f)->shm0, &salt2, &mx_frame) && mx_frame &&
+        pack_position(salt2, mx_frame) != F(f)->locked_at) {
         // Still under the write lock: the wal-index shows this transaction's commit.
         try {
-            S(f)->record_commit(h.salt2, h.mx_frame);
+            S(f)->record_commit(salt2, mx_frame);
         } catch (...) {
         }
     }
@@ -389,7 +389,7 @@ __attribute__((noinline)) int db_shm_lock_write(sqlite3_file* f, int ofst, int n
         }  // the shipper's own polling finds the commit
     } else if (rc == SQLITE_OK) {
         F(f)->last_commit_frame = 0;
-        F(f)->locked_at = F(f)->shm0 && read_shm_header(F(f)->shm0, &h) ? pack_position(h.salt2, h.mx_frame) : 0;
+        F(f)->locked_at = F(f)->shm0 && read_shm_position(F(f)->shm0, &salt2, &mx_frame) ? pack_position(salt2, mx_frame) : 0;
     }
     return rc;
 }

@@ -81,6 +81,21 @@ bool read_shm_header(const volatile void* region0, ShmHeader* h) {
     return h->is_init;
 }
 
+bool read_shm_position(const volatile void* region0, uint32_t* salt2, uint32_t* mx_frame) {
+    const volatile uint32_t* w = static_cast<const volatile uint32_t*>(region0);
+    // Words of the two 48-byte copies: isInit (byte 12, in word 3), mxFrame (word 4), aSalt[1] (word 9).
+    const uint32_t init1 = w[3], mx1 = w[4], s1 = w[9];
+    std::atomic_thread_fence(std::memory_order_acquire);
+    const uint32_t init2 = w[12 + 3], mx2 = w[12 + 4], s2 = w[12 + 9];
+    unsigned char init[4], salt[4];
+    memcpy(init, &init1, 4);
+    memcpy(salt, &s1, 4);
+    if (init1 != init2 || mx1 != mx2 || s1 != s2 || init[0] == 0) return false;
+    *mx_frame = mx1;
+    *salt2 = get_u32be(salt);
+    return true;
+}
+
 std::string hex32(uint32_t v) {
     char buf[9];
     snprintf(buf, sizeof buf, "%08x", v);

@@ -42,6 +42,9 @@ struct ShmHeader {
 // Reads the header the way SQLite does: both copies must match and be initialised. Returns false
 // when they differ (a writer is updating it: try again) or it is not initialised.
 bool read_shm_header(const volatile void* region0, ShmHeader* h);
+// The writer's position only (salt-2 and mxFrame, both copies compared): for the commit path,
+// where the caller holds the WAL write lock and so no one else changes the header.
+bool read_shm_position(const volatile void* region0, uint32_t* salt2, uint32_t* mx_frame);
 
 std::string hex32(uint32_t v);
 
