@@ -437,7 +437,13 @@ TEST_CASE("store unreachable: the app keeps working, status shows the error, flu
     CHECK(db.integer("select count(*) from t") == 51);
     std::string err;
     CHECK(db.try_exec("pragma walship_flush", &err) != SQLITE_OK);
+    INFO(err);
     CHECK(err.find("timed out") != std::string::npos);
+    // It says what is still waiting: the 50 transactions, and the store's error.
+    CHECK(err.find("50 transactions") != std::string::npos);
+    CHECK(err.find("not in the bucket yet") != std::string::npos);
+    CHECK(err.find("last error: ") != std::string::npos);
+    CHECK(err.find("walship-test-secret-key") == std::string::npos);
     std::string s = db.text("pragma walship_status");
     CHECK(s.find("\"last_error\":\"\"") == std::string::npos);
     CHECK(s.find("walship-test-secret-key") == std::string::npos);

@@ -414,9 +414,33 @@ int Shipper::flush(int timeout_ms, std::string* error) {
     lock.lock();
     bool done = done_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return flush_done_ >= ticket || stop_; });
     if (done && flush_done_ >= ticket) return SQLITE_OK;
-    *error = "walship: flush timed out after " + std::to_string(timeout_ms) + " ms";
-    if (!stats_.last_error.empty()) *error += "; last error: " + stats_.last_error;
+    const std::string last_error = stats_.last_error;
+    lock.unlock();
+    *error = "walship: flush timed out after " + std::to_string(timeout_ms) + " ms: " + waiting_for();
+    if (!last_error.empty()) *error += "; last error: " + last_error;
+    log_warn(*error);
     return SQLITE_BUSY;
+}
+
+// For a flush that timed out: what is not in the bucket yet, and what the shipping side is at
+// (from the side file, which every process shares).
+std::string Shipper::waiting_for() {
+    SideState* side = side_.state();
+    Pending p = count_pending(shm0_.load());
+    std::string s = std::to_string(p.txns) + " transactions (" + std::to_string(p.bytes) + " bytes) not in the bucket yet";
+    const uint64_t pos = side->shipped.load(), pid = side->shipper_pid.load();
+    ShmHeader h;
+    if (shm0_.load() && read_shm_header(shm0_.load(), &h))
+        s += "; WAL " + hex32(h.salt2) + " at frame " + std::to_string(h.mx_frame) + ", shipped through " + hex32(uint32_t(pos >> 32)) + " frame " +
+             std::to_string(uint32_t(pos));
+    if (side->spill_len.load() > side->spill_shipped.load())
+        s += "; spill file: " + std::to_string(side->spill_len.load() - side->spill_shipped.load()) + " bytes to ship";
+    if (side->needs_snapshot.load()) s += "; a new generation is due";
+    if (side->snapshot_asked.load() > side->snapshot_done.load()) s += "; a snapshot is asked for";
+    if (side->holding_since_ms.load()) s += "; a WAL reset is held";
+    if (!pid) s += "; no process ships";
+    else if (pid != uint64_t(getpid())) s += "; process " + std::to_string(pid) + " ships";
+    return s;
 }
 
 void Shipper::set_error(const std::string& e) {

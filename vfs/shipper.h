@@ -70,6 +70,8 @@ public:
     struct Pending {
         uint64_t frames = 0, bytes = 0, txns = 0;
     };
+    // What a flush that timed out still waits for, in a sentence (no secrets).
+    std::string waiting_for();
     Pending count_pending(const volatile void* shm0);
     // PRAGMA walship_status, one JSON object; shm0 is the calling connection's wal-index (for what is pending).
     std::string status_json(const volatile void* shm0);
