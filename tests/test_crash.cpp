@@ -668,6 +668,46 @@ TEST_CASE("walship snapshot --db while another process ships: that process write
     CHECK(missing_ids(r, committed) == 0);
 }
 
+TEST_CASE("a process naming another replica location than the shipping process's refuses to open the database, and says both", "[multiprocess][integration]") {
+    use_walship();
+    const std::string x = new_s3_url(), y = new_s3_url();
+    std::string dir = temp_dir();
+    std::string db = dir + "/two-urls.db";
+    REQUIRE(flush_with_writer(db, x) == 0);
+    std::set<long long> committed;
+    Child w = spawn({writer_path(), "run", db, x, "1"});
+    Reaper reaper{{&w}};
+    REQUIRE(wait_for_shipper(db, w.pid) == w.pid);
+    // Its commits would go to x: the open fails, naming both locations and the shipping process.
+    std::string err;
+    CHECK(Db::open_rc(uri(db, y), &err) != SQLITE_OK);
+    INFO(err);
+    auto bucket = [](const std::string& url) { return url.substr(5, url.find('/', 5) - 5); };
+    CHECK(err.find(bucket(x)) != std::string::npos);
+    CHECK(err.find(bucket(y)) != std::string::npos);
+    CHECK(err.find("process " + std::to_string(w.pid)) != std::string::npos);
+    CHECK(err.find("walship-test-secret-key") == std::string::npos);
+    // So does the CLI's snapshot, which asks the shipping process (it said ok, and the snapshot went to x).
+    Child c = spawn({binary_dir() + "/walship", "snapshot", "--db", db, y});
+    std::set<long long> none;
+    collect(c, &none);
+    CHECK(wait_exit(c.pid) != 0);
+    // The same bucket and prefix under another region's name is the same replica.
+    std::string same = x;
+    same.replace(same.find("region=us-east-1"), 16, "region=eu-west-1");
+    CHECK(Db::open_rc(uri(db, same), &err) == SQLITE_OK);
+    // Once that process is gone, the other location may take over (its own generation).
+    CHECK(term_and_collect(w, &committed) == 0);
+    {
+        Db other(uri(db, y));
+        other.exec("insert into log(id, writer, pad) values(-1, 9, x'00')");
+        REQUIRE(other.text("pragma walship_flush") == "ok");
+    }
+    std::string out = dir + "/restored-y.db";
+    REQUIRE(restore_latest(y, out) == "");
+    CHECK(compare_pages(db, out, 4096) == "");
+}
+
 TEST_CASE("two hosts on one replica location (a copy restored from it keeps writing): the fork is detected, the writers' histories are not mixed", "[multiprocess][integration]") {
     set_process_env();
     setenv("WALSHIP_RETENTION_CHECK_INTERVAL", "300ms", 1);  // the check rides on retention's LIST

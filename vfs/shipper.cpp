@@ -173,6 +173,19 @@ bool Shipper::start(std::string* error) {
     // outpacing a slow upload), the snapshot's requests end and it is tried again later.
     store_->set_interrupt([this] { return snapshot_holds_wal_too_long(); });
     if (!side_.open(cfg_.db_path, error)) return false;
+    auto loc = s3::parse_location(cfg_.replica_url, s3::Environment::from_process());
+    if (loc.ok()) {
+        s3::Location l = loc.value();
+        l.region.clear();  // one bucket, whichever region a process's environment names
+        replica_ = l.url();
+        if (size_t r = replica_.find("&region="); r != std::string::npos) replica_.erase(r, 8);
+        replica_ = replica_.substr(0, sizeof(SideState::replica) - 1);
+        replica_hash_ = 1469598103934665603ull;  // FNV-1a; never 0 (0: not known)
+        for (unsigned char c : replica_) replica_hash_ = (replica_hash_ ^ c) * 1099511628211ull;
+        replica_hash_ |= 1;
+    }
+    *error = foreign_replica();
+    if (!error->empty()) return false;
     notified_ = true;  // the first pass runs at once: it takes the ship lock if no process holds it
     thread_ = std::thread([this] { run(); });
     return true;
@@ -264,6 +277,7 @@ void Shipper::wake() {
 // PRAGMA walship_snapshot: asks the shipping process (this one or another) for a snapshot and
 // waits until one taken after the request is in the bucket.
 int Shipper::snapshot(int timeout_ms, std::string* error) {
+    if (*error = foreign_replica(); !error->empty()) return SQLITE_ERROR;
     SideState* side = side_.state();
     const uint64_t ticket = side->snapshot_asked.fetch_add(1) + 1;
     wake();
@@ -407,6 +421,7 @@ bool Shipper::allow_checkpoint(const ShmHeader& h) {
 }
 
 int Shipper::flush(int timeout_ms, std::string* error) {
+    if (*error = foreign_replica(); !error->empty()) return SQLITE_ERROR;
     std::unique_lock<std::mutex> lock(mu_);
     uint64_t ticket = ++flush_requested_;
     lock.unlock();
@@ -420,6 +435,17 @@ int Shipper::flush(int timeout_ms, std::string* error) {
     if (!last_error.empty()) *error += "; last error: " + last_error;
     log_warn(*error);
     return SQLITE_BUSY;
+}
+
+std::string Shipper::foreign_replica() {
+    SideState* side = side_.state();
+    const uint64_t theirs = side->replica_hash.load();
+    if (!theirs || !replica_hash_ || theirs == replica_hash_ || is_shipper_ || !side_.held_elsewhere(SideFile::kShipLock)) return "";
+    char text[sizeof(SideState::replica)];
+    memcpy(text, side->replica, sizeof text);
+    text[sizeof text - 1] = 0;
+    return "walship: " + cfg_.db_path + " is replicated to " + text + " by process " + std::to_string(side->shipper_pid.load()) + ", not to " +
+           replica_ + " as this connection asks (every process must name the same replica)";
 }
 
 // For a flush that timed out: what is not in the bucket yet, and what the shipping side is at
@@ -732,9 +758,21 @@ void Shipper::run() {
         if (!is_shipper_ && side_.try_lock(SideFile::kShipLock)) {
             is_shipper_ = true;
             side_.state()->shipper_pid = uint64_t(getpid());
+            if (side_.state()->replica_hash.load() != replica_hash_) {
+                side_.state()->replica_hash = 0;
+                memset(side_.state()->replica, 0, sizeof(SideState::replica));
+                memcpy(side_.state()->replica, replica_.data(), replica_.size());
+                side_.state()->replica_hash = replica_hash_;
+            }
             // A request left by a process that died waiting would keep looking like a waiting commit.
             if (side_.state()->shipped_waiters.load() == 0) side_.state()->ship_through = 0;
             log_info("replicating " + cfg_.db_path + " to " + store_->describe() + " (pid " + std::to_string(getpid()) + ")");
+        }
+        if (!is_shipper_) {
+            // A process naming another replica may have taken the ship lock since this one opened.
+            std::string foreign = foreign_replica();
+            if (!foreign.empty() && foreign != foreign_reported_) set_error(foreign);
+            foreign_reported_ = foreign;
         }
         // Caught up when everything committed before this pass began is in the bucket (by
         // whichever process ships). Without a WAL, everything committed is in the database file,
@@ -1611,6 +1649,7 @@ bool Shipper::wait_shipped(const std::function<bool()>& done, Clock::time_point 
 }
 
 int Shipper::flush_through(uint32_t salt2, uint32_t frame, uint64_t cksum, bool visible, std::string* error) {
+    if (*error = foreign_replica(); !error->empty()) return SQLITE_ERROR;
     SideState* side = side_.state();
     uint64_t want = pack_position(salt2, frame);
     uint64_t cur = side->ship_through.load();

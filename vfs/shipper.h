@@ -70,6 +70,8 @@ public:
     struct Pending {
         uint64_t frames = 0, bytes = 0, txns = 0;
     };
+    // Another live process ships this database to a location other than this one's: the message.
+    std::string foreign_replica();
     // What a flush that timed out still waits for, in a sentence (no secrets).
     std::string waiting_for();
     Pending count_pending(const volatile void* shm0);
@@ -180,6 +182,9 @@ private:
 
     sqlite3_vfs* base_;
     Config cfg_;
+    std::string replica_;        // the replica location as processes compare it (see SideState::replica)
+    uint64_t replica_hash_ = 0;
+    std::string foreign_reported_;  // (the shipper thread's) the last foreign_replica() reported
     const pid_t pid_ = ::getpid();
     std::unique_ptr<s3::Store> store_;
     SideFile side_;
