@@ -73,6 +73,9 @@ std::string iso_time(int64_t ms) {
     return std::string(buf) + "." + std::to_string(1000 + ms % 1000).substr(1) + "Z";
 }
 
+// A time as a JSON value: a quoted ISO time, or null when there is none.
+std::string json_time(int64_t ms) { return ms <= 0 ? "null" : "\"" + iso_time(ms) + "\""; }
+
 // Parses RFC 3339 ("2026-11-25T06:37:11Z", "...t06:37:11.5+01:00") into ms since the epoch;
 // every field is checked (a 30 February or a +99:99 offset is refused, not normalised).
 bool parse_rfc3339(const std::string& s, int64_t* ms) {
@@ -280,8 +283,8 @@ int cmd_generations(std::vector<std::string> args) {
         printf("[");
         for (size_t i = 0; i < gens->size(); i++) {
             auto& g = gens.value()[i];
-            printf("%s{\"generation\":\"%s\",\"created\":\"%s\",\"snapshots\":%llu,\"segments\":%llu,\"first_txid\":%llu,\"last_txid\":%llu,\"bytes\":%llu,\"complete\":%s}",
-                   i ? "," : "", generation_name(g.id).c_str(), iso_time(g.created_ms).c_str(), (unsigned long long)g.snapshots,
+            printf("%s{\"generation\":\"%s\",\"created\":%s,\"snapshots\":%llu,\"segments\":%llu,\"first_txid\":%llu,\"last_txid\":%llu,\"bytes\":%llu,\"complete\":%s}",
+                   i ? "," : "", generation_name(g.id).c_str(), json_time(g.created_ms).c_str(), (unsigned long long)g.snapshots,
                    (unsigned long long)g.segments, (unsigned long long)g.first_txid, (unsigned long long)g.last_txid,
                    (unsigned long long)g.bytes, g.complete ? "true" : "false");
         }
@@ -371,8 +374,8 @@ int cmd_snapshots(std::vector<std::string> args) {
         if (!o.k.snapshot || o.k.part) continue;
         uint64_t size = o.size + part_bytes[{o.k.gen, o.k.first, o.k.ts_ms}];
         if (a.json) {
-            printf("%s{\"generation\":\"%s\",\"txid\":%llu,\"time\":\"%s\",\"bytes\":%llu,\"key\":\"%s\"}", first ? "" : ",",
-                   generation_name(o.k.gen).c_str(), (unsigned long long)o.k.first, iso_time(int64_t(o.k.ts_ms)).c_str(),
+            printf("%s{\"generation\":\"%s\",\"txid\":%llu,\"time\":%s,\"bytes\":%llu,\"key\":\"%s\"}", first ? "" : ",",
+                   generation_name(o.k.gen).c_str(), (unsigned long long)o.k.first, json_time(int64_t(o.k.ts_ms)).c_str(),
                    (unsigned long long)size, json_escape(o.key).c_str());
         } else {
             printf("%-16s  %10llu  %-24s  %12llu\n", generation_name(o.k.gen).c_str(), (unsigned long long)o.k.first,
@@ -436,10 +439,10 @@ int cmd_status(std::vector<std::string> args) {
     std::set<uint64_t> generations;
     for (auto& o : objs) generations.insert(o.k.gen);
     if (a.json) {
-        printf("{\"replica\":\"%s\",\"generations\":%zu,\"generation\":\"%s\",\"last_txid\":%llu,\"last_commit\":\"%s\","
+        printf("{\"replica\":\"%s\",\"generations\":%zu,\"generation\":\"%s\",\"last_txid\":%llu,\"last_commit\":%s,"
                "\"snapshots\":%llu,\"segments\":%llu,\"objects\":%zu,\"bytes\":%llu",
                json_escape(store->describe()).c_str(), generations.size(), gen ? generation_name(gen).c_str() : "",
-               (unsigned long long)last_txid, iso_time(int64_t(last_ts)).c_str(), (unsigned long long)snapshots,
+               (unsigned long long)last_txid, json_time(int64_t(last_ts)).c_str(), (unsigned long long)snapshots,
                (unsigned long long)segments, objs.size(), (unsigned long long)bytes);
         if (have_local)
             printf(",\"local\":{\"database\":\"%s\",\"generation\":\"%s\",\"shipped_txid\":%llu,\"shipped_wal_frame\":%llu,"
