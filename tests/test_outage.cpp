@@ -4,6 +4,8 @@
 // generation restores correctly. Commit latencies are printed (figures, not assertions).
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +17,7 @@
 #include <thread>
 
 #include "restore.h"
+#include "sidefile.h"
 #include "retention.h"
 #include "support/db.h"
 #include "support/proxy.h"
@@ -308,6 +311,58 @@ TEST_CASE("a restart with frames waiting in the spill file continues the generat
         }
         restore_and_compare(url, path);
         CHECK(generations(url) == (damage ? 2u : 1u));
+    }
+}
+
+TEST_CASE("spill records shipped but not marked so (the shipper died): the next process marks them, and its flush returns", "[outage][spill][integration]") {
+    use_walship();
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/stale-spill.db";
+    std::string spilled;
+    for (bool wal_kept : {true, false}) {
+        INFO((wal_kept ? "the WAL continues the replica" : "the database equals the replica"));
+        std::unique_ptr<Db> holder;  // a plain connection: the WAL outlives walship's last one
+        {
+            Db db(uri(path, url, "sync_interval=60s"));
+            db.exec("create table if not exists t(id integer primary key, v blob)");
+            if (wal_kept) holder = std::make_unique<Db>(path, nullptr);
+            REQUIRE(db.text("pragma walship_flush") == "ok");
+            for (int i = 0; i < 20; i++) db.exec("insert into t(v) values(randomblob(500))");  // paced: not shipped yet
+            REQUIRE(db.text("pragma wal_checkpoint(TRUNCATE)") == "0");                        // the reset spills them
+            REQUIRE(status_field(db, "spill_bytes") > 0);
+            std::ifstream f(path + "-walship-spill", std::ios::binary);
+            spilled.assign(std::istreambuf_iterator<char>(f), {});
+            db.exec("insert into t(v) values(randomblob(500))");
+            REQUIRE(db.text("pragma walship_flush") == "ok");  // ships the spill, then the new WAL
+            CHECK(status_field(db, "spill_bytes") == 0);
+        }
+        CHECK(file_size(path + "-walship-spill") == 0);
+        // As if the shipping process had died after uploading the records and publishing its
+        // position, before it marked them shipped: they are back, counted as unshipped.
+        std::ofstream(path + "-walship-spill", std::ios::binary) << spilled;
+        {
+            int fd = ::open((path + "-walship").c_str(), O_RDWR);
+            REQUIRE(fd >= 0);
+            void* m = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            REQUIRE(m != MAP_FAILED);
+            auto* side = static_cast<SideState*>(m);
+            side->spill_len = spilled.size();
+            side->spill_shipped = 0;
+            munmap(m, 4096);
+            ::close(fd);
+        }
+        {
+            Db db(uri(path, url, "flush_timeout=5000"));
+            db.exec("insert into t(v) values(randomblob(500))");
+            std::string err;
+            CHECK(db.try_exec("pragma walship_flush", &err) == SQLITE_OK);
+            INFO(err);
+            CHECK(status_field(db, "spill_bytes") == 0);
+        }
+        holder.reset();
+        CHECK(file_size(path + "-walship-spill") == 0);
+        restore_and_compare(url, path);
+        CHECK(generations(url) == 1u);
     }
 }
 

@@ -2400,6 +2400,9 @@ Shipper::Resume Shipper::try_resume() {
     if (!in_spill) spill_off_ = std::max(spill_len, info.spill_len);  // older records than the WAL followed
     checksum_ = have_sum ? sum : DbChecksum();
     publish_position();
+    // Records before spill_off_ are in the replica: say so, or they would count as unshipped for
+    // good (a shipper that died after uploading them, before marking them), and every flush wait.
+    spill_consumed();
     log_info("continuing generation " + generation_name(g->id) + " at txid " + std::to_string(txid_) + " (" +
              (in_spill ? "the spill file continues the replica" : same_wal ? "the WAL continues the replica" : "the database equals the replica") + ")");
     return Resume::Yes;
