@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "format.h"
@@ -81,6 +82,56 @@ TEST_CASE("a point in time is when a transaction committed, not when it was ship
         Db db(opt.output, nullptr, SQLITE_OPEN_READONLY);
         CHECK(db.integer("select count(*) from t") == p.rows);
     }
+}
+
+TEST_CASE("a snapshot is named for when its last transaction committed: a time between that commit and the snapshot restores from it alone", "[longrun][integration]") {
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/snap-time.db";
+    int64_t committed = 0, asked = 0;
+    {
+        Db db(uri(path, url));
+        db.exec("create table t(id integer primary key, v integer); insert into t(v) values(1)");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+        db.exec("insert into t(v) values(2)");
+        committed = wall_ms();
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+        std::this_thread::sleep_for(std::chrono::milliseconds(400));
+        asked = wall_ms();
+        REQUIRE(db.text("pragma walship_snapshot") == "ok");
+        REQUIRE(db.text("pragma walship_snapshot") == "ok");  // nothing committed since: the same state again
+        CHECK(status_field(db, "snapshots") == 3);
+        CHECK(db.text("pragma walship_status").find("\"generation\"") != std::string::npos);
+    }
+    auto store = store_for(url);
+    auto listing = store->list("generations/");
+    REQUIRE(listing.ok());
+    std::vector<ParsedKey> snaps;
+    std::set<uint64_t> gens;
+    for (auto& o : parse_listing(listing->objects)) {
+        gens.insert(o.k.gen);
+        if (o.k.snapshot && !o.k.part) snaps.push_back(o.k);
+    }
+    CHECK(gens.size() == 1);  // the second snapshot of the same state did not collide with the first
+    REQUIRE(snaps.size() == 3);
+    std::sort(snaps.begin(), snaps.end(), [](auto& a, auto& b) { return a.ts_ms < b.ts_ms; });
+    // The two requested snapshots hold the state after the second insert: named for its commit
+    // (at most a millisecond apart, to keep the names distinct), before they were asked for.
+    CHECK(int64_t(snaps[1].ts_ms) <= committed);
+    CHECK(int64_t(snaps[1].ts_ms) < asked);
+    CHECK(snaps[2].ts_ms == snaps[1].ts_ms + 1);
+    CHECK(snaps[1].first == snaps[2].first);
+    // With the generation's first snapshot and the segments gone (as retention leaves it), a time
+    // after that commit but before the snapshots were taken still restores, from them alone.
+    for (auto& o : parse_listing(listing->objects))
+        if (!(o.k.snapshot && o.k.first == snaps[1].first)) REQUIRE(store->remove(o.key).ok());
+    RestoreOptions opt;
+    opt.output = temp_dir() + "/snap-time-pit.db";
+    opt.timestamp_ms = committed + (asked - committed) / 2;
+    auto r = restore(*store, opt);
+    REQUIRE(r.ok());
+    CHECK(r->objects == 1);
+    Db back(opt.output, nullptr, SQLITE_OPEN_READONLY);
+    CHECK(back.integer("select count(*) from t") == 2);
 }
 
 TEST_CASE("snapshot and retention cycles, points inside the window restore exactly, points outside are refused", "[longrun][integration]") {

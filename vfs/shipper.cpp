@@ -1327,6 +1327,7 @@ bool Shipper::ship_txns(std::vector<Txn>& txns, uint32_t salt1, uint32_t salt2, 
         return false;
     }
     txid_ = oh.last_txid;
+    txid_ts_ = oh.last_ts_ms;
     for (auto it = ts_by_txid_.begin(); it != ts_by_txid_.end() && it->first <= txid_;) it = ts_by_txid_.erase(it);
     db_pages_ = oh.db_pages;
     std::lock_guard<std::mutex> lock(mu_);
@@ -1495,6 +1496,7 @@ Shipper::Streamed Shipper::upload_txn_stream(uint32_t db_pages, uint32_t page_co
     uploaded(w->bytes_written());
     levels_.clear();  // compaction merges small segments only; none merges across this one
     txid_ = txid;
+    txid_ts_ = ts;
     for (auto it = ts_by_txid_.begin(); it != ts_by_txid_.end() && it->first <= txid_;) it = ts_by_txid_.erase(it);
     db_pages_ = db_pages;
     std::lock_guard<std::mutex> lock(mu_);
@@ -1874,7 +1876,13 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
     // A large database is written as several objects of snapshot_part_size bytes of pages, so a
     // restore can download them in parallel: parts 1..n-1 (".part" keys) first, the ".snap" key
     // last, so that a snapshot exists only once all its parts do (FORMAT.md).
-    uint64_t snap_ts = uint64_t(now_ms());
+    // Named, like every object, for the commit time of its last transaction (FORMAT.md), so a
+    // point in time between that commit and the snapshot finds it; at a generation's start, now.
+    uint64_t snap_ts = gen == generation_ && txid == txid_ && txid_ts_ ? txid_ts_ : std::max<uint64_t>(last_stamp_, uint64_t(now_ms()));
+    SnapshotName& used = snapshot_name_used_;
+    if (used.gen != gen) used = {gen, 0, 0};
+    if (used.txid == txid && snap_ts <= used.ts) snap_ts = used.ts + 1;
+    if (txid > used.txid || (txid == used.txid && snap_ts > used.ts)) used.txid = txid, used.ts = snap_ts;
     const uint64_t asked = side_.state()->snapshot_asked.load();  // requests this snapshot answers
     std::unique_ptr<s3::ObjectWriter> w;
     std::unique_ptr<SnapshotWriter> sw;
@@ -1947,6 +1955,8 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
     uploaded += w->bytes_written();
     objects++;
     backoff_ms_ = 0;
+    last_stamp_ = std::max(last_stamp_, snap_ts);  // later transactions are not named before it
+    if (txid == 0) txid_ts_ = snap_ts;             // a generation's start: its time is the snapshot's
     last_snapshot_ms_ = now_ms();
     last_upload_ok_ = Clock::now();
     last_snapshot_txid_ = txid;
@@ -2378,6 +2388,9 @@ Shipper::Resume Shipper::try_resume() {
             last_snapshot_txid_ = k->first;
             last_snapshot_ms_ = int64_t(k->ts_ms);
         }
+        SnapshotName& used = snapshot_name_used_;
+        if (used.gen != g->id) used = {g->id, 0, 0};
+        if (k && k->snapshot && (k->first > used.txid || (k->first == used.txid && k->ts_ms > used.ts))) used.txid = k->first, used.ts = k->ts_ms;
     }
     // Compaction merges what one process uploads (it keeps the segments it merges in memory), so
     // processes that each live for a few commits leave a segment each: once kTailSegments follow
@@ -2396,6 +2409,7 @@ Shipper::Resume Shipper::try_resume() {
     generation_ = g->id;
     txid_ = oh.last_txid;
     last_stamp_ = std::max(last_stamp_, oh.last_ts_ms);
+    txid_ts_ = oh.last_ts_ms;
     adopt_position(info);
     if (!in_spill) spill_off_ = std::max(spill_len, info.spill_len);  // older records than the WAL followed
     checksum_ = have_sum ? sum : DbChecksum();

@@ -244,6 +244,12 @@ private:
     int64_t last_snapshot_ms_ = 0;
     int64_t next_checksum_try_ms_ = 0;
     uint64_t last_snapshot_txid_ = 0;
+    uint64_t txid_ts_ = 0;  // commit time of txid_ (0: not known, as at a generation's start)
+    // The greatest (txid, time) any snapshot object of this generation was named with, complete or
+    // not: a snapshot at the same txid takes a later time, so it never meets a leftover's name.
+    struct SnapshotName {
+        uint64_t gen = 0, txid = 0, ts = 0;
+    } snapshot_name_used_;
     std::chrono::steady_clock::time_point next_retention_{};
     // Compaction: recent segments per level, with their compressed bodies (zstd frames).
     struct CachedSegment {
