@@ -1622,10 +1622,14 @@ void Shipper::spill_consumed() {
     if (spill_off_ == 0 || spill_fd_ < 0) return;
     std::lock_guard<std::mutex> lock(spill_mu_);
     side_.lock_wait(SideFile::kSpillLock);
-    if (side->spill_len.load() == spill_off_ && ::ftruncate(spill_fd_, 0) == 0) {
+    if (side->spill_len.load() == spill_off_) {
+        // Emptied in the side file first: a crash before the truncate leaves bytes past spill_len,
+        // which nothing reads (the next record overwrites them); the other order would leave
+        // spill_len pointing past the end of an empty file.
         side->spill_len = 0;
         side->spill_shipped = 0;
         spill_off_ = 0;
+        if (::ftruncate(spill_fd_, 0) != 0) log_warn("cannot truncate " + spill_path(cfg_.db_path) + ": " + strerror(errno));
     }
     side_.unlock(SideFile::kSpillLock);
 }
@@ -1723,9 +1727,10 @@ bool Shipper::restore_if_empty(std::string* error) {
         {
             std::lock_guard<std::mutex> lock(spill_mu_);
             side_.lock_wait(SideFile::kSpillLock);
+            side_.state()->spill_len = side_.state()->spill_shipped = 0;  // first: see spill_consumed
             int fd = ::open(spill_path(cfg_.db_path).c_str(), O_RDWR | O_CLOEXEC);
             if (fd >= 0) {
-                if (::ftruncate(fd, 0) == 0) side_.state()->spill_len = side_.state()->spill_shipped = 0;
+                if (::ftruncate(fd, 0) != 0) log_warn("cannot truncate " + spill_path(cfg_.db_path) + ": " + strerror(errno));
                 ::close(fd);
             }
             side_.unlock(SideFile::kSpillLock);
