@@ -307,8 +307,20 @@ struct Args {
 };
 
 bool parse_args(const char* verb, std::vector<std::string> args, Args* a) {
+    // Each verb's own options (usage()); another verb's is a usage error, not silently ignored.
+    const std::string v = verb;
+    auto takes = [&](const std::string& opt) {
+        if (opt == "--json") return v != "snapshot";
+        if (opt == "--db") return v == "status" || v == "snapshot";
+        if (opt == "--sample") return v == "verify";
+        return false;
+    };
     for (size_t i = 0; i < args.size(); i++) {
         const std::string& x = args[i];
+        if ((x == "--json" || x == "--db" || x == "--sample") && !takes(x)) {
+            fprintf(stderr, "walship %s: %s is not an option of %s\n", verb, x.c_str(), verb);
+            return false;
+        }
         if (x == "--json") a->json = true;
         else if (x == "--db" || x == "--sample") {
             if (i + 1 >= args.size()) {

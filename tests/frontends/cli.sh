@@ -20,6 +20,9 @@ curl -sf -X PUT "$endpoint/$bucket" -o /dev/null
 url="s3://$bucket/db?endpoint=$endpoint"
 expect 2 "usage" -- "$build/walship"
 expect 2 "unknown command" -- "$build/walship" frobnicate
+expect 2 "db is not an option of verify" -- "$build/walship" verify --db "$dir/a.db" "$url"
+expect 2 "sample is not an option of status" -- "$build/walship" status --sample 3 "$url"
+expect 2 "json is not an option of snapshot" -- "$build/walship" snapshot --json --db "$dir/a.db" "$url"
 expect 1 "unknown scheme|scheme" -- "$build/walship" restore -o "$dir/a.db" "ftp://x/y"
 expect 1 "bucket" -- "$build/walship" restore -o "$dir/a.db" "s3:///nobucket"
 expect 2 "no output path" -- env -u WALSHIP_DB "$build/walship" restore "$url"
