@@ -692,10 +692,19 @@ TEST_CASE("a process naming another replica location than the shipping process's
     std::set<long long> none;
     collect(c, &none);
     CHECK(wait_exit(c.pid) != 0);
-    // The same bucket and prefix under another region's name is the same replica.
-    std::string same = x;
-    same.replace(same.find("region=us-east-1"), 16, "region=eu-west-1");
-    CHECK(Db::open_rc(uri(db, same), &err) == SQLITE_OK);
+    // The same bucket and prefix spelt otherwise is the same replica: another region's name, path
+    // style asked for, the endpoint as localhost.
+    std::string region = x, path_style = x + "&force_path_style=true", localhost = x;
+    region.replace(region.find("region=us-east-1"), 16, "region=eu-west-1");
+    localhost.replace(localhost.find("127.0.0.1"), 9, "localhost");
+    for (const std::string& same : {region, path_style, localhost}) {
+        INFO(same);
+        CHECK(Db::open_rc(uri(db, same), &err) == SQLITE_OK);
+    }
+    // Another prefix in the same bucket is another replica.
+    std::string prefix = x;
+    prefix.replace(prefix.find("/db?"), 4, "/other?");
+    CHECK(Db::open_rc(uri(db, prefix), &err) != SQLITE_OK);
     // Once that process is gone, the other location may take over (its own generation).
     CHECK(term_and_collect(w, &committed) == 0);
     {

@@ -99,8 +99,6 @@ TEST_CASE("a snapshot is named for when its last transaction committed: a time b
         asked = wall_ms();
         REQUIRE(db.text("pragma walship_snapshot") == "ok");
         REQUIRE(db.text("pragma walship_snapshot") == "ok");  // nothing committed since: the same state again
-        CHECK(status_field(db, "snapshots") == 3);
-        CHECK(db.text("pragma walship_status").find("\"generation\"") != std::string::npos);
     }
     auto store = store_for(url);
     auto listing = store->list("generations/");

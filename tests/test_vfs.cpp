@@ -441,9 +441,16 @@ TEST_CASE("store unreachable: the app keeps working, status shows the error, flu
     CHECK(err.find("timed out") != std::string::npos);
     // It says what is still waiting: the 50 transactions, and the store's error.
     CHECK(err.find("50 transactions") != std::string::npos);
+    CHECK(err.find("the database is not in the bucket yet (its first snapshot is not uploaded)") != std::string::npos);
     CHECK(err.find("not in the bucket yet") != std::string::npos);
     CHECK(err.find("last error: ") != std::string::npos);
     CHECK(err.find("walship-test-secret-key") == std::string::npos);
+    // A snapshot asked for with its own timeout waits that long, not flush_timeout.
+    std::string serr;
+    CHECK(db.try_exec("pragma walship_snapshot=300", &serr) != SQLITE_OK);
+    CHECK(serr.find("within 300 ms") != std::string::npos);
+    CHECK(db.try_exec("pragma walship_snapshot=soon", &serr) != SQLITE_OK);
+    CHECK(serr.find("invalid walship_snapshot timeout 'soon'") != std::string::npos);
     std::string s = db.text("pragma walship_status");
     CHECK(s.find("\"last_error\":\"\"") == std::string::npos);
     CHECK(s.find("walship-test-secret-key") == std::string::npos);

@@ -175,13 +175,15 @@ bool Shipper::start(std::string* error) {
     if (!side_.open(cfg_.db_path, error)) return false;
     auto loc = s3::parse_location(cfg_.replica_url, s3::Environment::from_process());
     if (loc.ok()) {
-        s3::Location l = loc.value();
-        l.region.clear();  // one bucket, whichever region a process's environment names
-        replica_ = l.url();
-        if (size_t r = replica_.find("&region="); r != std::string::npos) replica_.erase(r, 8);
-        replica_ = replica_.substr(0, sizeof(SideState::replica) - 1);
+        // Processes compare the bucket and prefix (or the directory) only: one server may be named
+        // several ways (localhost or 127.0.0.1, a region's endpoint or the global one, path style
+        // or not), and refusing a worker that names the same bucket differently would be worse
+        // than not noticing two servers that hold buckets of the same name.
+        const s3::Location& l = loc.value();
+        const std::string id = l.scheme == s3::Location::Scheme::File ? "file://" + l.dir : "s3://" + l.bucket + "/" + l.prefix;
+        replica_ = l.url().substr(0, sizeof(SideState::replica) - 1);  // (shown in the message)
         replica_hash_ = 1469598103934665603ull;  // FNV-1a; never 0 (0: not known)
-        for (unsigned char c : replica_) replica_hash_ = (replica_hash_ ^ c) * 1099511628211ull;
+        for (unsigned char c : id) replica_hash_ = (replica_hash_ ^ c) * 1099511628211ull;
         replica_hash_ |= 1;
     }
     *error = foreign_replica();
@@ -453,7 +455,8 @@ std::string Shipper::foreign_replica() {
 std::string Shipper::waiting_for() {
     SideState* side = side_.state();
     Pending p = count_pending(shm0_.load());
-    std::string s = std::to_string(p.txns) + " transactions (" + std::to_string(p.bytes) + " bytes) not in the bucket yet";
+    std::string s = is_shipper_ && !have_generation_ ? "the database is not in the bucket yet (its first snapshot is not uploaded); " : "";
+    s += std::to_string(p.txns) + " transactions (" + std::to_string(p.bytes) + " bytes) not in the bucket yet";
     const uint64_t pos = side->shipped.load(), pid = side->shipper_pid.load();
     ShmHeader h;
     if (shm0_.load() && read_shm_header(shm0_.load(), &h))
@@ -758,7 +761,7 @@ void Shipper::run() {
         if (!is_shipper_ && side_.try_lock(SideFile::kShipLock)) {
             is_shipper_ = true;
             side_.state()->shipper_pid = uint64_t(getpid());
-            if (side_.state()->replica_hash.load() != replica_hash_) {
+            if (side_.state()->replica_hash.load() != replica_hash_ || strncmp(side_.state()->replica, replica_.c_str(), sizeof(SideState::replica)) != 0) {
                 side_.state()->replica_hash = 0;
                 memset(side_.state()->replica, 0, sizeof(SideState::replica));
                 memcpy(side_.state()->replica, replica_.data(), replica_.size());

@@ -220,7 +220,7 @@ private:
     uint32_t ended_frame_ = 0;   // shipper: the followed WAL was spilled through this frame at its reset
     int wal_fd_ = -1;
     ino_t wal_ino_ = 0;
-    bool have_generation_ = false;
+    std::atomic<bool> have_generation_{false};  // (read by waiting_for in the application's thread)
     bool check_snapshot_ = false;
     std::chrono::steady_clock::time_point last_upload_ok_{};  // the last upload the store took
     static constexpr int kQuietCheckS = 60;  // after this long without one, the next segment checks the snapshot  // uploads failed: before the next segment, is the snapshot still there?

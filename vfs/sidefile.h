@@ -73,10 +73,11 @@ struct SideState {
     std::atomic<uint32_t> commit_next;
     std::atomic<uint64_t> commit_key[kCommitSlots];
     std::atomic<uint64_t> commit_ms[kCommitSlots];
-    // Where the process holding the ship lock replicates to (Location::url() without the region,
-    // NUL-terminated), and a hash of it: written when it takes the lock (the hash is 0 while the
-    // text changes). A process naming another location refuses to open the database while that
-    // shipper lives: its commits would go to the other one. (Zero in an older file: not known.)
+    // Where the process holding the ship lock replicates to: a hash of the bucket and prefix (or
+    // the directory), and its URL (Location::url(), NUL-terminated) for messages; written when it
+    // takes the lock (the hash is 0 while the text changes). A process naming another bucket or
+    // prefix refuses to open the database while that shipper lives: its commits would go to the
+    // other one. (Zero in an older file: not known.)
     std::atomic<uint64_t> replica_hash;
     char replica[1024];
 };

@@ -193,21 +193,17 @@ int db_pragma(sqlite3_file* f, void* arg) {
     for (auto& c : value) c = char(tolower(c));
     Shipper* s = S(f);
     if (name == "walship_status") return pragma_result(arg, SQLITE_OK, s->status_json(F(f)->shm0));
-    if (name == "walship_flush") {
+    if (name == "walship_flush" || name == "walship_snapshot") {
+        // PRAGMA walship_flush=MS / walship_snapshot=MS: another timeout than flush_timeout.
         int timeout = s->config().flush_timeout_ms;
         int64_t ms = 0;
         if (!value.empty() && (!parse_duration_ms(value, &ms) || ms > 24 * 3600 * 1000))
-            return pragma_result(arg, SQLITE_ERROR, "walship: invalid walship_flush timeout '" + value + "' (milliseconds, or a duration such as 5s)");
+            return pragma_result(arg, SQLITE_ERROR, "walship: invalid " + name + " timeout '" + value + "' (milliseconds, or a duration such as 5s)");
         if (!value.empty()) timeout = int(ms);
         std::string err;
-        int rc = s->flush(timeout, &err);
+        int rc = name == "walship_flush" ? s->flush(timeout, &err) : s->snapshot(timeout, &err);
         if (rc == SQLITE_OK) return pragma_result(arg, SQLITE_OK, "ok");
         return pragma_result(arg, SQLITE_ERROR, err);
-    }
-    if (name == "walship_snapshot") {
-        std::string err;
-        int rc = s->snapshot(s->config().flush_timeout_ms, &err);
-        return pragma_result(arg, rc == SQLITE_OK ? SQLITE_OK : SQLITE_ERROR, rc == SQLITE_OK ? "ok" : err);
     }
     if (name == "journal_mode" && value.empty()) return pragma_result(arg, SQLITE_OK, "wal");
     if (name == "journal_mode" && value != "wal")
