@@ -84,6 +84,45 @@ TEST_CASE("a point in time is when a transaction committed, not when it was ship
     }
 }
 
+TEST_CASE("more than 64 commits between uploads keep their own commit times: restore by time gives each commit exactly", "[longrun][integration]") {
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/many.db";
+    std::vector<Point> points;
+    {
+        Db db(uri(path, url, "sync_interval=1s"));
+        db.exec("create table t(id integer primary key, v integer)");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+        // 300 commits 2 ms apart: about 25 per 50 ms, 300 per upload (the side file has 64 slots).
+        for (int i = 0; i < 300; i++) {
+            db.exec("insert into t(v) values(" + std::to_string(i) + ")");
+            Point p;
+            p.time_ms = wall_ms();
+            p.rows = i + 1;
+            p.txid = 0;
+            p.sum = 0;
+            points.push_back(p);
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        }
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+    }
+    auto store = store_for(url);
+    int wrong = 0;
+    for (size_t i = 0; i < points.size(); i += 10) {
+        const Point& p = points[i];
+        RestoreOptions opt;
+        opt.output = temp_dir() + "/many-pit.db";
+        opt.timestamp_ms = p.time_ms;
+        auto r = restore(*store, opt);
+        REQUIRE(r.ok());
+        Db db(opt.output, nullptr, SQLITE_OPEN_READONLY);
+        long long rows = db.integer("select count(*) from t");
+        INFO("the commit that left " << p.rows << " rows, restored as of its time: " << rows);
+        wrong += rows != p.rows;
+        CHECK(rows == p.rows);
+    }
+    CHECK(wrong == 0);
+}
+
 TEST_CASE("a snapshot is named for when its last transaction committed: a time between that commit and the snapshot restores from it alone", "[longrun][integration]") {
     std::string url = new_s3_url();
     std::string path = temp_dir() + "/snap-time.db";

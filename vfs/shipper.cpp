@@ -658,11 +658,29 @@ void Shipper::record_commit(uint32_t salt2, uint32_t frame) {
     s->commit_key[i].store(pack_position(salt2, frame));
 }
 
-uint64_t Shipper::commit_time(uint32_t salt2, uint32_t frame) {
-    // The commit's own slot; else (overwritten: more commits than slots since, or a commit that
-    // walship did not see) the earliest later commit of the same WAL, an upper bound; else now.
+void Shipper::harvest_commit_times() {
     SideState* s = side_.state();
+    const uint32_t next = s->commit_next.load();
+    if (next == harvested_next_) return;
+    harvested_next_ = next;
+    if (harvested_.size() > 65536) harvested_.clear();  // (not shipped for long: a bound, not a loss of data)
+    for (int i = 0; i < SideState::kCommitSlots; i++) {
+        const uint64_t k = s->commit_key[i].load();
+        if (!k) continue;
+        const uint64_t ms = s->commit_ms[i].load();
+        if (s->commit_key[i].load() == k) harvested_.emplace(k, ms);  // (else being rewritten)
+    }
+}
+
+uint64_t Shipper::commit_time(uint32_t salt2, uint32_t frame) {
+    // The commit's own slot (or its copy from an earlier harvest); else (overwritten: more commits
+    // than slots since, or a commit that walship did not see) the earliest later commit of the
+    // same WAL, an upper bound; else now.
+    SideState* s = side_.state();
+    const uint64_t key = pack_position(salt2, frame);
+    if (auto it = harvested_.find(key); it != harvested_.end()) return it->second;
     uint64_t later = 0;
+    if (auto it = harvested_.upper_bound(key); it != harvested_.end() && uint32_t(it->first >> 32) == salt2) later = it->second;
     for (int i = 0; i < SideState::kCommitSlots; i++) {
         const uint64_t k = s->commit_key[i].load();
         if (!k || uint32_t(k >> 32) != salt2 || uint32_t(k) < frame) continue;
@@ -681,6 +699,9 @@ uint64_t Shipper::stamp(uint64_t txid, uint32_t salt2, uint32_t frame) {
     if (it != ts_by_txid_.end()) return it->second;
     last_stamp_ = std::max(last_stamp_, commit_time(salt2, frame));
     ts_by_txid_.emplace(txid, last_stamp_);
+    // Harvested times of this WAL up to this commit are used; those of other WALs are of the past
+    // (the shipper reads WALs in order), unless a later one's are already here (a WAL reset).
+    harvested_.erase(harvested_.lower_bound(pack_position(salt2, 0)), harvested_.upper_bound(pack_position(salt2, frame)));
     return last_stamp_;
 }
 
@@ -743,7 +764,18 @@ void Shipper::run() {
                 lock.unlock();
                 // wake_seen_ was read before the last pass looked for work: a commit of another
                 // process that asked during that pass (its upload) ends this wait at once.
-                if (!notified_) futex_wait(&side->wake, wake_seen_, int(wait.count()));
+                // While paced, the wait wakes every kHarvestMs to copy the commit slots' times
+                // (commits keep coming, and 64 slots hold only the last 64 of them).
+                if (!notified_) {
+                    const auto until = Clock::now() + wait;
+                    for (;;) {
+                        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+                        if (left <= 0 || side->wake.load() != wake_seen_) break;
+                        futex_wait(&side->wake, wake_seen_, int(paced ? std::min<int64_t>(left, kHarvestMs) : left));
+                        if (!paced) break;
+                        harvest_commit_times();
+                    }
+                }
                 lock.lock();
                 side->shipper_idle = 0;
             } else if (!notified_) {
@@ -844,6 +876,7 @@ bool Shipper::commit_may_retry() const { return Clock::now() >= urgent_retry_at(
 void Shipper::ship_pass(bool urgent) {
     ShmHeader h;
     if (!read_header(&h)) return;
+    harvest_commit_times();
     SideState* side = side_.state();
     const bool want_snapshot = snapshot_wanted();
     if (want_snapshot) urgent = true;  // asked for: not at the interval
