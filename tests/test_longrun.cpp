@@ -311,9 +311,10 @@ TEST_CASE("compaction does not delete in front of remote-durable commits: merged
     std::string path = temp_dir() + "/remote.db";
     auto segments = [&] { return segment_objects(url); };
     {
-        // retention=2s: merged-away segments stay for the grace period (the retention, if shorter
-        // than 5 minutes), for a restore that planned with them before the merge.
-        Db db(uri(path, url, "durability=remote&retention=2s"));
+        // retention=5s: merged-away segments stay for the grace period (the retention, if shorter
+        // than 5 minutes), for a restore that planned with them before the merge; retention's own
+        // passes (every 2.5 s here) leave them for that long too.
+        Db db(uri(path, url, "durability=remote&retention=5s"));
         db.exec("create table t(id integer primary key, v text)");
         for (int i = 0; i < 200; i++) db.exec("insert into t(v) values('row " + std::to_string(i) + "')");
         // Every commit was one upload and compaction merged them (one object per level is at most
@@ -321,7 +322,7 @@ TEST_CASE("compaction does not delete in front of remote-durable commits: merged
         CHECK(status_field(db, "compactions") >= 20);
         CHECK(segments() >= 150);
         // A pause in the commits: they are deleted while the database stays open.
-        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
         while (segments() > 21 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(100));
         CHECK(segments() <= 21);  // at most 7 per level, 3 levels for 200
     }
@@ -346,6 +347,27 @@ TEST_CASE("segments a merge absorbed stay for the grace period, so a restore pla
     auto r = restore(*store_for(url), opt);
     REQUIRE(r.ok());
     CHECK(r->txid == uint64_t(status_field(db, "txid")));
+}
+
+TEST_CASE("retention deletes segments a merge absorbed only after the grace period, counted from the merged segment", "[longrun]") {
+    const uint64_t b = 1700000000000;
+    uint64_t gen = (b << 16) | 7;
+    std::vector<s3::ObjectInfo> objs;
+    for (const std::string& key : {snapshot_key(gen, 0, b), segment_key(gen, 1, 1, b + 10), segment_key(gen, 2, 2, b + 20),
+                                   segment_key(gen, 1, 2, b + 20)}) {
+        s3::ObjectInfo o;
+        o.key = key;
+        o.size = 100;
+        objs.push_back(o);
+    }
+    auto listing = parse_listing(objs);
+    // The merged segment (1..2) is as recent as the grace: its inputs stay.
+    CHECK(plan_retention(listing, int64_t(b) - 1000, gen, int64_t(b + 20)).empty());
+    // Past it, they go; so they do when no grace is asked for.
+    std::vector<std::string> want = {segment_key(gen, 1, 1, b + 10), segment_key(gen, 2, 2, b + 20)};
+    std::sort(want.begin(), want.end());
+    CHECK(plan_retention(listing, int64_t(b) - 1000, gen, int64_t(b + 21)) == want);
+    CHECK(plan_retention(listing, int64_t(b) - 1000, gen) == want);
 }
 
 TEST_CASE("retention keeps a snapshot's parts with it and removes parts whose snapshot never completed", "[longrun]") {

@@ -32,7 +32,8 @@ std::string find_second_writer(const std::vector<ListedObject>& objects, uint64_
     return "";
 }
 
-std::vector<std::string> plan_retention(const std::vector<ListedObject>& objects, int64_t keep_from_ms, uint64_t current_generation) {
+std::vector<std::string> plan_retention(const std::vector<ListedObject>& objects, int64_t keep_from_ms, uint64_t current_generation,
+                                        int64_t absorbed_before_ms) {
     std::map<uint64_t, std::vector<const ListedObject*>> gens;
     for (auto& o : objects) gens[o.k.gen].push_back(&o);
     std::vector<std::string> drop;
@@ -85,7 +86,7 @@ std::vector<std::string> plan_retention(const std::vector<ListedObject>& objects
             // A segment inside a larger one (a compaction whose inputs were not yet deleted).
             for (auto* p : it->second)
                 if (p != o && !p->k.snapshot && p->k.first <= o->k.first && p->k.last >= o->k.last &&
-                    (p->k.last - p->k.first > o->k.last - o->k.first)) {
+                    (p->k.last - p->k.first > o->k.last - o->k.first) && int64_t(p->k.ts_ms) < absorbed_before_ms) {
                     drop.push_back(o->key);
                     break;
                 }

@@ -30,6 +30,9 @@ std::vector<ListedObject> parse_listing(const std::vector<s3::ObjectInfo>& objec
 // that crosses another, means a second writer appends to the generation. Its key, or "".
 std::string find_second_writer(const std::vector<ListedObject>& objects, uint64_t generation);
 
-std::vector<std::string> plan_retention(const std::vector<ListedObject>& objects, int64_t keep_from_ms, uint64_t current_generation);
+// absorbed_before_ms: a segment inside a larger one (which a merge absorbed) is dropped only once
+// that larger one's time is before it, so a restore planned before the merge can still read it.
+std::vector<std::string> plan_retention(const std::vector<ListedObject>& objects, int64_t keep_from_ms, uint64_t current_generation,
+                                        int64_t absorbed_before_ms = INT64_MAX);
 
 }  // namespace walship

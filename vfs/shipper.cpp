@@ -2201,7 +2201,7 @@ void Shipper::run_retention() {
     }
     // A grace period keeps what a restore that started a little earlier may still be reading.
     int64_t grace = std::min<int64_t>(cfg_.retention_ms, 5 * 60 * 1000);
-    auto drop = plan_retention(objects, now_ms() - cfg_.retention_ms - grace, generation_);
+    auto drop = plan_retention(objects, now_ms() - cfg_.retention_ms - grace, generation_, now_ms() - grace);
     if (drop.empty()) return;
     s3::Status st = store_->remove_many(drop);
     if (!st.ok()) {
