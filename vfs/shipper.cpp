@@ -141,7 +141,7 @@ std::shared_ptr<Shipper> Shipper::acquire(sqlite3_vfs* base, const Config& cfg, 
     std::shared_ptr<Shipper> s(new Shipper(base, cfg), [](Shipper* p) {
         if (!p->forked()) delete p;
     });
-    if (!s->start(error)) {
+    if (!s->start(loc.value(), error)) {
         lock.unlock();  // ~Shipper takes the registry lock
         return nullptr;
     }
@@ -161,7 +161,7 @@ void Shipper::closing() {
     if (!close_deadline_ms_) close_deadline_ms_ = steady_ms() + cfg_.close_timeout_ms;
 }
 
-bool Shipper::start(std::string* error) {
+bool Shipper::start(const s3::Location& l, std::string* error) {
     auto st = s3::open_store(cfg_.replica_url, s3::Environment::from_process());
     if (!st.ok()) {
         *error = "walship: " + st.error().str();
@@ -173,19 +173,15 @@ bool Shipper::start(std::string* error) {
     // outpacing a slow upload), the snapshot's requests end and it is tried again later.
     store_->set_interrupt([this] { return snapshot_holds_wal_too_long(); });
     if (!side_.open(cfg_.db_path, error)) return false;
-    auto loc = s3::parse_location(cfg_.replica_url, s3::Environment::from_process());
-    if (loc.ok()) {
-        // Processes compare the bucket and prefix (or the directory) only: one server may be named
-        // several ways (localhost or 127.0.0.1, a region's endpoint or the global one, path style
-        // or not), and refusing a worker that names the same bucket differently would be worse
-        // than not noticing two servers that hold buckets of the same name.
-        const s3::Location& l = loc.value();
-        const std::string id = l.scheme == s3::Location::Scheme::File ? "file://" + l.dir : "s3://" + l.bucket + "/" + l.prefix;
-        replica_ = l.url().substr(0, sizeof(SideState::replica) - 1);  // (shown in the message)
-        replica_hash_ = 1469598103934665603ull;  // FNV-1a; never 0 (0: not known)
-        for (unsigned char c : id) replica_hash_ = (replica_hash_ ^ c) * 1099511628211ull;
-        replica_hash_ |= 1;
-    }
+    // Processes compare the bucket and prefix (or the directory) only: one server may be named
+    // several ways (localhost or 127.0.0.1, a region's endpoint or the global one, path style or
+    // not), and refusing a worker that names the same bucket differently would be worse than not
+    // noticing two servers that hold buckets of the same name.
+    const std::string id = l.scheme == s3::Location::Scheme::File ? "file://" + l.dir : "s3://" + l.bucket + "/" + l.prefix;
+    replica_ = l.url().substr(0, sizeof(SideState::replica) - 1);  // (shown in the message)
+    replica_hash_ = 1469598103934665603ull;  // FNV-1a; never 0 (0: not known)
+    for (unsigned char c : id) replica_hash_ = (replica_hash_ ^ c) * 1099511628211ull;
+    replica_hash_ |= 1;
     *error = foreign_replica();
     if (!error->empty()) return false;
     notified_ = true;  // the first pass runs at once: it takes the ship lock if no process holds it
@@ -1659,15 +1655,19 @@ void Shipper::spill_consumed() {
     std::lock_guard<std::mutex> lock(spill_mu_);
     side_.lock_wait(SideFile::kSpillLock);
     if (side->spill_len.load() == spill_off_) {
-        // Emptied in the side file first: a crash before the truncate leaves bytes past spill_len,
-        // which nothing reads (the next record overwrites them); the other order would leave
-        // spill_len pointing past the end of an empty file.
-        side->spill_len = 0;
-        side->spill_shipped = 0;
         spill_off_ = 0;
-        if (::ftruncate(spill_fd_, 0) != 0) log_warn("cannot truncate " + spill_path(cfg_.db_path) + ": " + strerror(errno));
+        empty_spill_file(spill_fd_);
     }
     side_.unlock(SideFile::kSpillLock);
+}
+
+void Shipper::empty_spill_file(int fd) {
+    // Emptied in the side file first: a crash before the truncate leaves bytes past spill_len,
+    // which nothing reads (the next record overwrites them); the other order would leave
+    // spill_len pointing past the end of an empty file.
+    side_.state()->spill_len = 0;
+    side_.state()->spill_shipped = 0;
+    if (fd >= 0 && ::ftruncate(fd, 0) != 0) log_warn("cannot truncate " + spill_path(cfg_.db_path) + ": " + strerror(errno));
 }
 
 // Waits until done() holds, on the side file's shipped_seq (bumped by whichever process ships when
@@ -1763,12 +1763,9 @@ bool Shipper::restore_if_empty(std::string* error) {
         {
             std::lock_guard<std::mutex> lock(spill_mu_);
             side_.lock_wait(SideFile::kSpillLock);
-            side_.state()->spill_len = side_.state()->spill_shipped = 0;  // first: see spill_consumed
             int fd = ::open(spill_path(cfg_.db_path).c_str(), O_RDWR | O_CLOEXEC);
-            if (fd >= 0) {
-                if (::ftruncate(fd, 0) != 0) log_warn("cannot truncate " + spill_path(cfg_.db_path) + ": " + strerror(errno));
-                ::close(fd);
-            }
+            empty_spill_file(fd);  // (also the lengths when the file is missing)
+            if (fd >= 0) ::close(fd);
             side_.unlock(SideFile::kSpillLock);
         }
         RestoreOptions opt;
@@ -1911,6 +1908,12 @@ bool Shipper::read_state(uint32_t limit, StateInfo* info, const PageFn& fn) {
     return true;
 }
 
+void Shipper::note_snapshot_name(uint64_t gen, uint64_t txid, uint64_t ts) {
+    SnapshotName& used = snapshot_name_used_;
+    if (used.gen != gen) used = {gen, 0, 0};
+    if (txid > used.txid || (txid == used.txid && ts > used.ts)) used.txid = txid, used.ts = ts;
+}
+
 // Streams a snapshot of the state at WAL frame `limit` (UINT32_MAX: the newest) as transaction
 // `txid` of generation `gen`.
 bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateInfo* info, DbChecksum* sum) {
@@ -1920,10 +1923,9 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
     // Named, like every object, for the commit time of its last transaction (FORMAT.md), so a
     // point in time between that commit and the snapshot finds it; at a generation's start, now.
     uint64_t snap_ts = gen == generation_ && txid == txid_ && txid_ts_ ? txid_ts_ : std::max<uint64_t>(last_stamp_, uint64_t(now_ms()));
-    SnapshotName& used = snapshot_name_used_;
-    if (used.gen != gen) used = {gen, 0, 0};
-    if (used.txid == txid && snap_ts <= used.ts) snap_ts = used.ts + 1;
-    if (txid > used.txid || (txid == used.txid && snap_ts > used.ts)) used.txid = txid, used.ts = snap_ts;
+    const SnapshotName& used = snapshot_name_used_;
+    if (used.gen == gen && used.txid == txid && snap_ts <= used.ts) snap_ts = used.ts + 1;
+    note_snapshot_name(gen, txid, snap_ts);
     const uint64_t asked = side_.state()->snapshot_asked.load();  // requests this snapshot answers
     std::unique_ptr<s3::ObjectWriter> w;
     std::unique_ptr<SnapshotWriter> sw;
@@ -2429,9 +2431,7 @@ Shipper::Resume Shipper::try_resume() {
             last_snapshot_txid_ = k->first;
             last_snapshot_ms_ = int64_t(k->ts_ms);
         }
-        SnapshotName& used = snapshot_name_used_;
-        if (used.gen != g->id) used = {g->id, 0, 0};
-        if (k && k->snapshot && (k->first > used.txid || (k->first == used.txid && k->ts_ms > used.ts))) used.txid = k->first, used.ts = k->ts_ms;
+        if (k && k->snapshot) note_snapshot_name(g->id, k->first, k->ts_ms);  // (parts too: an abandoned snapshot's)
     }
     // Compaction merges what one process uploads (it keeps the segments it merges in memory), so
     // processes that each live for a few commits leave a segment each: once kTailSegments follow

@@ -108,12 +108,13 @@ public:
 
 private:
     Shipper(sqlite3_vfs* base, Config cfg);
-    bool start(std::string* error);
+    bool start(const s3::Location& l, std::string* error);  // l: the replica URL, as acquire parsed it
     void run();
     void ship_pass(bool urgent);
     bool ship_spill();
     int open_spill(std::string* error);
     void spill_consumed();
+    void empty_spill_file(int fd);  // with the spill lock held: lengths to 0, then the file (fd < 0: lengths only)
     void enter_wal(uint32_t salt1, uint32_t salt2);
     bool wal_moved_on(const ShmHeader& now) const;
     bool wal_ended_cleanly(uint32_t salt2, uint32_t frame, uint32_t ended, uint32_t seen) const;
@@ -256,6 +257,7 @@ private:
     struct SnapshotName {
         uint64_t gen = 0, txid = 0, ts = 0;
     } snapshot_name_used_;
+    void note_snapshot_name(uint64_t gen, uint64_t txid, uint64_t ts);  // a name in use: keep the greatest
     std::chrono::steady_clock::time_point next_retention_{};
     // Compaction: recent segments per level, with their compressed bodies (zstd frames).
     struct CachedSegment {
