@@ -45,6 +45,17 @@ size_t segment_objects(const std::string& url) {
     return n;
 }
 
+// Restores the replica as it was at time_ms (a scratch file) and counts the rows of t.
+long long rows_as_of(s3::Store& store, int64_t time_ms) {
+    RestoreOptions opt;
+    opt.output = temp_dir() + "/pit.db";
+    opt.timestamp_ms = time_ms;
+    auto r = restore(store, opt);
+    REQUIRE(r.ok());
+    Db db(opt.output, nullptr, SQLITE_OPEN_READONLY);
+    return db.integer("select count(*) from t");
+}
+
 }  // namespace
 
 TEST_CASE("a point in time is when a transaction committed, not when it was shipped: restore by time gives each commit exactly", "[longrun][integration]") {
@@ -61,26 +72,15 @@ TEST_CASE("a point in time is when a transaction committed, not when it was ship
         for (int i = 0; i < 25; i++) {
             Db& db = i % 3 == 2 ? b : a;
             db.exec("insert into t(v) values(" + std::to_string(i) + ")");
-            Point p;
-            p.time_ms = wall_ms();
-            p.rows = db.integer("select count(*) from t");
-            p.txid = 0;
-            p.sum = 0;
-            points.push_back(p);
+            points.push_back({0, wall_ms(), db.integer("select count(*) from t"), 0});
             std::this_thread::sleep_for(std::chrono::milliseconds(60));
         }
         REQUIRE(a.text("pragma walship_flush") == "ok");
     }
     auto store = store_for(url);
     for (const Point& p : points) {
-        RestoreOptions opt;
-        opt.output = temp_dir() + "/when-pit.db";
-        opt.timestamp_ms = p.time_ms;
-        auto r = restore(*store, opt);
         INFO("the commit that left " << p.rows << " rows, restored as of its time");
-        REQUIRE(r.ok());
-        Db db(opt.output, nullptr, SQLITE_OPEN_READONLY);
-        CHECK(db.integer("select count(*) from t") == p.rows);
+        CHECK(rows_as_of(*store, p.time_ms) == p.rows);
     }
 }
 
@@ -96,12 +96,7 @@ TEST_CASE("more than 64 commits between uploads keep their own commit times: res
         // and an upload goes once a second). A harvest may come as late as 190 ms: a busy machine.
         for (int i = 0; i < 300; i++) {
             db.exec("insert into t(v) values(" + std::to_string(i) + ")");
-            Point p;
-            p.time_ms = wall_ms();
-            p.rows = i + 1;
-            p.txid = 0;
-            p.sum = 0;
-            points.push_back(p);
+            points.push_back({0, wall_ms(), i + 1, 0});
             std::this_thread::sleep_for(std::chrono::milliseconds(3));
         }
         REQUIRE(db.text("pragma walship_flush") == "ok");
@@ -110,13 +105,7 @@ TEST_CASE("more than 64 commits between uploads keep their own commit times: res
     int wrong = 0;
     for (size_t i = 0; i < points.size(); i += 10) {
         const Point& p = points[i];
-        RestoreOptions opt;
-        opt.output = temp_dir() + "/many-pit.db";
-        opt.timestamp_ms = p.time_ms;
-        auto r = restore(*store, opt);
-        REQUIRE(r.ok());
-        Db db(opt.output, nullptr, SQLITE_OPEN_READONLY);
-        long long rows = db.integer("select count(*) from t");
+        long long rows = rows_as_of(*store, p.time_ms);
         INFO("the commit that left " << p.rows << " rows, restored as of its time: " << rows);
         wrong += rows != p.rows;
         CHECK(rows == p.rows);
