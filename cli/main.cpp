@@ -63,15 +63,7 @@ void usage(FILE* out) {
             "Without URL, WALSHIP_REPLICA_URL is used; without -o, WALSHIP_DB.\n");
 }
 
-std::string iso_time(int64_t ms) {
-    if (ms <= 0) return "-";
-    time_t t = time_t(ms / 1000);
-    struct tm tm {};
-    gmtime_r(&t, &tm);
-    char buf[40];
-    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    return std::string(buf) + "." + std::to_string(1000 + ms % 1000).substr(1) + "Z";
-}
+std::string iso_time(int64_t ms) { return ms <= 0 ? "-" : utc_time(ms); }
 
 // A time as a JSON value: a quoted ISO time, or null when there is none.
 std::string json_time(int64_t ms) { return ms <= 0 ? "null" : "\"" + iso_time(ms) + "\""; }
@@ -140,6 +132,18 @@ bool parse_u64(const std::string& t, uint64_t* v) {
     if (errno == ERANGE) return false;
     *v = x;
     return true;
+}
+
+// A request that failed at the store says which store: its answer alone ("HTTP 404 NoSuchBucket",
+// "timeout") does not name the bucket or the endpoint.
+std::string at_store(const s3::Store& store, const s3::Error& e) {
+    using s3::ErrorKind;
+    const bool request = e.kind == ErrorKind::Network || e.kind == ErrorKind::Timeout || e.kind == ErrorKind::Server ||
+                         e.kind == ErrorKind::Throttled || e.kind == ErrorKind::AccessDenied || e.kind == ErrorKind::BadRequest ||
+                         e.http_status != 0;
+    std::string msg = e.str();
+    if (msg.rfind("restore: ", 0) == 0) msg.erase(0, 9);
+    return request ? store.describe() + ": " + msg : msg;
 }
 
 int cmd_restore(std::vector<std::string> args) {
@@ -212,6 +216,20 @@ int cmd_restore(std::vector<std::string> args) {
         fprintf(stderr, "walship restore: --txid and --timestamp both choose the point to restore; give one\n");
         return kUsage;
     }
+    // A symbolic link is followed, as SQLite follows it when it opens the database.
+    for (int hops = 0; hops < 40; hops++) {
+        char target[4096];
+        ssize_t n = readlink(opt.output.c_str(), target, sizeof(target) - 1);
+        if (n <= 0) break;
+        target[n] = 0;
+        const size_t slash = opt.output.rfind('/');
+        opt.output = target[0] == '/' || slash == std::string::npos ? std::string(target) : opt.output.substr(0, slash + 1) + target;
+    }
+    struct stat out_st {};
+    if (::stat(opt.output.c_str(), &out_st) == 0 && S_ISDIR(out_st.st_mode)) {
+        fprintf(stderr, "walship restore: %s is a directory (give the database file's path)\n", opt.output.c_str());
+        return kFail;
+    }
     if (if_db_not_exists && file_size(opt.output) > 0) {
         printf("database %s already exists, skipping restore\n", opt.output.c_str());
         return kOk;
@@ -225,20 +243,37 @@ int cmd_restore(std::vector<std::string> args) {
         fprintf(stderr, "walship restore: %s\n", store.error().str().c_str());
         return kFail;
     }
+    // Side files left by the database that was at this path describe that database (status --db
+    // compared the replica with them). They go before the restore, while no database is there,
+    // unless a process holds their locks (a walship application restoring it itself, which makes
+    // this restore find a database at the end and leave it).
+    if (!SideFile::in_use(opt.output)) {
+        ::unlink((opt.output + "-walship").c_str());
+        ::unlink((opt.output + "-walship-spill").c_str());
+    }
     if (isatty(STDERR_FILENO)) {
         opt.progress = [](uint64_t done, uint64_t total) {
             fprintf(stderr, "\rrestoring: %llu/%llu objects", (unsigned long long)done, (unsigned long long)total);
             if (done == total) fprintf(stderr, "\n");
         };
     }
+    bool progress_shown = false;
+    if (opt.progress) {
+        auto show = opt.progress;
+        opt.progress = [show, &progress_shown](uint64_t done, uint64_t total) { progress_shown = done != total, show(done, total); };
+    }
     auto r = restore(*store.value(), opt);
+    if (!r.ok() && progress_shown) fprintf(stderr, "\n");  // end the unfinished progress line
+    if (!r.ok() && if_db_not_exists && file_size(opt.output) > 0) {
+        printf("database %s appeared while restoring, skipping restore (it was left as it is)\n", opt.output.c_str());
+        return kOk;
+    }
     if (!r.ok()) {
         if (is_no_replica_data(r.error()) && if_replica_exists && !opt.txid && !opt.timestamp_ms && !opt.generation) {
             printf("no replica data in %s, skipping restore\n", store.value()->describe().c_str());
             return kOk;
         }
-        std::string msg = r.error().str();
-        if (msg.rfind("restore: ", 0) == 0) msg.erase(0, 9);
+        std::string msg = at_store(*store.value(), r.error());
         fprintf(stderr, "walship restore: %s\n", msg.c_str());
         return is_no_replica_data(r.error()) ? kNoData : kFail;
     }
@@ -276,7 +311,7 @@ int cmd_generations(std::vector<std::string> args) {
     }
     auto gens = list_generations(*store.value());
     if (!gens.ok()) {
-        fprintf(stderr, "walship generations: %s\n", gens.error().str().c_str());
+        fprintf(stderr, "walship generations: %s\n", at_store(*store.value(), gens.error()).c_str());
         return kFail;
     }
     if (json) {
@@ -295,7 +330,7 @@ int cmd_generations(std::vector<std::string> args) {
     for (auto& g : gens.value())
         printf("%-16s  %-24s  %9llu  %9llu  %10llu  %10llu  %12llu%s\n", generation_name(g.id).c_str(), iso_time(g.created_ms).c_str(),
                (unsigned long long)g.snapshots, (unsigned long long)g.segments, (unsigned long long)g.first_txid,
-               (unsigned long long)g.last_txid, (unsigned long long)g.bytes, g.complete ? "" : "  (no snapshot yet)");
+               (unsigned long long)g.last_txid, (unsigned long long)g.bytes, g.complete ? "" : g.segments ? "  (no snapshot: damaged, it cannot be restored)" : "  (no snapshot yet)");
     return kOk;
 }
 
@@ -371,7 +406,7 @@ int cmd_snapshots(std::vector<std::string> args) {
     if (!store) return kFail;
     auto listing = store->list("generations/");
     if (!listing.ok()) {
-        fprintf(stderr, "walship snapshots: %s\n", listing.error().str().c_str());
+        fprintf(stderr, "walship snapshots: %s\n", at_store(*store, listing.error()).c_str());
         return kFail;
     }
     auto objs = parse_listing(listing->objects);
@@ -407,12 +442,20 @@ int cmd_status(std::vector<std::string> args) {
     if (!store) return kFail;
     auto listing = store->list("generations/");
     if (!listing.ok()) {
-        fprintf(stderr, "walship status: %s\n", listing.error().str().c_str());
+        fprintf(stderr, "walship status: %s\n", at_store(*store, listing.error()).c_str());
         return kFail;
     }
     auto objs = parse_listing(listing->objects);
     uint64_t gen = 0, last_txid = 0, last_ts = 0, bytes = 0, snapshots = 0, segments = 0;
-    for (auto& o : objs) gen = std::max(gen, o.k.gen);
+    // The generation a restore would take: the newest with a whole snapshot. A newer one holding
+    // only parts (a first snapshot being uploaded, or abandoned) is shown apart.
+    uint64_t newest = 0;
+    for (auto& o : objs) {
+        newest = std::max(newest, o.k.gen);
+        if (o.k.snapshot && !o.k.part) gen = std::max(gen, o.k.gen);
+    }
+    if (!gen) gen = newest;
+    const uint64_t unfinished = newest != gen ? newest : 0;
     for (auto& o : objs) {
         bytes += o.size;
         if (o.k.gen != gen) continue;
@@ -456,6 +499,7 @@ int cmd_status(std::vector<std::string> args) {
                json_escape(store->describe()).c_str(), generations.size(), gen ? generation_name(gen).c_str() : "",
                (unsigned long long)last_txid, json_time(int64_t(last_ts)).c_str(), (unsigned long long)snapshots,
                (unsigned long long)segments, objs.size(), (unsigned long long)bytes);
+        if (unfinished) printf(",\"unfinished_generation\":\"%s\"", generation_name(unfinished).c_str());
         if (have_local)
             printf(",\"local\":{\"database\":\"%s\",\"generation\":\"%s\",\"shipped_txid\":%llu,\"shipped_wal_frame\":%llu,"
                    "\"shipper_pid\":%llu,\"shipper_running\":%s,\"in_step\":%s}",
@@ -467,14 +511,21 @@ int cmd_status(std::vector<std::string> args) {
     }
     printf("replica:      %s\n", store->describe().c_str());
     if (!gen) {
-        printf("state:        no data\n");
+        std::string foreign;
+        for (auto& o : listing->objects)
+            if (foreign.empty() && is_foreign_key(o.key)) foreign = o.key;
+        if (foreign.empty()) printf("state:        no data\n");
+        else printf("state:        no walship data, but objects walship does not write (%s: another tool's replica, such as Litestream's?)\n", foreign.c_str());
         return kOk;
     }
     printf("generation:   %s (%llu snapshots, %llu segments)\n", generation_name(gen).c_str(), (unsigned long long)snapshots, (unsigned long long)segments);
     printf("last txid:    %llu, committed %s (%lld s ago)\n", (unsigned long long)last_txid, iso_time(int64_t(last_ts)).c_str(), (long long)(age / 1000));
     printf("objects:      %zu, %llu bytes in all generations\n", objs.size(), (unsigned long long)bytes);
+    if (unfinished)
+        printf("unfinished:   generation %s has no whole snapshot yet (its first snapshot is being uploaded, or was abandoned)\n",
+               generation_name(unfinished).c_str());
     if (!a.db.empty()) {
-        if (!have_local) printf("local:        %s has no walship side file (never replicated from here)\n", a.db.c_str());
+        if (!have_local) printf("local:        %s has no walship side file (not opened with walship since it was created or restored)\n", a.db.c_str());
         else
         {
             std::string where = local_gen != gen ? "of generation " + (local_gen ? generation_name(local_gen) : std::string("-")) + ", not the replica's latest"
@@ -600,6 +651,15 @@ int cmd_snapshot(std::vector<std::string> args) {
         fprintf(stderr, "walship snapshot: no database at %s\n", a.db.c_str());
         return kFail;
     }
+    // Nor may a file that is not a database get side files and wait for a snapshot that never comes.
+    char magic[16] = {};
+    FILE* f = fopen(a.db.c_str(), "rb");
+    const size_t got = f ? fread(magic, 1, sizeof magic, f) : 0;
+    if (f) fclose(f);
+    if (got != sizeof magic || memcmp(magic, "SQLite format 3", 16) != 0) {
+        fprintf(stderr, "walship snapshot: %s is %s\n", a.db.c_str(), !f ? "not readable" : got == 0 ? "empty (no database to snapshot)" : "not an SQLite database");
+        return kFail;
+    }
     walship_register(0);
     std::string uri = walship::replica_uri(a.db, a.url);
     sqlite3* db = nullptr;
@@ -611,8 +671,13 @@ int cmd_snapshot(std::vector<std::string> args) {
     sqlite3_busy_timeout(db, 10000);
     sqlite3_stmt* st = nullptr;
     int rc = sqlite3_prepare_v2(db, "select count(*) from sqlite_schema", -1, &st, nullptr);
-    if (rc == SQLITE_OK) sqlite3_step(st);
+    if (rc == SQLITE_OK && sqlite3_step(st) != SQLITE_ROW) rc = sqlite3_errcode(db);
     sqlite3_finalize(st);
+    if (rc != SQLITE_OK) {
+        fprintf(stderr, "walship snapshot: cannot read %s: %s\n", a.db.c_str(), sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return kFail;
+    }
     rc = sqlite3_prepare_v2(db, "pragma walship_snapshot", -1, &st, nullptr);
     bool ok = rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW;
     if (ok) printf("snapshot: %s\n", sqlite3_column_text(st, 0));
@@ -634,6 +699,12 @@ int main(int argc, char** argv) {
     signal(SIGXFSZ, SIG_IGN);
     std::string cmd = argv[1];
     std::vector<std::string> args(argv + 2, argv + argc);
+    // `walship VERB --help` (or -h) prints the usage, whatever else follows.
+    const bool verb = cmd == "restore" || cmd == "generations" || cmd == "snapshots" || cmd == "status" || cmd == "verify" || cmd == "snapshot";
+    if (verb && std::find_if(args.begin(), args.end(), [](const std::string& a) { return a == "--help" || a == "-h"; }) != args.end()) {
+        usage(stdout);
+        return kOk;
+    }
     if (cmd == "restore") return cmd_restore(args);
     if (cmd == "generations") return cmd_generations(args);
     if (cmd == "snapshots") return cmd_snapshots(args);

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -572,6 +573,54 @@ TEST_CASE("fork after open: the child gets a shipper of its own, and closing the
     Db r(out, nullptr, SQLITE_OPEN_READONLY);
     CHECK(r.integer("select count(*) from t where who = 'child'") == 20);
     CHECK(r.integer("select count(*) from t where who = 'parent'") == 2);
+}
+
+TEST_CASE("fork after open, then the shipping parent exits without closing (a daemon's parent): a child takes over shipping", "[multiprocess][integration]") {
+    use_walship();
+    std::string url = new_s3_url();
+    std::string dir = temp_dir();
+    std::string db = dir + "/daemon.db";
+    // The grandchild outlives its parent: a subreaper between this test and them collects it.
+    pid_t reaper = fork();
+    REQUIRE(reaper >= 0);
+    if (reaper == 0) {
+        alarm(60);
+        prctl(PR_SET_CHILD_SUBREAPER, 1);
+        pid_t parent = fork();
+        if (parent == 0) {
+            sqlite3* db_parent = nullptr;
+            int rc = sqlite3_open_v2(uri(db, url).c_str(), &db_parent, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, "walship");
+            if (rc == SQLITE_OK) rc = sqlite3_exec(db_parent, "create table t(x integer primary key, who text); insert into t(who) values('parent')", nullptr, nullptr, nullptr);
+            if (rc == SQLITE_OK) rc = sqlite3_exec(db_parent, "pragma walship_flush", nullptr, nullptr, nullptr);
+            if (rc != SQLITE_OK || pid_t(pid_of_shipper(db)) != getpid()) _exit(2);
+            pid_t child = fork();
+            if (child == 0) {
+                while (getppid() == parent || getppid() == 0) usleep(10000);  // until the parent is gone
+                sqlite3* own = nullptr;
+                rc = sqlite3_open_v2(uri(db, url, "durability=remote&flush_timeout=10000").c_str(), &own, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, "walship");
+                for (int i = 0; i < 20 && rc == SQLITE_OK; i++) rc = sqlite3_exec(own, "insert into t(who) values('child')", nullptr, nullptr, nullptr);
+                if (rc == SQLITE_OK) rc = sqlite3_close(own);
+                _exit(rc == SQLITE_OK ? 0 : 3);
+            }
+            _exit(child > 0 ? 0 : 4);  // without closing its connection
+        }
+        int worst = 0;
+        for (int n = 0; n < 2;) {
+            int status = 0;
+            pid_t p = wait(&status);
+            if (p < 0) break;
+            n++;
+            int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            worst = std::max(worst, code);
+        }
+        _exit(worst);
+    }
+    CHECK(wait_exit(reaper) == 0);  // 3: the child's remote-durable commits were never confirmed
+    std::string out = dir + "/restored.db";
+    REQUIRE(restore_latest(url, out) == "");
+    Db r(out, nullptr, SQLITE_OPEN_READONLY);
+    CHECK(r.integer("select count(*) from t where who = 'child'") == 20);
+    CHECK(r.integer("select count(*) from t where who = 'parent'") == 1);
 }
 
 TEST_CASE("several processes, durability=local: when the shipping process closes, the next commit of another process has its process take over, and when it dies another takes over within its 200 ms attempt", "[multiprocess][integration]") {

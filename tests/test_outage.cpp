@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -51,6 +52,13 @@ std::vector<double> write_rows(Db& db, int n) {
         ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     }
     return ms;
+}
+
+// Creates the test table, commits n rows and waits until they are in the bucket.
+void rows_in_bucket(Db& db, int n) {
+    db.exec("create table t(id integer primary key, v blob)");
+    write_rows(db, n);
+    REQUIRE(db.text("pragma walship_flush") == "ok");
 }
 
 // Flips one bit of the byte at `at` in a file (a damaged spill record).
@@ -151,9 +159,7 @@ TEST_CASE("store down: the WAL still resets like plain SQLite's, unshipped frame
     {
         Db db(uri(path, url, "sync_interval=100"));
         db.exec("pragma wal_autocheckpoint=50");
-        db.exec("create table t(id integer primary key, v blob)");
-        write_rows(db, 10);
-        REQUIRE(db.text("pragma walship_flush") == "ok");
+        rows_in_bucket(db, 10);
         proxy.fault("reset", 1000000);
         long long max_wal = 0;
         for (int i = 0; i < 40; i++) {
@@ -192,9 +198,7 @@ TEST_CASE("a large transaction streaming from the WAL when a reset spills it and
     {
         Db db(uri(path, url, "sync_interval=100"));
         db.exec("pragma wal_autocheckpoint=0");
-        db.exec("create table t(id integer primary key, v blob)");
-        write_rows(db, 10);
-        REQUIRE(db.text("pragma walship_flush") == "ok");
+        rows_in_bucket(db, 10);
         proxy.reset();
         // 40 MB in one transaction: its segment is streamed as a multipart upload whose first
         // request (once 16 MiB of it are compressed) is answered 3 s late. Meanwhile the WAL is
@@ -232,9 +236,7 @@ TEST_CASE("a spill record of a WAL past the wal-index's first 32 KiB region (ove
     {
         Db db(uri(path, url, "sync_interval=100"));
         db.exec("pragma wal_autocheckpoint=0");
-        db.exec("create table t(id integer primary key, v blob)");
-        write_rows(db, 10);
-        REQUIRE(db.text("pragma walship_flush") == "ok");
+        rows_in_bucket(db, 10);
         proxy.fault("reset", 1000000);
         db.exec("create index tv on t(v)");
         write_rows(db, 6000);  // several frames per commit (table and index): well past 8,158 frames
@@ -258,9 +260,7 @@ TEST_CASE("the spill file cannot be written (as on a full disk): WAL resets are 
     {
         Db db(uri(path, url, "sync_interval=100"));
         db.exec("pragma wal_autocheckpoint=50");
-        db.exec("create table t(id integer primary key, v blob)");
-        write_rows(db, 10);
-        REQUIRE(db.text("pragma walship_flush") == "ok");
+        rows_in_bucket(db, 10);
         REQUIRE(::mkdir((path + "-walship-spill").c_str(), 0755) == 0);  // open(O_RDWR) fails: EISDIR
         proxy.fault("reset", 1000000);
         write_rows(db, 500);
@@ -375,9 +375,7 @@ TEST_CASE("a spill record larger than a segment ships streamed from the spill fi
         std::string path = temp_dir() + (damage ? "/bigrec-bad.db" : "/bigrec-ok.db");
         Db db(uri(path, url, "sync_interval=100"));
         db.exec("pragma wal_autocheckpoint=0");
-        db.exec("create table t(id integer primary key, v blob)");
-        write_rows(db, 10);
-        REQUIRE(db.text("pragma walship_flush") == "ok");
+        rows_in_bucket(db, 10);
         proxy.fault("reset", 1000000);
         // About 100 MB of pages in one transaction (zeros: they compress to little, so what the
         // upload buffers stays small and the pages themselves are what memory would show).
@@ -417,9 +415,7 @@ TEST_CASE("a long outage past max_wal_size: the WAL is released, a new generatio
     {
         Db db(uri(path, url, "sync_interval=100&max_wal_size=1048576"));
         db.exec("pragma wal_autocheckpoint=100");
-        db.exec("create table t(id integer primary key, v blob)");
-        write_rows(db, 10);
-        REQUIRE(db.text("pragma walship_flush") == "ok");
+        rows_in_bucket(db, 10);
         proxy.fault("503", 1000000);
         for (int i = 0; i < 60; i++) db.exec("insert into t(v) values(randomblob(60000))");  // ~4 MB of WAL
         std::string status = db.text("pragma walship_status");
@@ -447,9 +443,7 @@ TEST_CASE("the store comes back from an outage without the generation's snapshot
     std::string path = temp_dir() + "/lost.db";
     {
         Db db(uri(path, url, "sync_interval=100"));
-        db.exec("create table t(id integer primary key, v blob)");
-        write_rows(db, 10);
-        REQUIRE(db.text("pragma walship_flush") == "ok");
+        rows_in_bucket(db, 10);
         proxy.fault("503", 1000000);  // down
         write_rows(db, 10);
         std::this_thread::sleep_for(std::chrono::milliseconds(3000));  // past the client's own retries: an upload failed
@@ -485,6 +479,125 @@ TEST_CASE("the store loses everything while no upload fails (a quiet outage): th
         write_rows(db, 10);  // durability=remote: each returns once in the bucket, after the new snapshot
     }
     CHECK(generations(url) == 1);
+    restore_and_compare(url, path);
+}
+
+TEST_CASE("the store unreachable from the open to the close: the close leaves the WAL unapplied, and the next open continues the same generation", "[outage][integration]") {
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string url = via_proxy();
+    std::string path = temp_dir() + "/down-open-close.db";
+    {
+        Db db(uri(path, url));
+        rows_in_bucket(db, 10);
+    }
+    proxy.fault("503", 1000000);  // down before the next open, until after its close
+    {
+        Db db(uri(path, url, "close_timeout=1s"));
+        write_rows(db, 20);
+    }
+    proxy.reset();
+    {
+        Db db(uri(path, url));
+        CHECK(db.integer("select count(*) from t") == 30);
+        REQUIRE(db.text("pragma walship_flush=30000") == "ok");
+    }
+    CHECK(generations(url) == 1);  // the close's checkpoint had erased the proof: a second generation
+    restore_and_compare(url, path);
+}
+
+// A writer killed with the store down after a WAL reset spilled its frames and after the next
+// WAL's header was written, before its first frame; then, optionally, an older copy of the
+// database put back with its old time.
+void killed_after_spill_then_reopen(bool put_back_old_copy) {
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string url = via_proxy();
+    std::string path = temp_dir() + "/header-only.db";
+    {
+        Db db(uri(path, url));
+        rows_in_bucket(db, 10);
+    }
+    const std::string old_copy = temp_dir() + "/old-copy.db";
+    REQUIRE(std::system(("cp -p '" + path + "' '" + old_copy + "'").c_str()) == 0);
+    pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        alarm(30);
+        sqlite3* db = nullptr;
+        int rc = sqlite3_open_v2(uri(path, url).c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, "walship");
+        if (rc == SQLITE_OK) rc = sqlite3_exec(db, "insert into t(v) values(randomblob(200)); pragma walship_flush", nullptr, nullptr, nullptr);
+        try {
+            proxy.fault("503", 1000000);  // down once this process ships
+        } catch (...) {
+            _exit(2);
+        }
+        for (int i = 0; i < 20 && rc == SQLITE_OK; i++) rc = sqlite3_exec(db, "insert into t(v) values(randomblob(200))", nullptr, nullptr, nullptr);
+        // The reset spills the unshipped frames, and the WAL is cut to nothing.
+        if (rc == SQLITE_OK) rc = sqlite3_exec(db, "pragma wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr);
+        _exit(rc == SQLITE_OK ? 0 : 1);  // no close: as SIGKILL leaves it
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+    REQUIRE(file_size(path + "-walship-spill") > 0);
+    REQUIRE(file_size(path + "-wal") == 0);
+    // The next writer wrote the new WAL's header (salt-1 one past the spilled WAL's: the
+    // wal-index header shows it) and was killed before its first frame.
+    uint32_t shm_salt1 = 0;
+    {
+        std::ifstream shm(path + "-shm", std::ios::binary);
+        shm.seekg(32);  // aSalt[0] of the wal-index header, native byte order
+        REQUIRE(shm.read(reinterpret_cast<char*>(&shm_salt1), 4));
+    }
+    unsigned char hdr[32] = {};
+    auto be32 = [&](int at, uint32_t v) {
+        for (int i = 0; i < 4; i++) hdr[at + i] = uint8_t(v >> (24 - 8 * i));
+    };
+    be32(0, 0x377f0682), be32(4, 3007000), be32(8, 4096), be32(12, 1), be32(16, shm_salt1), be32(20, 0x12345678);
+    std::ofstream(path + "-wal", std::ios::binary).write(reinterpret_cast<const char*>(hdr), sizeof hdr);
+    if (put_back_old_copy) {
+        // An older copy of the database put back with its old modification time (cp -p): the
+        // spill no longer leads to it.
+        REQUIRE(std::system(("cp -p '" + old_copy + "' '" + path + "' && touch -d '1 hour ago' '" + path + "'").c_str()) == 0);
+    }
+    proxy.reset();
+    {
+        Db db(uri(path, url));
+        CHECK(db.integer("select count(*) from t") == (put_back_old_copy ? 10 : 31));
+        write_rows(db, 5);
+        REQUIRE(db.text("pragma walship_flush=30000") == "ok");
+    }
+    CHECK(generations(url) == (put_back_old_copy ? 2 : 1));
+    restore_and_compare(url, path);
+}
+
+TEST_CASE("killed, store down, after a reset spilled and the next WAL's header (no frame) was written: the next open continues the generation", "[outage][spill][integration]") {
+    killed_after_spill_then_reopen(false);  // a second generation without the fix
+}
+
+TEST_CASE("as above, then an older copy of the database put back with its old modification time: a new generation, equal to it", "[outage][spill][integration]") {
+    killed_after_spill_then_reopen(true);  // by modification time the spill continued it: the replica differed
+}
+
+TEST_CASE("the store loses everything during a quiet minute (no request fails): the next upload notices, a new generation starts, and the replica restores", "[outage][integration]") {
+    std::string url = via_proxy();
+    std::string bucket = url.substr(5, url.find('/', 5) - 5);
+    std::string path = temp_dir() + "/quiet-minute.db";
+    {
+        Db db(uri(path, url, "sync_interval=100"));  // retention's hourly listing does not come in time
+        rows_in_bucket(db, 10);
+        auto direct = s3::open_store("s3://" + bucket + "/db?endpoint=" + test::endpoint() + "&region=us-east-1", test::env());
+        REQUIRE(direct.ok());
+        auto listing = direct.value()->list("generations/");
+        REQUIRE(listing.ok());
+        REQUIRE(!listing->objects.empty());
+        for (auto& o : listing->objects) REQUIRE(direct.value()->remove(o.key).ok());
+        std::this_thread::sleep_for(std::chrono::seconds(62));  // quiet: no upload, no failed request
+        write_rows(db, 10);
+        REQUIRE(db.text("pragma walship_flush=60000") == "ok");
+    }
+    CHECK(generations(url) == 1);  // a new one (a segment in the old one would follow a snapshot that is gone)
     restore_and_compare(url, path);
 }
 

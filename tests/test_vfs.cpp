@@ -1,6 +1,8 @@
 // The VFS end to end: capture, ship, restore, compared page by page, against the local S3 server
 // (moto) and the directory store.
 #include <catch2/catch.hpp>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -278,6 +280,76 @@ TEST_CASE("auto-restore: a deleted database comes back on the next open", "[vfs]
     CHECK(db.integer("select count(*) from notes") == 501);
 }
 
+namespace {
+std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+void spit(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
+}  // namespace
+
+TEST_CASE("auto-restore: the database file deleted, its WAL left behind: the data comes back, not an empty database in a new generation", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/stale-wal.db";
+    std::string wal;
+    {
+        Db db(uri(path, url));
+        db.exec("create table notes(id integer primary key, body text)");
+        db.exec("insert into notes(body) select 'note ' || value from " + series(100));
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+        wal = slurp(path + "-wal");  // as a crash leaves it
+    }
+    REQUIRE(wal.size() > 32);
+    remove_db_files(path);
+    spit(path + "-wal", wal);  // SQLite deletes a WAL beside a database of no pages
+    {
+        Db db(uri(path, url));
+        CHECK(db.integer("select count(*) from notes") == 100);
+    }
+    std::string out = temp_dir() + "/stale-wal-restored.db";
+    REQUIRE(restore_to(url, out) == "");
+    Db r(out, nullptr);
+    CHECK(r.integer("select count(*) from notes") == 100);
+}
+
+TEST_CASE("restore leaves alone a database that appears at the destination while it runs, and removes a stale hot journal beside a missing one", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string dir = temp_dir();
+    std::string path = dir + "/source.db";
+    Db db(uri(path, url));
+    db.exec("create table t(x)");
+    db.exec("insert into t select value from " + series(50));
+    REQUIRE(db.text("pragma walship_flush") == "ok");
+    auto store = store_for(url);
+    {
+        // An application creates the database (and its WAL) during the download.
+        RestoreOptions opt;
+        opt.output = dir + "/appeared.db";
+        bool created = false;
+        opt.progress = [&](uint64_t, uint64_t) {
+            if (created) return;
+            created = true;
+            spit(opt.output, std::string(4096, 'a'));
+            spit(opt.output + "-wal", "the application's WAL");
+        };
+        auto r = restore(*store, opt);
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().str().find("appeared while restoring") != std::string::npos);
+        CHECK(slurp(opt.output) == std::string(4096, 'a'));
+        CHECK(slurp(opt.output + "-wal") == "the application's WAL");
+    }
+    {
+        // A hot journal left by another database at that path would be played back into the restored one.
+        std::string out = dir + "/journal.db";
+        spit(out + "-journal", std::string(8192, '\x5a'));
+        REQUIRE(restore_to(url, out) == "");
+        CHECK_FALSE(file_exists(out + "-journal"));
+        Db r(out, nullptr);
+        CHECK(r.text("pragma integrity_check") == "ok");
+        CHECK(r.integer("select count(*) from t") == 50);
+    }
+}
+
 TEST_CASE("a new database's first transaction (SQLite runs it in rollback-journal mode) is in the bucket when walship_flush says ok", "[vfs][integration]") {
     std::string url = new_s3_url();
     std::string dir = temp_dir();
@@ -465,6 +537,51 @@ TEST_CASE("auto-restore from an unreachable store fails the open with a clear er
     CHECK_FALSE(file_exists(path));
 }
 
+TEST_CASE("a replicated database in a directory the process cannot write: read-write fails saying so, read-only reads unreplicated", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string dir = temp_dir() + "/locked";
+    REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
+    std::string path = dir + "/x.db";
+    {
+        Db db(uri(path, url));
+        db.exec("create table t(x); insert into t values(1)");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+    }
+    REQUIRE(!file_exists(path + "-wal"));
+    pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        alarm(30);
+        if (::chmod(dir.c_str(), 0555) != 0) _exit(11);
+        // Root writes anywhere: as root, the files go to nobody and the child becomes nobody.
+        if (geteuid() == 0) {
+            for (const char* f : {"", "-shm", "-walship"}) (void)!chown((path + f).c_str(), 65534, 65534);
+            if (setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+        }
+        sqlite3* db = nullptr;
+        int rc = sqlite3_open_v2(uri(path, url).c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, "walship");
+        const bool said = rc != SQLITE_OK && std::string(sqlite3_errmsg(db)).find("is not writable") != std::string::npos;
+        sqlite3_close(db);
+        if (!said) _exit(12);
+        db = nullptr;
+        if (sqlite3_open_v2(uri(path, url, "mode=ro").c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "walship") != SQLITE_OK) _exit(13);
+        sqlite3_stmt* st = nullptr;
+        int n = -1;
+        if (sqlite3_prepare_v2(db, "select count(*) from t", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        auto t0 = std::chrono::steady_clock::now();
+        sqlite3_close(db);
+        if (n != 1) _exit(14);
+        if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(2)) _exit(15);  // a close waiting for a flush
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    ::chmod(dir.c_str(), 0755);
+    // 12: the read-write open did not say why; 14: the read-only SELECT failed; 15: its close waited.
+    CHECK((WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)) == 0);
+}
+
 TEST_CASE("invalid settings fail the open", "[vfs]") {
     std::string dir = temp_dir();
     std::string url = "file://" + dir + "/r";
@@ -476,6 +593,7 @@ TEST_CASE("invalid settings fail the open", "[vfs]") {
         {uri(dir + "/x.db", url, "snapshot_part_size=1000"), "snapshot_part_size"},  // below 64 KiB
         {uri(dir + "/x.db", url, "durabilty=remote"), "durability"},
         {uri(dir + "/x.db", "ftp://nowhere/x"), "ftp"},
+        {"file:" + dir + "/x.db?replica=", "replica is empty"},  // replica=$URL, the variable unset
     };
     for (auto& [u, named] : cases) {
         INFO(u);

@@ -125,7 +125,13 @@ static std::string misspelt_setting(const std::string& name) {
 
 bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, std::string* error) {
     cfg->db_path = path;
-    cfg->replica_url = uri_db ? (sqlite3_uri_parameter(uri_db, "replica") ? sqlite3_uri_parameter(uri_db, "replica") : "") : "";
+    const char* given = uri_db ? sqlite3_uri_parameter(uri_db, "replica") : nullptr;
+    if (given && !*given) {
+        // "replica=$URL" with the variable unset: running unreplicated would go unnoticed.
+        *error = "walship: the URI parameter replica is empty (an unset variable?): give the replica URL, or leave the parameter out";
+        return false;
+    }
+    cfg->replica_url = given ? given : "";
     if (!cfg->replica_url.empty()) {
         // "file:app.db?replica=s3://b/p?endpoint=E&region=R" unencoded: SQLite splits the replica
         // URL's own query at '&', so its later parameters arrive as parameters of the database.

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -55,6 +56,16 @@ std::string json_escape(const std::string& s) {
 }
 
 std::string generation_name(uint64_t gen) { return hex16(gen); }
+
+std::string utc_time(int64_t ms) {
+    if (ms < 0) return std::to_string(ms) + " ms";
+    time_t t = time_t(ms / 1000);
+    struct tm tm {};
+    gmtime_r(&t, &tm);
+    char buf[40];
+    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    return std::string(buf) + "." + std::to_string(1000 + ms % 1000).substr(1) + "Z";
+}
 std::optional<uint64_t> parse_generation(const std::string& name) { return parse_hex16(name); }
 
 uint64_t new_generation_id() {

@@ -50,6 +50,9 @@ struct Txn {
 // Generations are 16 hex digits: milliseconds since the epoch (48 bits) then 16 random bits, so
 // names sort by creation time.
 std::string generation_name(uint64_t gen);
+// A time in ms since the Unix epoch as RFC 3339 UTC with milliseconds ("2026-12-04T23:23:35.123Z");
+// a negative one as "<ms> ms".
+std::string utc_time(int64_t ms);
 // A string's contents for a JSON string literal (quotes, backslashes and control characters escaped).
 std::string json_escape(const std::string& s);
 std::optional<uint64_t> parse_generation(const std::string& name);

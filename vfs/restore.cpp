@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <future>
@@ -475,11 +476,22 @@ private:
     s3::Error error_;
 };
 
+// A time before everything the replica holds: say where its history begins.
+static s3::Error nothing_before(int64_t ts_ms, const std::vector<GenerationInfo>& gens) {
+    int64_t oldest = -1;
+    for (auto& g : gens)
+        if (g.complete && (oldest < 0 || g.created_ms < oldest)) oldest = g.created_ms;
+    std::string where = oldest < 0 ? "" : "; its oldest generation began at " + utc_time(oldest);
+    return make_error(ErrorKind::NotFound, "restore: the replica holds nothing at or before " + utc_time(ts_ms) +
+                                               " (it is outside the retention window, or before replication began" + where + ")");
+}
+
 // Chooses the generation, snapshot and segment chain for the requested point.
 // Objects in `damaged` (found corrupt by an earlier attempt) are not used: an older snapshot, or
 // the smaller segments a merged one covers, may still lead to the same point.
 s3::Result<Plan> make_plan(s3::Store& store, const RestoreOptions& opts, const std::set<std::string>& damaged) {
-    auto gens = list_generations(store);
+    std::string foreign;
+    auto gens = list_generations(store, &foreign);
     if (!gens.ok()) return gens.error();
     std::vector<GenerationInfo> candidates;  // newest first
     for (auto it = gens->rbegin(); it != gens->rend(); ++it)
@@ -490,13 +502,18 @@ s3::Result<Plan> make_plan(s3::Store& store, const RestoreOptions& opts, const s
         return make_error(ErrorKind::NotFound, "restore: generation " + generation_name(*opts.generation) + " not found (or it has no snapshot) in " + store.describe());
     if (candidates.empty()) {
         if (opts.timestamp_ms && !gens->empty())
-            return make_error(ErrorKind::NotFound, "restore: the replica holds nothing at or before the requested time (it is outside the retention window)");
+            return nothing_before(*opts.timestamp_ms, gens.value());
         // Transactions without a snapshot to apply them to: someone deleted it. Not "no data":
         // an application starting empty over this would hide what the replica still holds.
         for (auto& g : gens.value())
             if (g.segments)
                 return make_error(ErrorKind::Corrupt, "restore: generation " + generation_name(g.id) + " in " + store.describe() + " has " +
                                                           std::to_string(g.segments) + " segments but no snapshot (the replica is damaged)");
+        // Another tool's replica (Litestream writes generations/ too): not "no data", or an
+        // application would start empty over it and write its own history beside it.
+        if (!foreign.empty())
+            return make_error(ErrorKind::Corrupt, "restore: " + store.describe() + " holds no walship generations but objects walship does not write (" +
+                                                      foreign + ": another tool's replica, such as Litestream's?); restore it with that tool, or give walship another prefix");
         // Only parts of a first snapshot that never completed (a crash during it): nothing was
         // ever replicated.
         return make_error(ErrorKind::NotFound, "restore: no generations with a snapshot in " + store.describe(), 0, kNoReplicaData);
@@ -570,7 +587,8 @@ s3::Result<Plan> make_plan(s3::Store& store, const RestoreOptions& opts, const s
         plan.last_txid = pos;
         return plan;
     }
-    return make_error(ErrorKind::NotFound, "restore: the replica holds nothing at or before the requested time (it is outside the retention window)");
+    return opts.timestamp_ms ? nothing_before(*opts.timestamp_ms, gens.value())
+                             : make_error(ErrorKind::NotFound, "restore: the replica holds nothing at or before the requested point");
 }
 
 // Downloads the snapshot's objects into fd, several parts at once, and verifies them as one
@@ -657,12 +675,15 @@ s3::Error apply_snapshot(s3::Store& store, const Plan& plan, int fd, const std::
 
 }  // namespace
 
-s3::Result<std::vector<GenerationInfo>> list_generations(s3::Store& store) {
+bool is_foreign_key(const std::string& key) { return !parse_key(key) && !key.empty() && key.back() != '/'; }
+
+s3::Result<std::vector<GenerationInfo>> list_generations(s3::Store& store, std::string* foreign) {
     auto listing = store.list("generations/");
     if (!listing.ok()) return listing.error();
     std::map<uint64_t, GenerationInfo> gens;
     for (auto& o : listing->objects) {
         auto k = parse_key(o.key);
+        if (!k && foreign && foreign->empty() && is_foreign_key(o.key)) *foreign = o.key;
         if (!k) continue;
         GenerationInfo& g = gens[k->gen];
         g.id = k->gen;
@@ -848,12 +869,27 @@ static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptio
     if (ftruncate(fd, off_t(info.pages) * info.page_size) != 0 || fsync(fd) != 0)
         return fail(make_error(ErrorKind::Io, "restore: cannot finish " + tmp + ": " + strerror(errno)));
     ::close(fd);
-    // The old -wal and -shm belong to the database being replaced.
-    ::unlink((opts.output + "-wal").c_str());
-    ::unlink((opts.output + "-shm").c_str());
-    if (::rename(tmp.c_str(), opts.output.c_str()) != 0) {
+    // Only a missing or empty file is replaced: a database that appeared while the restore ran (an
+    // application started meanwhile, or another restore) is left alone, with its journal or WAL.
+    struct stat out_st {};
+    const int stat_rc = ::stat(opts.output.c_str(), &out_st), stat_errno = errno;
+    const bool missing = stat_rc != 0 && stat_errno == ENOENT;
+    if (!missing && (stat_rc != 0 || !S_ISREG(out_st.st_mode) || out_st.st_size != 0)) {
+        ::unlink(tmp.c_str());
+        return make_error(ErrorKind::Io, "restore: " + opts.output + (stat_rc != 0 ? ": " + std::string(strerror(stat_errno))
+                                                                      : S_ISDIR(out_st.st_mode) ? " is a directory"
+                                                                      : " appeared while restoring (not replaced)"));
+    }
+    // A -wal, -shm or hot -journal beside a missing or empty file belongs to a database that is
+    // gone, and SQLite would apply the journal (or a WAL) to the restored file.
+    for (const char* suffix : {"-wal", "-shm", "-journal"}) ::unlink((opts.output + suffix).c_str());
+    int rc = missing ? ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, opts.output.c_str(), RENAME_NOREPLACE)
+                     : ::rename(tmp.c_str(), opts.output.c_str());
+    if (rc != 0 && missing && errno == EINVAL) rc = ::rename(tmp.c_str(), opts.output.c_str());  // a file system without it
+    if (rc != 0) {
         int e = errno;
         ::unlink(tmp.c_str());
+        if (e == EEXIST) return make_error(ErrorKind::Io, "restore: " + opts.output + " appeared while restoring (not replaced)");
         return make_error(ErrorKind::Io, "restore: cannot rename into " + opts.output + ": " + strerror(e));
     }
     std::string dir = opts.output.find('/') == std::string::npos ? "." : opts.output.substr(0, opts.output.rfind('/'));

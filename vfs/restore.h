@@ -39,8 +39,11 @@ struct GenerationInfo {
     bool complete = false;                   // has a snapshot
 };
 
-// Generations in the location, oldest first. Empty when the replica has no data.
-s3::Result<std::vector<GenerationInfo>> list_generations(s3::Store& store);
+// Generations in the location, oldest first. Empty when the replica has no data. `foreign`, when
+// given, receives the first key under generations/ that walship does not write (another tool's).
+s3::Result<std::vector<GenerationInfo>> list_generations(s3::Store& store, std::string* foreign = nullptr);
+// A key under generations/ that walship does not write (a console's folder marker is not one).
+bool is_foreign_key(const std::string& key);
 
 // Restores into opts.output. An error for which is_no_replica_data() is true when the location
 // holds no walship data at all; any other failure (a missing bucket, a listed object that cannot

@@ -34,13 +34,18 @@ int64_t now_ms() {
 namespace {
 
 std::mutex registry_mu;
-// A fork() while another thread holds the registry lock would leave it locked in the child.
-const int registry_atfork = pthread_atfork([] { registry_mu.lock(); }, [] { registry_mu.unlock(); }, [] { registry_mu.unlock(); });
-
 std::map<std::string, std::weak_ptr<Shipper>>& registry() {
     static std::map<std::string, std::weak_ptr<Shipper>> r;
     return r;
 }
+
+// A fork() while another thread holds the registry lock would leave it locked in the child. The
+// child's inherited shippers let go of the parent's ship lock (SideFile::reopen_after_fork).
+const int registry_atfork = pthread_atfork([] { registry_mu.lock(); }, [] { registry_mu.unlock(); }, [] {
+    for (auto& entry : registry())
+        if (auto s = entry.second.lock()) s->after_fork_in_child();
+    registry_mu.unlock();
+});
 std::map<std::string, std::string>& location_owner() {  // canonical replica URL -> db path
     static std::map<std::string, std::string> r;
     return r;
@@ -153,6 +158,15 @@ std::shared_ptr<Shipper> Shipper::acquire(sqlite3_vfs* base, const Config& cfg, 
 Shipper::Shipper(sqlite3_vfs* base, Config cfg) : base_(base), cfg_(std::move(cfg)) {}
 
 namespace {
+// The database file's device, inode, size and change time (ns): see SideState::spill_db.
+bool db_fingerprint(const std::string& path, uint64_t out[4]) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return false;
+    out[0] = uint64_t(st.st_dev), out[1] = uint64_t(st.st_ino), out[2] = uint64_t(st.st_size);
+    out[3] = uint64_t(st.st_ctim.tv_sec) * 1000000000ull + uint64_t(st.st_ctim.tv_nsec);
+    return true;
+}
+
 int64_t steady_ms() { return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count(); }
 }  // namespace
 
@@ -377,6 +391,11 @@ bool Shipper::allow_wal_reset(const ShmHeader& h, const ShmRegion& region, const
             err = "out of memory building a spill record";  // the reset is held instead, as for a full disk
         }
         if (spill_buf_.size() > (4u << 20)) std::string().swap(spill_buf_);  // kept for the usual few pages, not for an outage's
+        if (spilled) {
+            uint64_t fp[4] = {};
+            db_fingerprint(cfg_.db_path, fp);
+            for (int i = 0; i < 4; i++) s->spill_db[i] = fp[i];
+        }
         side_.unlock(SideFile::kSpillLock);
         if (spilled) {
             s->holding_since_ms = 0;
@@ -451,7 +470,12 @@ std::string Shipper::foreign_replica() {
 std::string Shipper::waiting_for() {
     SideState* side = side_.state();
     Pending p = count_pending(shm0_.load());
-    std::string s = is_shipper_ && !have_generation_ ? "the database is not in the bucket yet (its first snapshot is not uploaded); " : "";
+    // Without a generation of its own, the shipper either has not found the replica's position
+    // yet (the side file names a generation: the store was not reached since it started) or has
+    // not uploaded a first snapshot.
+    std::string s = !is_shipper_ || have_generation_ ? ""
+                    : side->generation.load() ? "this process has not found the replica's position yet (the store has not answered, or the last error says why); "
+                                              : "the database is not in the bucket yet (its first snapshot is not uploaded); ";
     s += std::to_string(p.txns) + " transactions (" + std::to_string(p.bytes) + " bytes) not in the bucket yet";
     const uint64_t pos = side->shipped.load(), pid = side->shipper_pid.load();
     ShmHeader h;
@@ -1756,7 +1780,10 @@ bool Shipper::wal_has_unshipped() {
 bool Shipper::restore_if_empty(std::string* error) {
     std::lock_guard<std::mutex> guard(restore_mu_);
     side_.lock_wait(SideFile::kRestoreLock);  // one process restores, the others wait
-    bool empty = file_size(cfg_.db_path) == 0 && file_size(cfg_.db_path + "-wal") == 0;
+    // A WAL left next to a missing or empty database file does not count: SQLite deletes it when
+    // it opens a database of no pages (walship never leaves a WAL beside an empty file: a new
+    // database's first transaction writes the file), and restore removes it.
+    bool empty = file_size(cfg_.db_path) == 0;
     bool ok = true;
     if (empty) {
         // Whatever a spill file holds belongs to the database that is gone.
@@ -2322,23 +2349,27 @@ Shipper::Resume Shipper::try_resume() {
         SpillRecord last{};
         for (uint64_t off = spill_off_; in_spill && read_spill_record(spill_fd_, off, spill_len, &r); off += r.size) last = r;
         bool continues = (h.salt1 == last.salt1 && h.salt2 == last.salt2 && h.mx_frame >= last.last) || h.salt1 == last.salt1 + 1;
-        if (!continues && h.mx_frame == 0) {
-            // An empty WAL: a TRUNCATE checkpoint right after the record (the checkpoint wrote the
-            // database, then the record was appended, then the WAL was cut to nothing). A later
-            // checkpoint by plain SQLite would have written the database after the record, and
-            // its close would have deleted the WAL file.
-            struct stat wal {}, db {}, spill {};
-            continues = ::stat((cfg_.db_path + "-wal").c_str(), &wal) == 0 && wal.st_size == 0 && ::stat(cfg_.db_path.c_str(), &db) == 0 &&
-                        ::stat(spill_path(cfg_.db_path).c_str(), &spill) == 0 &&
-                        (db.st_mtim.tv_sec < spill.st_mtim.tv_sec ||
-                         (db.st_mtim.tv_sec == spill.st_mtim.tv_sec && db.st_mtim.tv_nsec <= spill.st_mtim.tv_nsec));
+        if (!continues) {
+            // Not the WAL the record's reset started, yet it may still follow the record: after a
+            // crash SQLite's recovery shows a WAL without frames (cut to nothing by a TRUNCATE
+            // checkpoint right after the record, or holding only the header of the next WAL) with
+            // salts of 0, and the next writer starts a WAL with new random salts. What proves it
+            // is the database file: the reset the record made possible found it holding every
+            // frame up to the record's end, and it stays so until a checkpoint copies later frames
+            // (none has: nothing is backfilled). The side file holds the file's device, inode,
+            // size and change time as the last append found it: equal now, nothing wrote the file
+            // since (a checkpoint by plain SQLite after the crash, a copy put back, even with its
+            // old modification time, changes the change time or the inode).
+            uint64_t fp[4] = {};
+            continues = h.n_backfill == 0 && db_fingerprint(cfg_.db_path, fp);
+            for (int i = 0; i < 4 && continues; i++) continues = side->spill_db[i].load() == fp[i];
         }
         if (in_spill && !continues) {
             struct stat wal {}, db {}, spill {};
             int ws = ::stat((cfg_.db_path + "-wal").c_str(), &wal), ds = ::stat(cfg_.db_path.c_str(), &db), ss = ::stat(spill_path(cfg_.db_path).c_str(), &spill);
-            log_debug("resume: wal stat " + std::to_string(ws) + " size " + std::to_string(wal.st_size) + ", db mtime " + std::to_string(db.st_mtim.tv_sec) + "." +
-                      std::to_string(db.st_mtim.tv_nsec) + " (" + std::to_string(ds) + "), spill mtime " + std::to_string(spill.st_mtim.tv_sec) + "." +
-                      std::to_string(spill.st_mtim.tv_nsec) + " (" + std::to_string(ss) + ")");
+            log_debug("resume: wal stat " + std::to_string(ws) + " size " + std::to_string(wal.st_size) + ", db ctime " + std::to_string(db.st_ctim.tv_sec) + "." +
+                      std::to_string(db.st_ctim.tv_nsec) + " (" + std::to_string(ds) + "), spill ctime " + std::to_string(spill.st_ctim.tv_sec) + "." +
+                      std::to_string(spill.st_ctim.tv_nsec) + " (" + std::to_string(ss) + ")");
             log_debug("resume: the WAL " + hex32(h.salt1) + "/" + hex32(h.salt2) + " does not follow the spill file's last record (" +
                       hex32(last.salt1) + "/" + hex32(last.salt2) + " frames " + std::to_string(last.first) + ".." + std::to_string(last.last) + ")");
             in_spill = false;

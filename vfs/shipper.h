@@ -44,6 +44,13 @@ public:
     const Config& config() const { return cfg_; }
     // This object was copied into a child process by fork(): it belongs to the parent.
     bool forked() const { return pid_ != ::getpid(); }
+    // In a child of fork(): the copy lets go of the parent's locks, and does not count as the
+    // shipping side (its thread does not exist here), so a connection used across the fork
+    // against SQLite's advice fails its waits instead of waiting on nothing.
+    void after_fork_in_child() {
+        side_.reopen_after_fork();
+        is_shipper_ = false;
+    }
 
     // A connection of this process released the WAL write lock: a commit may be waiting.
     void notify();

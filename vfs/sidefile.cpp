@@ -54,6 +54,30 @@ bool SideFile::open(const std::string& db_path, std::string* error) {
     return true;
 }
 
+// A child of fork() inherits the descriptor and the mapping, both references to the parent's open
+// file description, which keeps its OFD locks while any reference lives: the child would hold the
+// parent's ship lock after the parent died (a daemon's parent that exits after forking), and no
+// process would ship again. The child's copy moves to a description of its own, which holds no
+// lock: the descriptor by dup3, the mapping by mapping the same file again at the same address
+// (the same pages). Called from an atfork handler: system calls only.
+void SideFile::reopen_after_fork() {
+    if (fd_ < 0) return;
+    // The same file through /proc/self/fd (not by path: it may have been replaced); digits by hand.
+    char proc[32] = "/proc/self/fd/";
+    char digits[12];
+    int n = 0;
+    for (unsigned v = unsigned(fd_); n == 0 || v; v /= 10) digits[n++] = char('0' + v % 10);
+    for (size_t at = strlen(proc); n > 0;) proc[at++] = digits[--n];
+    int fd = ::open(proc, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return;
+    if (state_ && mmap(state_, kSideSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+        ::close(fd);
+        return;
+    }
+    dup3(fd, fd_, O_CLOEXEC);
+    ::close(fd);
+}
+
 static struct flock lock_byte(int byte, short type) {
     struct flock fl {};
     fl.l_type = type;
@@ -86,9 +110,20 @@ bool SideFile::try_lock(LockByte b) { return ofd_lock(fd_, b, F_WRLCK, false); }
 void SideFile::lock_wait(LockByte b) { ofd_lock(fd_, b, F_WRLCK, true); }
 void SideFile::unlock(LockByte b) { ofd_lock(fd_, b, F_UNLCK, false); }
 
-bool SideFile::held_elsewhere(LockByte b) {
-    struct flock fl = lock_byte(b, F_WRLCK);
-    return fcntl(fd_, F_OFD_GETLK, &fl) != 0 || fl.l_type != F_UNLCK;  // an error: assume held
+// Whether another open file description than fd's holds the lock byte (an error: assume held).
+static bool ofd_held(int fd, int byte) {
+    struct flock fl = lock_byte(byte, F_WRLCK);
+    return fcntl(fd, F_OFD_GETLK, &fl) != 0 || fl.l_type != F_UNLCK;
 }
+
+bool SideFile::in_use(const std::string& db_path) {
+    int fd = ::open((db_path + "-walship").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    const bool held = ofd_held(fd, kShipLock) || ofd_held(fd, kRestoreLock) || ofd_held(fd, kSpillLock);
+    ::close(fd);
+    return held;
+}
+
+bool SideFile::held_elsewhere(LockByte b) { return ofd_held(fd_, b); }
 
 }  // namespace walship

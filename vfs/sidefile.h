@@ -80,6 +80,11 @@ struct SideState {
     // other one. (Zero in an older file: not known.)
     std::atomic<uint64_t> replica_hash;
     char replica[1024];
+    // The database file as the last spill append found it (device, inode, size, change time in
+    // ns): the reset that append allowed left the file holding every frame up to the record's end.
+    // A resume after a crash compares the file with it to tell that no checkpoint (of plain SQLite,
+    // say) wrote it since. (Zero in an older file: never equal.)
+    std::atomic<uint64_t> spill_db[4];
 };
 
 constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '6'};
@@ -105,6 +110,9 @@ public:
     void lock_wait(LockByte b);
     void unlock(LockByte b);
     bool held_elsewhere(LockByte b);  // another open file description holds the lock
+    void reopen_after_fork();         // in a child of fork(): see sidefile.cpp
+    // Whether a process holds one of the side file's locks (ships, restores or spills) for db_path.
+    static bool in_use(const std::string& db_path);
 
 private:
     int fd_ = -1;

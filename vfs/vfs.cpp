@@ -28,6 +28,7 @@
 SQLITE_EXTENSION_INIT1
 #endif
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -306,6 +307,21 @@ int db_lock(sqlite3_file* f, int level) noexcept {
         }
         rc = R(f)->xLock(f, level);  // (a no-op when still held)
         if (rc != SQLITE_OK) return rc;
+        // The close's checkpoint takes no checkpoint lock (SQLite holds the database exclusively):
+        // refuse it here as any checkpoint is refused while walship has no position in this WAL
+        // (the store was unreachable since the open), which would erase the proof that the replica
+        // continues; SQLite then keeps the WAL, and the next open ships it in the same generation.
+        try {
+            // (Not a WAL whose checksum chain is broken: kept, recovery would drop the commits
+            // after the break; checkpointed, the database keeps them and a new generation starts.)
+            if (read_shm_header(F(f)->shm0, &h) && S(f)->wal_chain_intact(h) && !S(f)->allow_checkpoint(h)) {
+                R(f)->xUnlock(f, SQLITE_LOCK_SHARED);
+                log_warn("closing " + S(f)->config().db_path + " without a checkpoint: walship has no position in its WAL yet (" +
+                         (err.empty() ? std::string("the store was not reached") : err) + "); the WAL is kept and ships on the next open");
+                return SQLITE_BUSY;
+            }
+        } catch (...) {
+        }
     }
     S(f)->begin_exclusive();
     F(f)->exclusive = true;
@@ -604,6 +620,25 @@ int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
             Config cfg;
             std::string err;
             if (!resolve_config(name, name, &cfg, &err)) return refuse(file, err);
+            // SQLite (the -wal, the wal-index) and walship (the side and spill files) create files
+            // beside the database: in a directory the process cannot write, with no -wal there,
+            // a replicating open cannot work (a SELECT failed with "attempt to write a readonly
+            // database" and every close waited for a flush). Read-only, it opens as plain SQLite
+            // would, unreplicated; read-write, it fails saying why.
+            if (!cfg.replica_url.empty()) {
+                std::string path(name);
+                std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
+                if (dir.empty()) dir = "/";
+                struct stat st {};
+                const int denied = ::faccessat(AT_FDCWD, dir.c_str(), W_OK, AT_EACCESS) != 0 ? errno : 0;
+                if (denied && ::stat((path + "-wal").c_str(), &st) != 0) {
+                    if (!(flags & SQLITE_OPEN_READONLY))
+                        return refuse(file, "walship: cannot replicate " + path + ": its directory " + dir + " is not writable (" + strerror(denied) +
+                                                "), and SQLite and walship create files beside the database; open it read-only (mode=ro) to read it");
+                    log_info(path + " opens read-only without replication: its directory is not writable");
+                    cfg.replica_url.clear();
+                }
+            }
             if (!cfg.replica_url.empty()) {
                 auto s = Shipper::acquire(base_vfs, cfg, &err);
                 if (!s && !err.empty()) return refuse(file, err + " (opening " + std::string(name) + ")");

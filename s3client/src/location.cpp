@@ -295,7 +295,17 @@ Result<Location> parse_location(const std::string& url, const Environment& env) 
     std::string region = have_region ? q_region : env.get("AWS_REGION");
     if (!have_region && region.empty()) region = env.get("AWS_DEFAULT_REGION");
     if (region.empty()) region = have_region ? "" : "us-east-1";
-    if (!valid_region(region)) return config_error(url, "invalid region '" + shown_value(region) + "'");
+    if (!valid_region(region)) {
+        const char* from = have_region ? "" : !env.get("AWS_REGION").empty() ? " (from AWS_REGION)" : " (from AWS_DEFAULT_REGION)";
+        return config_error(url, "invalid region '" + shown_value(region) + "'" + from);
+    }
+    // The client's tuning variables: a value that is not a positive number is refused, not ignored.
+    for (const char* name : {"WALSHIP_S3_TIMEOUT_MS", "WALSHIP_S3_ATTEMPTS"}) {
+        std::string v = env.get(name);
+        if (v.empty()) continue;
+        bool digits = v.size() <= 9 && v.find_first_not_of("0123456789") == std::string::npos && std::stol(v) > 0;
+        if (!digits) return config_error(url, std::string(name) + " must be a positive whole number, not '" + shown_value(v) + "'");
+    }
     loc.region = region;
 
     std::string endpoint, endpoint_from;

@@ -38,6 +38,11 @@ expect 1 "NoSuchBucket" -- "$build/walship" restore --if-replica-exists -o "$dir
 expect 1 "NoSuchBucket" -- "$build/walship" generations "$nobucket"
 test ! -e "$dir/a.db" || { echo "FAIL: a database file appeared"; fail=1; }
 expect 1 "network|connect|refused|timed out" -- env WALSHIP_S3_ATTEMPTS=1 "$build/walship" generations "s3://bkt/p?endpoint=http://127.0.0.1:9"
+# A failed request names the store; a bad setting from the environment names its variable.
+expect 1 "s3://no-such-$bucket/db\?endpoint=.*NoSuchBucket" -- "$build/walship" status "$nobucket"
+expect 1 "invalid region .*from AWS_REGION" -- env AWS_REGION="us east" "$build/walship" generations "$url"
+expect 1 "WALSHIP_S3_ATTEMPTS must be a positive whole number, not 'abc'" -- env WALSHIP_S3_ATTEMPTS=abc "$build/walship" generations "$url"
+expect 1 "WALSHIP_S3_TIMEOUT_MS must be a positive whole number" -- env WALSHIP_S3_TIMEOUT_MS=0 "$build/walship" generations "$url"
 expect 1 "credentials" -- env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY "$build/walship" generations "s3://bkt/p"
 expect 2 "invalid timestamp" -- "$build/walship" restore -o "$dir/a.db" --timestamp yesterday "$url"
 touch "$dir/exists.db"; echo x > "$dir/exists.db"
@@ -71,6 +76,43 @@ for t in 2026-02-30T00:00:00Z 2026-01-02T15:04:05+5:0 2026-01-02T15:04:05+99:99 
   expect 2 "invalid timestamp" -- "$build/walship" restore -o "$dir/x.db" --timestamp "$t" "$url2"
 done
 expect 0 "restored" -- "$build/walship" restore -o "$dir/x.db" --timestamp 2099-01-02t15:04:05.5+01:00 "$url2"
+# A directory is not a database path (also not "a database that exists" for --if-db-not-exists);
+# a symbolic link is followed, as SQLite follows it.
+mkdir "$dir/adir"
+expect 1 "adir is a directory" -- "$build/walship" restore -o "$dir/adir" "$url2"
+expect 1 "adir is a directory" -- "$build/walship" restore --if-db-not-exists -o "$dir/adir" "$url2"
+ln -s "$dir/target.db" "$dir/link.db"
+expect 0 "restored .*target.db" -- "$build/walship" restore -o "$dir/link.db" "$url2"
+{ test -L "$dir/link.db" && [ "$(sqlite3 "$dir/link.db" 'select count(*) from kv')" = 5000 ]; } || { echo "FAIL: restore through a symbolic link"; fail=1; }
+expect 0 "usage: walship restore" -- "$build/walship" restore --help
+# A newer generation holding only a snapshot's first part (a first snapshot being uploaded, or
+# abandoned): status reports what a restore would give, and the unfinished generation apart.
+latest=$("$build/walship" status --json "$url2" | sed -n 's/.*"generation":"\([0-9a-f]*\)".*/\1/p')
+g=$(printf "%016x" $(( $(date +%s%3N) << 16 ))); ts=$(printf "%016x" $(date +%s%3N))
+curl -sf -X PUT --data-binary "part" "$endpoint/$bucket/big/generations/$g/snapshots/0000000000000000-$ts-0000000000000001.part" -o /dev/null
+expect 0 "\"generation\":\"$latest\".*\"unfinished_generation\":\"$g\"" -- "$build/walship" status --json "$url2"
+expect 0 "unfinished: +generation $g has no whole snapshot" -- "$build/walship" status "$url2"
+# Another tool's replica under the prefix (Litestream's layout) is not "no data": restoring
+# nothing over it, even under --if-replica-exists, would start the application empty.
+curl -sf -X PUT --data-binary "lz4" "$endpoint/$bucket/ls/generations/0123456789abcdef/snapshots/00000000.snapshot.lz4" -o /dev/null
+url3="s3://$bucket/ls?endpoint=$endpoint"
+expect 1 "objects walship does not write .*snapshot.lz4.*Litestream" -- "$build/walship" restore -o "$dir/ls.db" "$url3"
+expect 1 "objects walship does not write" -- "$build/walship" restore --if-replica-exists -o "$dir/ls.db" "$url3"
+expect 0 "no walship data, but objects walship does not write" -- "$build/walship" status "$url3"
+test ! -e "$dir/ls.db" || { echo "FAIL: a database file appeared"; fail=1; }
+# A restore to the path of a database that is gone takes the side files it left with it: status
+# --db compared the replica with them and called an older restored state in step.
+url4="s3://$bucket/stale?endpoint=$endpoint"
+"$build/walship-example" "$dir/stale.db" "$url4" 20 >/dev/null 2>&1 || { echo "FAIL: walship-example"; fail=1; }
+rm -f "$dir/stale.db" "$dir/stale.db-wal" "$dir/stale.db-shm"
+expect 0 "restored .*stale.db" -- "$build/walship" restore --txid 0 -o "$dir/stale.db" "$url4"
+expect 0 "stale.db has no walship side file" -- "$build/walship" status --db "$dir/stale.db" "$url4"
+# walship snapshot of a file that is not a database: said at once, and no side file is left.
+head -c 8192 /dev/urandom > "$dir/garbage.db"; : > "$dir/empty.db"
+expect 1 "garbage.db is not an SQLite database" -- "$build/walship" snapshot --db "$dir/garbage.db" "$url2"
+expect 1 "empty.db is empty" -- "$build/walship" snapshot --db "$dir/empty.db" "$url2"
+test ! -e "$dir/garbage.db-walship" || { echo "FAIL: walship snapshot left a side file beside a file that is not a database"; fail=1; }
+expect 0 "usage: walship restore" -- "$build/walship" status -h "$url2"
 # A point the replica does not hold is a failure (1), not "no data" (3).
 expect 1 "not in generation" -- "$build/walship" restore -o "$dir/y.db" --txid 99999999 "$url2"
 # Secrets never reach a message, also percent-encoded in an endpoint or in an unknown parameter.
