@@ -221,7 +221,14 @@ TEST_CASE("files of every kind share the underlying VFS's methods: other locking
         plain.exec("insert into t values(randomblob(3000))");
         if (i % 10 == 0) b.exec("insert into t values(randomblob(3000))");  // each waits for the bucket
     }
-    CHECK(plain.text("pragma walship_status") == "");  // not replicated: SQLite has no such pragma
+    // Not replicated: the status says so, and a flush or snapshot fails (nothing reaches a bucket).
+    CHECK(plain.text("pragma walship_status").rfind("{\"replicating\":false,\"reason\":\"no replica location", 0) == 0);
+    CHECK(a.text("pragma walship_status").rfind("{\"replicating\":true,", 0) == 0);
+    for (const char* pragma : {"pragma walship_flush", "PRAGMA Walship_Snapshot=100"}) {
+        std::string err;
+        CHECK(plain.try_exec(pragma, &err) == SQLITE_ERROR);
+        CHECK(err.find("this database is not replicated") != std::string::npos);
+    }
     CHECK(status_field(b, "pending_txns") == 0);       // durability=remote: in the bucket at COMMIT
     REQUIRE(a.text("pragma walship_flush") == "ok");
     for (auto& [db, url, name] : {std::tuple{&a, url_a, "a"}, std::tuple{&b, url_b, "b"}}) {
@@ -393,7 +400,7 @@ TEST_CASE("environment configuration: WALSHIP_REPLICA_URL and WALSHIP_DB", "[vfs
         CHECK(db.text("pragma walship_flush") == "ok");
         Db o("file:" + other);  // not WALSHIP_DB: passes through, no replication
         o.exec("create table u(y)");
-        CHECK(o.text("pragma walship_status") == "");
+        CHECK(o.text("pragma walship_status").rfind("{\"replicating\":false", 0) == 0);
     }
     unsetenv("WALSHIP_REPLICA_URL");
     unsetenv("WALSHIP_DB");
@@ -419,7 +426,7 @@ TEST_CASE("WALSHIP_REPLICA_URL without WALSHIP_DB replicates the first database,
         CHECK(db.integer("select y from side.s") == 7);
         Db other("file:" + dir + "/other.db");
         other.exec("create table u(z)");
-        CHECK(other.text("pragma walship_status") == "");
+        CHECK(other.text("pragma walship_status").rfind("{\"replicating\":false", 0) == 0);
         db.exec("insert into t values(43)");
         REQUIRE(db.text("pragma walship_flush") == "ok");
     }

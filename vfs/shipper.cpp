@@ -557,7 +557,8 @@ std::string Shipper::status_json(const volatile void* shm0) {
     int64_t now = now_ms();
     int64_t lag = stats_.oldest_unshipped_ms ? now - stats_.oldest_unshipped_ms : 0;
     std::string s = "{";
-    s += "\"database\":\"" + json_escape(cfg_.db_path) + "\"";
+    s += "\"replicating\":true";
+    s += ",\"database\":\"" + json_escape(cfg_.db_path) + "\"";
     s += ",\"replica\":\"" + json_escape(store_->describe()) + "\"";
     s += ",\"shipper\":" + std::string(is_shipper_ ? "true" : "false");
     s += ",\"shipper_pid\":" + std::to_string(side_.state()->shipper_pid.load());
@@ -893,7 +894,32 @@ Clock::time_point Shipper::urgent_retry_at() const {
 
 bool Shipper::commit_may_retry() const { return Clock::now() >= urgent_retry_at(); }
 
+// Group commit across processes. Remote-durable committers that the last upload answered commit
+// again a moment later (a few writers in a loop, or gunicorn workers under load), a few
+// microseconds apart. An upload started at the first of them would carry it alone, and the others
+// would wait for it and then for their own: two round trips. So while fewer commits have asked
+// than the last upload carried, the shipper waits for the rest, at most half a PUT's round trip
+// plus 1 ms (and 5 ms in all) after that upload answered: the writers released together meet at
+// the WAL write lock, and SQLite's busy handler sleeps 1 ms at the first BUSY (a writer whose
+// snapshot another commit overtook gets BUSY_SNAPSHOT even after waiting for the lock). A lone
+// writer (a batch of one), commits that come later than that, and remote-strict commits (each
+// holds the write lock while it waits, so they come one at a time) never wait here.
+void Shipper::gather_commits() {
+    SideState* side = side_.state();
+    if (last_batch_ < 2 || !commit_waiting(side)) return;
+    const auto window = std::chrono::microseconds(std::min<int64_t>(put_us_ / 2 + 1000, 5000));
+    const auto until = confirmed_at_ + window;
+    for (;;) {
+        const uint32_t seen = side->wake.load();
+        if (side->remote_asks.load() - asks_at_upload_ >= last_batch_) return;
+        const auto left = std::chrono::duration_cast<std::chrono::microseconds>(until - Clock::now()).count();
+        if (left <= 0) return;
+        futex_wait_us(&side->wake, seen, left);
+    }
+}
+
 void Shipper::ship_pass(bool urgent) {
+    gather_commits();
     ShmHeader h;
     if (!read_header(&h)) return;
     harvest_commit_times();
@@ -980,7 +1006,15 @@ void Shipper::ship_pass(bool urgent) {
         maintain();
         return;
     }
-    if (h.mx_frame > frame_ && (!paced || waiting)) ship_ahead(visible, h);
+    if (h.mx_frame > frame_ && (!paced || waiting)) {
+        if (waiting) {
+            const uint64_t asks = side->remote_asks.load();
+            last_batch_ = asks - asks_at_upload_;
+            asks_at_upload_ = asks;
+        }
+        ship_ahead(visible, h);
+        if (waiting) confirmed_at_ = Clock::now();
+    }
     if (!have_checksum_ && frame_ == h.mx_frame && h.salt2 == salt2_) recover_checksum();
     maintain();
 }
@@ -1072,7 +1106,12 @@ void Shipper::maintain() {
 bool Shipper::upload(const std::string& key, const std::string& object) {
     s3::PutOptions opt;
     opt.if_none_match = true;
+    const auto t0 = Clock::now();
     s3::Status st = store_->put(key, object, opt);
+    if (st.ok()) {
+        const int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
+        put_us_ = put_us_ ? put_us_ + (us - put_us_) / 8 : us;
+    }
     if (st.kind == s3::ErrorKind::PreconditionFailed) {
         // An earlier attempt may have landed although its answer was lost: same bytes are fine.
         auto existing = store_->get(key);
@@ -1722,6 +1761,7 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, uint64_t cksum, bool 
     while ((cur >> 32) != (want >> 32) || uint32_t(cur) < frame) {
         if (side->ship_through.compare_exchange_weak(cur, want)) break;
     }
+    side->remote_asks.fetch_add(1);
     wake();
     auto shipped = [&] {
         uint64_t pos = side->shipped.load();

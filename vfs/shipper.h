@@ -221,7 +221,7 @@ private:
     uint64_t target_ticket_ = 0;  // the flush whose target_ is recorded (another process ships)
     ShmHeader target_{};
     uint64_t target_spill_ = 0;
-    uint64_t flush_asked_seen_ = 0;  // the side file's flush_asked at the last pass  // the side file's wake counter before the last pass
+    uint64_t flush_asked_seen_ = 0;  // the side file's flush_asked at the last pass
     sqlite3_file* db_ = nullptr;   // our own handle on the database through the base VFS
     sqlite3_filename name_ = nullptr;
     std::atomic<volatile void*> shm0_{nullptr};
@@ -237,7 +237,7 @@ private:
     std::atomic<bool> have_generation_{false};  // (read by waiting_for in the application's thread)
     bool check_snapshot_ = false;
     std::chrono::steady_clock::time_point last_upload_ok_{};  // the last upload the store took
-    static constexpr int kQuietCheckS = 60;  // after this long without one, the next segment checks the snapshot  // uploads failed: before the next segment, is the snapshot still there?
+    static constexpr int kQuietCheckS = 60;  // after this long without one, the next segment checks the snapshot
     bool have_checksum_ = false;
     uint64_t generation_ = 0;
     uint64_t txid_ = 0;              // last shipped transaction
@@ -286,6 +286,13 @@ private:
     static constexpr uint64_t kTrimBytes = 16u << 20;  // a segment this large returns its heap after building
     static constexpr int64_t kRemotePauseMs = 2000;
     int64_t last_remote_commit_ms_ = 0;  // when a pass last found a remote-durable commit waiting
+    // Group commit across processes (gather_commits): the side file's remote_asks when the last
+    // upload for waiting commits began, how many it carried, when it answered, and a PUT's round
+    // trip (moving average, microseconds).
+    uint64_t asks_at_upload_ = 0, last_batch_ = 0;
+    std::chrono::steady_clock::time_point confirmed_at_{};
+    int64_t put_us_ = 0;
+    void gather_commits();
     std::chrono::steady_clock::time_point next_upload_{};
     std::chrono::steady_clock::time_point pace_tat_{};  // pacing's theoretical arrival time (upload())
     std::chrono::steady_clock::time_point next_wal_switch_{};  // switch_to_wal failed: not before this

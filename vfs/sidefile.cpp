@@ -97,10 +97,12 @@ static bool ofd_lock(int fd, int byte, short type, bool wait) {
 }
 
 // Shared (not FUTEX_PRIVATE) futexes: the words live in a MAP_SHARED file mapping.
-void futex_wait(std::atomic<uint32_t>* word, uint32_t seen, int timeout_ms) {
-    struct timespec ts {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
+void futex_wait_us(std::atomic<uint32_t>* word, uint32_t seen, int64_t timeout_us) {
+    struct timespec ts {time_t(timeout_us / 1000000), long(timeout_us % 1000000) * 1000L};
     syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, seen, &ts, nullptr, 0);
 }
+
+void futex_wait(std::atomic<uint32_t>* word, uint32_t seen, int timeout_ms) { futex_wait_us(word, seen, int64_t(timeout_ms) * 1000); }
 
 void futex_wake(std::atomic<uint32_t>* word) {
     syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);

@@ -85,12 +85,17 @@ struct SideState {
     // A resume after a crash compares the file with it to tell that no checkpoint (of plain SQLite,
     // say) wrote it since. (Zero in an older file: never equal.)
     std::atomic<uint64_t> spill_db[4];
+    // Remote-durable commits that asked (flush_through), counted: the shipper waits a moment for
+    // the committers its last upload answered to come back with their next commits, so that one
+    // upload carries them all (gather_commits). (Zero in an older file.)
+    std::atomic<uint64_t> remote_asks;
 };
 
 constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '6'};
 
 // Waits until *word != seen, a wake, or timeout_ms; wakes every waiter on *word (any process).
 void futex_wait(std::atomic<uint32_t>* word, uint32_t seen, int timeout_ms);
+void futex_wait_us(std::atomic<uint32_t>* word, uint32_t seen, int64_t timeout_us);
 void futex_wake(std::atomic<uint32_t>* word);
 
 inline uint64_t pack_position(uint32_t salt2, uint32_t frame) { return uint64_t(salt2) << 32 | frame; }

@@ -100,7 +100,28 @@ Shipper* S(sqlite3_file* f) {
 // ---- every file SQLite opens through walship ------------------------------------------------
 
 // The VFS name reads "walship/<underlying>" (PRAGMA vfsname).
+// walship's pragmas on a database it does not replicate (no replica location for it, or opened
+// read-only in a directory it cannot write): the status says so, and a flush or snapshot fails,
+// since nothing will ever reach a bucket. SQLite ignores pragmas it does not know, so without this
+// a flush would look like success.
+int unreplicated_pragma(void* arg) {
+    char** a = static_cast<char**>(arg);
+    const char* why = "no replica location for it (a replica= URI parameter, or WALSHIP_REPLICA_URL with WALSHIP_DB unset or naming it), "
+                      "or it opened read-only in a directory walship cannot write";
+    if (sqlite3_stricmp(a[1], "walship_status") == 0) {
+        a[0] = sqlite3_mprintf("{\"replicating\":false,\"reason\":\"%s\"}", why);
+        return SQLITE_OK;
+    }
+    a[0] = sqlite3_mprintf("walship: this database is not replicated (%s), so %s has nothing to do", why, a[1]);
+    return SQLITE_ERROR;
+}
+
 int x_fcntl(sqlite3_file* f, int op, void* arg) {
+    if (op == SQLITE_FCNTL_PRAGMA) {
+        const char* name = static_cast<char**>(arg)[1];
+        if (name && (sqlite3_stricmp(name, "walship_status") == 0 || sqlite3_stricmp(name, "walship_flush") == 0 || sqlite3_stricmp(name, "walship_snapshot") == 0))
+            return unreplicated_pragma(arg);
+    }
     if (op == SQLITE_FCNTL_VFSNAME) {
         int rc = R(f)->xFileControl(f, op, arg);
         char** out = static_cast<char**>(arg);
