@@ -903,7 +903,8 @@ bool Shipper::commit_may_retry() const { return Clock::now() >= urgent_retry_at(
 // the WAL write lock, and SQLite's busy handler sleeps 1 ms at the first BUSY (a writer whose
 // snapshot another commit overtook gets BUSY_SNAPSHOT even after waiting for the lock). A lone
 // writer (a batch of one), commits that come later than that, and remote-strict commits (each
-// holds the write lock while it waits, so they come one at a time) never wait here.
+// holds the write lock while it waits, so they come one at a time; they are not counted) never
+// wait here.
 void Shipper::gather_commits() {
     SideState* side = side_.state();
     if (last_batch_ < 2 || !commit_waiting(side)) return;
@@ -1761,7 +1762,7 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, uint64_t cksum, bool 
     while ((cur >> 32) != (want >> 32) || uint32_t(cur) < frame) {
         if (side->ship_through.compare_exchange_weak(cur, want)) break;
     }
-    side->remote_asks.fetch_add(1);
+    if (visible) side->remote_asks.fetch_add(1);  // (strict commits come one at a time: see gather_commits)
     wake();
     auto shipped = [&] {
         uint64_t pos = side->shipped.load();

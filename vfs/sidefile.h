@@ -85,7 +85,7 @@ struct SideState {
     // A resume after a crash compares the file with it to tell that no checkpoint (of plain SQLite,
     // say) wrote it since. (Zero in an older file: never equal.)
     std::atomic<uint64_t> spill_db[4];
-    // Remote-durable commits that asked (flush_through), counted: the shipper waits a moment for
+    // durability=remote commits that asked (flush_through), counted: the shipper waits a moment for
     // the committers its last upload answered to come back with their next commits, so that one
     // upload carries them all (gather_commits). (Zero in an older file.)
     std::atomic<uint64_t> remote_asks;
