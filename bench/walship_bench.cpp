@@ -62,11 +62,11 @@ void must(int rc, sqlite3* db, const char* what) {
 }
 
 // SQLite's own busy handler for sqlite3_busy_timeout(db, 30000) (the sleeps of
-// sqliteDefaultBusyCallback), counting its calls and the time slept: several writers meet at the
+// sqliteDefaultBusyCallback, through the connection's VFS), counting its calls and the sleeps asked for: several writers meet at the
 // write lock, and each BUSY costs a sleep of at least 1 ms.
 long busy_calls = 0;
 double busy_slept_ms = 0;
-int busy_wait(void*, int count) {
+int busy_wait(void* db, int count) {
     static const int delays[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100};
     static const int totals[] = {0, 1, 3, 8, 18, 33, 53, 78, 103, 128, 178, 228};
     const int n = int(sizeof delays / sizeof delays[0]);
@@ -78,7 +78,12 @@ int busy_wait(void*, int count) {
     }
     busy_calls++;
     busy_slept_ms += delay;
-    usleep(useconds_t(delay) * 1000);
+    // Through the connection's VFS, as SQLite's own handler sleeps (sqlite3OsSleep(db->pVfs)).
+    sqlite3_vfs* vfs = nullptr;
+    if (sqlite3_file_control(static_cast<sqlite3*>(db), "main", SQLITE_FCNTL_VFS_POINTER, &vfs) == SQLITE_OK && vfs)
+        vfs->xSleep(vfs, delay * 1000);
+    else
+        usleep(useconds_t(delay) * 1000);
     return 1;
 }
 
@@ -95,7 +100,7 @@ sqlite3* open_db(const std::string& system, const std::string& path, const std::
         rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
     }
     must(rc, db, "open");
-    sqlite3_busy_handler(db, busy_wait, nullptr);
+    sqlite3_busy_handler(db, busy_wait, db);
     // Processes starting together on a new database: switching it to WAL needs the exclusive
     // lock, and SQLite answers BUSY at once (no busy handler) when another holds a shared one.
     for (int i = 0; (rc = sqlite3_exec(db, "pragma journal_mode=wal", nullptr, nullptr, nullptr)) == SQLITE_BUSY && i < 200; i++) usleep(10000);
