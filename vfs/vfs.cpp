@@ -107,11 +107,14 @@ Shipper* S(sqlite3_file* f) {
 // SQLite's busy handler sleeps 1 ms, then 2, then 5, before it tries again. Writers released
 // together by a remote-durable upload meet there at every upload, and the 1 ms sleep takes a
 // commit past the next upload (see Shipper::gather_commits). So when a thread sleeps 5 ms or less
-// right after its connection met another writer at the write lock, walship ends the sleep when
+// right after its connection (durability=remote or remote-strict: a remote-strict commit holds
+// the lock for a PUT's round trip) met another writer at the write lock, walship ends the sleep when
 // the holder is done: once the wal-index shows its commit, or at once after BUSY_SNAPSHOT (the
 // lock was free: the connection just had it). Otherwise the sleep is the full one (a holder that
 // rolls back, or holds the lock longer). A busy timeout then waits at most 8 ms less in wall time
-// than asked, per wait (SQLite counts the sleeps it asked for, not the time they took).
+// than asked, per wait (SQLite counts the sleeps it asked for, not the time they took). Under
+// durability=local SQLite's sleeps stand: four local writers that retried at once collided more
+// often (p99 0.13 ms against plain SQLite's 0.05 in a benchmark run).
 struct Contention {
     File* file = nullptr;
     int64_t at_ns = 0;
@@ -481,12 +484,13 @@ __attribute__((noinline)) int db_shm_lock_write(sqlite3_file* f, int ofst, int n
                 S(f)->record_commit(salt2, mx_frame);
             } catch (...) {
             }
-        } else {
+        } else if (F(f)->durability != Durability::Local) {
             note_contention(F(f), pack_position(salt2, mx_frame), true);  // no commit: maybe BUSY_SNAPSHOT
         }
     }
     int rc = R(f)->xShmLock(f, ofst, n, flags);
-    if (rc == SQLITE_BUSY && F(f)->shm0 && read_shm_position(F(f)->shm0, &salt2, &mx_frame)) note_contention(F(f), pack_position(salt2, mx_frame), false);
+    if (rc == SQLITE_BUSY && F(f)->durability != Durability::Local && F(f)->shm0 && read_shm_position(F(f)->shm0, &salt2, &mx_frame))
+        note_contention(F(f), pack_position(salt2, mx_frame), false);
     if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE)) {
         try {
             if (F(f)->strict_frame) {
