@@ -29,6 +29,7 @@ SQLITE_EXTENSION_INIT1
 #endif
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -129,6 +130,11 @@ std::unordered_set<File*>& live_files() {
     static auto* files = new std::unordered_set<File*>;  // never destroyed (as all_tables)
     return *files;
 }
+// A fork() while another thread sleeps here would leave the lock held in the child, and the
+// child's next close would wait for ever: fork waits for the sleeps (at most 5 ms) to end, and the
+// child starts from a new lock (glibc's read-write lock knows its writer by thread id, which the
+// child's thread does not share, so unlocking the inherited one would not release it).
+const int live_atfork = pthread_atfork([] { live_mu.lock(); }, [] { live_mu.unlock(); }, [] { new (&live_mu) std::shared_mutex(); });
 
 int64_t mono_ns() {
     struct timespec t;
@@ -168,7 +174,6 @@ bool sleep_until_write_lock_free(int us) noexcept {
 
 // ---- every file SQLite opens through walship ------------------------------------------------
 
-// The VFS name reads "walship/<underlying>" (PRAGMA vfsname).
 // walship's pragmas on a database it does not replicate (no replica location for it, or opened
 // read-only in a directory it cannot write): the status says so, and a flush or snapshot fails,
 // since nothing will ever reach a bucket. SQLite ignores pragmas it does not know, so without this
@@ -185,6 +190,7 @@ int unreplicated_pragma(void* arg) {
     return SQLITE_ERROR;
 }
 
+// The VFS name reads "walship/<underlying>" (PRAGMA vfsname).
 int x_fcntl(sqlite3_file* f, int op, void* arg) {
     if (op == SQLITE_FCNTL_PRAGMA) {
         const char* name = static_cast<char**>(arg)[1];
