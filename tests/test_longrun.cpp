@@ -331,7 +331,9 @@ TEST_CASE("segments a merge absorbed stay for the grace period, so a restore pla
     for (int i = 0; i < 100; i++) db.exec("insert into t(v) values('row " + std::to_string(i) + "')");
     CHECK(status_field(db, "compactions") >= 10);
     std::this_thread::sleep_for(std::chrono::milliseconds(3500));  // the commits pause (past the 2 s that deletes wait for)
-    CHECK(segments() >= 100);  // merged, and the absorbed ones still there
+    // Merged, and the absorbed ones still there (a fully compacted replica holds at most 7 per
+    // level; under a sanitizer the first snapshot may already hold the first commit or two).
+    CHECK(segments() >= 90);
     RestoreOptions opt;
     opt.output = temp_dir() + "/grace-latest.db";
     auto r = restore(*store_for(url), opt);
