@@ -32,7 +32,9 @@
 #include <sqlite3.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -117,11 +119,36 @@ double cpu_seconds(int who = RUSAGE_SELF) {
     return double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
+// The kernel's part of it (system time).
+double sys_seconds(int who) {
+    rusage ru{};
+    getrusage(who, &ru);
+    return double(ru.ru_stime.tv_sec) + double(ru.ru_stime.tv_usec) / 1e6;
+}
+
 // The application thread's context switches: waits (voluntary) and preemptions (involuntary).
 std::pair<long, long> thread_switches() {
     rusage ru{};
     getrusage(RUSAGE_THREAD, &ru);
     return {ru.ru_nvcsw, ru.ru_nivcsw};
+}
+
+// The other threads of this process (walship's shipper): their wake-ups (voluntary context
+// switches) in all, from /proc.
+long other_threads_wakeups() {
+    long n = 0;
+    const long self = long(syscall(SYS_gettid));
+    DIR* d = opendir("/proc/self/task");
+    while (dirent* e = d ? readdir(d) : nullptr) {
+        if (e->d_name[0] == '.' || atol(e->d_name) == self) continue;
+        FILE* f = fopen((std::string("/proc/self/task/") + e->d_name + "/status").c_str(), "r");
+        char line[256];
+        while (f && fgets(line, sizeof line, f))
+            if (strncmp(line, "voluntary_ctxt_switches:", 24) == 0) n += atol(line + 24);
+        if (f) fclose(f);
+    }
+    if (d) closedir(d);
+    return n;
 }
 
 // Peak RSS of this process image (VmHWM; getrusage's ru_maxrss carries the parent's peak across exec).
@@ -289,6 +316,13 @@ int main(int argc, char** argv) {
         return 2;
     }
     std::string system = argv[2], path = argv[3], url = argv[4];
+    // BENCH_IDLE_THREAD=MS: a second thread that only sleeps, waking every MS ms (0: never), for
+    // what any in-process replicator costs a single-threaded application before it does
+    // anything (the kernel and libc take slower paths in a process with several threads).
+    if (const char* e = getenv("BENCH_IDLE_THREAD"))
+        std::thread([ms = atoi(e)] {
+            for (;;) std::this_thread::sleep_for(std::chrono::milliseconds(ms > 0 ? ms : 3600000));
+        }).detach();
     auto arg = [&](int i, const char* d) { return std::string(argc > i ? argv[i] : d); };
     double cpu0 = cpu_seconds();
     auto open0 = Clock::now();
@@ -299,8 +333,9 @@ int main(int argc, char** argv) {
     std::vector<double> lat;
     std::string extra;
     long long max_wal = 0;
-    double cpu_start = cpu_seconds(), thread_cpu_start = cpu_seconds(RUSAGE_THREAD);
+    double cpu_start = cpu_seconds(), thread_cpu_start = cpu_seconds(RUSAGE_THREAD), thread_sys_start = sys_seconds(RUSAGE_THREAD);
     auto switches0 = thread_switches();
+    long other_wakeups0 = other_threads_wakeups();
     auto t0 = Clock::now();
 
     if (mode == "write") {
@@ -315,7 +350,9 @@ int main(int argc, char** argv) {
         while (now_s() < start_at) std::this_thread::sleep_for(std::chrono::microseconds(200));
         cpu_start = cpu_seconds();
         thread_cpu_start = cpu_seconds(RUSAGE_THREAD);
+        thread_sys_start = sys_seconds(RUSAGE_THREAD);
         switches0 = thread_switches();
+        other_wakeups0 = other_threads_wakeups();
         t0 = Clock::now();
         lat.reserve(size_t(n));
         for (long i = 0; i < n; i++) {
@@ -453,7 +490,9 @@ int main(int argc, char** argv) {
     double wall = std::chrono::duration<double>(Clock::now() - t0).count();
     double cpu_work = cpu_seconds() - cpu_start;
     double writer_cpu = cpu_seconds(RUSAGE_THREAD) - thread_cpu_start;  // the application's thread alone
+    double writer_sys = sys_seconds(RUSAGE_THREAD) - thread_sys_start;
     auto switches = thread_switches();
+    long other_wakeups = other_threads_wakeups() - other_wakeups0;
     auto f0 = Clock::now();
     flush_if_walship(system, db);
     double flush_ms = std::chrono::duration<double, std::milli>(Clock::now() - f0).count();
@@ -465,10 +504,10 @@ int main(int argc, char** argv) {
     double cpu = cpu_seconds() - cpu0;
     write_latencies(lat);
     printf("{\"mode\":\"%s\",\"system\":\"%s\",\"txns\":%zu,\"seconds\":%.3f,\"tps\":%.1f,%s,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
-           "\"max_wal_bytes\":%lld,\"wal_before_close\":%lld,\"cpu_work_s\":%.4f,\"writer_cpu_s\":%.4f,\"writer_waits\":%ld,\"writer_preempted\":%ld,\"cpu_s\":%.4f,\"max_rss_kb\":%ld,\"open_ms\":%.1f,"
+           "\"max_wal_bytes\":%lld,\"wal_before_close\":%lld,\"cpu_work_s\":%.4f,\"writer_cpu_s\":%.4f,\"writer_sys_s\":%.4f,\"writer_waits\":%ld,\"writer_preempted\":%ld,\"other_threads_wakeups\":%ld,\"cpu_s\":%.4f,\"max_rss_kb\":%ld,\"open_ms\":%.1f,"
            "\"flush_ms\":%.1f,\"busy_calls\":%ld,\"busy_slept_ms\":%.0f,\"db_bytes\":%lld%s,\"status\":%s}\n",
            mode.c_str(), system.c_str(), lat.size(), wall, double(lat.size()) / wall, summary("commit", lat).c_str(), pct(lat, 0.5), pct(lat, 0.9),
-           pct(lat, 0.99), max_wal, wal_before_close, cpu_work, writer_cpu, switches.first - switches0.first, switches.second - switches0.second, cpu, max_rss_kb(), open_ms, flush_ms, busy_calls, busy_slept_ms, file_size(path), extra.c_str(),
+           pct(lat, 0.99), max_wal, wal_before_close, cpu_work, writer_cpu, writer_sys, switches.first - switches0.first, switches.second - switches0.second, other_wakeups, cpu, max_rss_kb(), open_ms, flush_ms, busy_calls, busy_slept_ms, file_size(path), extra.c_str(),
            status.empty() ? "null" : status.c_str());
     return 0;
 }

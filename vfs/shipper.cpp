@@ -672,18 +672,29 @@ void Shipper::close_handles() {
 }
 
 void Shipper::record_commit(uint32_t salt2, uint32_t frame) {
+    // Under the WAL write lock: one writer at a time, in every process (see SideState).
     SideState* s = side_.state();
-    const uint32_t i = s->commit_next.fetch_add(1) % SideState::kCommitSlots;
-    s->commit_key[i].store(0);
-    s->commit_ms[i].store(uint64_t(now_ms()));
-    s->commit_key[i].store(pack_position(salt2, frame));
+    const uint64_t key = pack_position(salt2, frame), ms = uint64_t(now_ms());
+    const uint32_t next = s->commit_next.load(std::memory_order_relaxed);
+    const uint32_t last = (next - 1) % SideState::kCommitSlots;
+    const uint64_t last_key = s->commit_key[last].load(std::memory_order_relaxed);
+    if (next && s->commit_ms[last].load(std::memory_order_relaxed) == ms && last_key && uint32_t(last_key >> 32) == salt2 && last_key < key) {
+        s->commit_key[last].store(key);  // the same millisecond: its later commit (the time stays)
+    } else {
+        const uint32_t i = next % SideState::kCommitSlots;
+        s->commit_key[i].store(0);
+        s->commit_ms[i].store(ms);
+        s->commit_key[i].store(key);
+        s->commit_next.store(next + 1);
+    }
+    s->commit_seq.store(s->commit_seq.load(std::memory_order_relaxed) + 1);
 }
 
 void Shipper::harvest_commit_times() {
     SideState* s = side_.state();
-    const uint32_t next = s->commit_next.load();
-    if (next == harvested_next_) return;
-    harvested_next_ = next;
+    const uint32_t seq = s->commit_seq.load();
+    if (seq == harvested_seq_) return;
+    harvested_seq_ = seq;
     if (harvested_.size() > 65536) harvested_.clear();  // (not shipped for long: a bound, not a loss of data)
     for (int i = 0; i < SideState::kCommitSlots; i++) {
         const uint64_t k = s->commit_key[i].load();
@@ -694,23 +705,17 @@ void Shipper::harvest_commit_times() {
 }
 
 uint64_t Shipper::commit_time(uint32_t salt2, uint32_t frame) {
-    // The commit's own slot (or its copy from an earlier harvest); else (overwritten: more commits
-    // than slots since, or a commit that walship did not see) the earliest later commit of the
-    // same WAL, an upper bound; else now.
-    SideState* s = side_.state();
+    // The first slot at or after the commit in its WAL: its own millisecond's (the slot names that
+    // millisecond's last commit). None (a commit that walship did not see, or the ring went round
+    // since: a shipper that did not copy it for a second) gives a later commit's time, an upper
+    // bound, or, with none in this WAL, now.
     const uint64_t key = pack_position(salt2, frame);
-    if (auto it = harvested_.find(key); it != harvested_.end()) return it->second;
-    uint64_t later = 0;
-    if (auto it = harvested_.upper_bound(key); it != harvested_.end() && uint32_t(it->first >> 32) == salt2) later = it->second;
-    for (int i = 0; i < SideState::kCommitSlots; i++) {
-        const uint64_t k = s->commit_key[i].load();
-        if (!k || uint32_t(k >> 32) != salt2 || uint32_t(k) < frame) continue;
-        const uint64_t ms = s->commit_ms[i].load();
-        if (s->commit_key[i].load() != k) continue;  // being rewritten
-        if (uint32_t(k) == frame) return ms;
-        if (!later || ms < later) later = ms;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        auto it = harvested_.lower_bound(key);
+        if (it != harvested_.end() && uint32_t(it->first >> 32) == salt2) return it->second;
+        harvest_commit_times();  // (committed since the last copy)
     }
-    return later ? later : uint64_t(now_ms());
+    return uint64_t(now_ms());
 }
 
 uint64_t Shipper::stamp(uint64_t txid, uint32_t salt2, uint32_t frame) {
@@ -786,7 +791,7 @@ void Shipper::run() {
                 // wake_seen_ was read before the last pass looked for work: a commit of another
                 // process that asked during that pass (its upload) ends this wait at once.
                 // While paced, the wait wakes every kHarvestMs to copy the commit slots' times
-                // (commits keep coming, and 64 slots hold only the last 64 of them).
+                // (commits keep coming, and the slots hold only the last 1,024 ms of them).
                 if (!notified_) {
                     const auto until = Clock::now() + wait;
                     for (;;) {

@@ -133,10 +133,10 @@ private:
     bool snapshot_holds_wal_too_long();  // the store's interrupt (see start)
     uint64_t commit_time(uint32_t salt2, uint32_t frame);  // from the side file's commit slots
     // Copies the commit slots' times (the shipper thread, while paced and at each pass), so that
-    // more than 64 commits between uploads keep their own times rather than a later commit's.
+    // commits between uploads keep their own times rather than a later commit's.
     void harvest_commit_times();
     std::map<uint64_t, uint64_t> harvested_;  // (salt2 << 32 | commit frame) -> ms
-    uint32_t harvested_next_ = 0;             // the slot counter at the last harvest
+    uint32_t harvested_seq_ = 0;              // the side file's commit_seq at the last harvest
     uint64_t stamp(uint64_t txid, uint32_t salt2, uint32_t frame);  // a transaction's time in the replica
     uint64_t last_stamp_ = 0;
     std::atomic<bool> snapshot_reading_{false};  // a snapshot reads under a read mark at:
@@ -147,7 +147,7 @@ private:
     bool upload_segment(ObjectHeader oh, uint64_t body_len, std::string frames, uint64_t db_checksum);
     void run_retention();
     void delete_merged(bool at_end);
-    static constexpr int kHarvestMs = 50;  // how often a paced shipper copies the commit slots' times
+    static constexpr int kHarvestMs = 500;  // how often a paced shipper copies the commit slots' times
     static constexpr int kShipLockRetryMs = 200;  // how often a process that does not ship tries the ship lock
     static constexpr int kUrgentRetryMs = 250;  // how often a flush or a waiting commit retries after a failure
     static constexpr int kCheckpointWaitMs = 500;  // how long a checkpoint waits for the shipper, once per WAL

@@ -14,8 +14,10 @@
 
 namespace walship {
 
-static constexpr size_t kSideSize = 4096;
-static_assert(sizeof(SideState) <= kSideSize, "the side file maps 4 KiB");
+// An older walship made and mapped 4 KiB; the fields it knows keep their places, and the file
+// grows (with zeros) when a newer one opens it.
+static constexpr size_t kSideSize = 32768;
+static_assert(sizeof(SideState) <= kSideSize, "the side file maps 32 KiB");
 
 SideFile::~SideFile() {
     if (state_) munmap(state_, kSideSize);

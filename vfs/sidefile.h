@@ -1,4 +1,4 @@
-// The "<db>-walship" side file: a small memory-mapped page that every process using walship on a
+// The "<db>-walship" side file: a small memory-mapped file (32 KiB) that every process using walship on a
 // database shares. It says how far the WAL has been shipped (so any process's VFS can hold back a
 // WAL reset that would discard unshipped frames) and carries three OFD locks: byte 0 is the ship
 // lock (one process ships at a time; the lock dies with its holder), byte 1 serialises
@@ -64,15 +64,12 @@ struct SideState {
     // (salt2 << 32) | frame of another commit that asked for frames under that mark: the marked
     // committer released the write lock without its commit showing, so it died or failed.
     std::atomic<uint64_t> spec_rival;
-    // When transactions committed: each commit through walship writes (salt2 << 32) | its commit
-    // frame and the wall clock (ms) into the next of these slots, under the WAL write lock (one
-    // writer at a time; a slot's key is cleared while it changes). The shipper stamps each
-    // transaction it ships with its own slot's time, so a point-in-time restore lands on commits,
-    // not on when the shipper read them. (Zero in a file an older walship made: no slots yet.)
-    static constexpr int kCommitSlots = 64;
-    std::atomic<uint32_t> commit_next;
-    std::atomic<uint64_t> commit_key[kCommitSlots];
-    std::atomic<uint64_t> commit_ms[kCommitSlots];
+    // Commit times as an older walship wrote them (one slot per commit, 64 slots): no longer
+    // written or read; kept so that the fields after them stay where older processes look.
+    static constexpr int kOldCommitSlots = 64;
+    std::atomic<uint32_t> old_commit_next;
+    std::atomic<uint64_t> old_commit_key[kOldCommitSlots];
+    std::atomic<uint64_t> old_commit_ms[kOldCommitSlots];
     // Where the process holding the ship lock replicates to: a hash of the bucket and prefix (or
     // the directory), and its URL (Location::url(), NUL-terminated) for messages; written when it
     // takes the lock (the hash is 0 while the text changes). A process naming another bucket or
@@ -89,6 +86,22 @@ struct SideState {
     // the committers its last upload answered to come back with their next commits, so that one
     // upload carries them all (gather_commits). (Zero in an older file.)
     std::atomic<uint64_t> remote_asks;
+    // When transactions committed, one slot per millisecond: a commit through walship, under the
+    // WAL write lock (one writer at a time), writes (salt2 << 32) | its commit frame and the wall
+    // clock (ms) into the current slot if that slot is of the same millisecond and WAL (so the
+    // slot ends up naming that millisecond's last commit), else into the next slot (its key is
+    // cleared while it changes). The shipper stamps each transaction it ships with the time of the
+    // first slot at or after it in its WAL, which is its own millisecond at any commit rate, so a
+    // point-in-time restore lands on commits, not on when the shipper read them. 1,024 slots hold
+    // at least 1,024 ms: a paced shipper copies them every kHarvestMs (500). `commit_seq` counts
+    // the writes, so an unchanged ring is not copied again. (Zero in a file an older walship
+    // made; such a walship writes only the old slots above, and the shipper stamps its commits
+    // with the next time it knows in the same WAL, or its own clock.)
+    static constexpr int kCommitSlots = 1024;
+    std::atomic<uint32_t> commit_next;
+    std::atomic<uint32_t> commit_seq;
+    std::atomic<uint64_t> commit_key[kCommitSlots];
+    std::atomic<uint64_t> commit_ms[kCommitSlots];
 };
 
 constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '6'};
