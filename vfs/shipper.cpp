@@ -187,6 +187,8 @@ bool Shipper::start(const s3::Location& l, std::string* error) {
     // outpacing a slow upload), the snapshot's requests end and it is tried again later.
     store_->set_interrupt([this] { return snapshot_holds_wal_too_long(); });
     if (!side_.open(cfg_.db_path, error)) return false;
+    if (!side_.commit_slots())
+        log_warn("cannot grow " + cfg_.db_path + "-walship (" + side_.alloc_error() + "): replicating without its commit-time slots, so points in time are approximate until it can");
     // Processes compare the bucket and prefix (or the directory) only: one server may be named
     // several ways (localhost or 127.0.0.1, a region's endpoint or the global one, path style or
     // not), and refusing a worker that names the same bucket differently would be worse than not
@@ -673,6 +675,7 @@ void Shipper::close_handles() {
 
 void Shipper::record_commit(uint32_t salt2, uint32_t frame) {
     // Under the WAL write lock: one writer at a time, in every process (see SideState).
+    if (!side_.commit_slots()) return;
     SideState* s = side_.state();
     const uint64_t key = pack_position(salt2, frame), ms = uint64_t(now_ms());
     const uint32_t next = s->commit_next.load(std::memory_order_relaxed);

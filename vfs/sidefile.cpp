@@ -11,11 +11,13 @@
 #include <climits>
 #include <cstring>
 #include <new>
+#include <string>
 
 namespace walship {
 
 // An older walship made and mapped 4 KiB; the fields it knows keep their places, and the file
 // grows (with zeros) when a newer one opens it.
+static constexpr size_t kOldSideSize = 4096;
 static constexpr size_t kSideSize = 32768;
 static_assert(sizeof(SideState) <= kSideSize, "the side file maps 32 KiB");
 
@@ -37,6 +39,24 @@ bool SideFile::open(const std::string& db_path, std::string* error) {
         *error = "walship: cannot size " + path + ": " + strerror(errno);
         unlock(kRestoreLock);
         return false;
+    }
+    // Blocks for the whole file before it is mapped: a store into a mapped page that the file
+    // system cannot back (a full disk) is SIGBUS, not an error. A file an older walship made
+    // (4 KiB, all written) may not grow: then this process leaves the new part alone (no commit
+    // slots: the shipper stamps commits with later ones' times, or its own clock).
+    // (fallocate itself, not posix_fallocate: where the file system has no fallocate, glibc's
+    // stand-in writes a byte into each block, which could overwrite what another process just
+    // stored there; such a file stays as before, sparse.)
+    if (int e = fallocate(fd_, 0, 0, off_t(kSideSize)) == 0 ? 0 : errno; e != 0 && e != EOPNOTSUPP && e != ENOSYS) {
+        char magic[8] = {};
+        if (size >= off_t(kOldSideSize) && pread(fd_, magic, 8, 0) == 8 && memcmp(magic, kSideMagic, 8) == 0) {
+            commit_slots_ = false;
+            alloc_error_ = strerror(e);
+        } else {
+            *error = "walship: cannot allocate " + path + " (" + std::to_string(kSideSize / 1024) + " KiB): " + strerror(e);
+            unlock(kRestoreLock);
+            return false;
+        }
     }
     void* p = mmap(nullptr, kSideSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
     if (p == MAP_FAILED) {

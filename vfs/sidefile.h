@@ -122,6 +122,9 @@ public:
 
     bool open(const std::string& db_path, std::string* error);
     SideState* state() const { return state_; }
+    // False when the file's commit slots could not be allocated (a full disk): see open().
+    bool commit_slots() const { return commit_slots_; }
+    const std::string& alloc_error() const { return alloc_error_; }
 
     enum LockByte { kShipLock = 0, kRestoreLock = 1, kSpillLock = 2 };
     bool try_lock(LockByte b);
@@ -135,6 +138,8 @@ public:
 private:
     int fd_ = -1;
     SideState* state_ = nullptr;
+    bool commit_slots_ = true;
+    std::string alloc_error_;
 };
 
 }  // namespace walship

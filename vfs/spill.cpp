@@ -130,11 +130,13 @@ bool spill_append(int spill_fd, const WalRead& wal, const ShmRegion& region, Sid
         *error = "the spill would pass max_wal_size (" + std::to_string(at + size) + " bytes)";
         return false;
     }
-    // The body goes to the file in pieces of about 1 MiB through the caller's buffer, which keeps
-    // its size: no allocation, zero-fill or page faults on the application's write path after the
-    // first records, and never memory the size of a large transaction. Its checksum is taken over
-    // 8-byte blocks as it goes (BodyChecksum).
-    const size_t per = std::max<size_t>(1, (1u << 20) / step);
+    // The body goes to the file in pieces of at most about 1 MiB through the caller's buffer, which
+    // keeps its size: no allocation, zero-fill or page faults on the application's write path
+    // after the first records, and never memory the size of a large transaction. The buffer grows
+    // only as far as a record needs (a tight insert loop spills a handful of pages: zero-filling
+    // 1 MiB for them was 1.3% of such a writer's instructions). Its checksum is taken over 8-byte
+    // blocks as it goes (BodyChecksum).
+    const size_t per = std::min<size_t>(std::max<size_t>(1, (1u << 20) / step), std::max<uint32_t>(count, 1));
     if (buf->size() < per * step) buf->resize(per * step);
     char* body = &(*buf)[0];
     size_t fill = 0;
