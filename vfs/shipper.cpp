@@ -679,15 +679,15 @@ void Shipper::record_commit(uint32_t salt2, uint32_t frame) {
     SideState* s = side_.state();
     const uint64_t key = pack_position(salt2, frame), ms = uint64_t(now_ms());
     const uint32_t next = s->commit_next.load(std::memory_order_relaxed);
-    const uint32_t last = (next - 1) % SideState::kCommitSlots;
-    const uint64_t last_key = s->commit_key[last].load(std::memory_order_relaxed);
-    if (next && s->commit_ms[last].load(std::memory_order_relaxed) == ms && last_key && uint32_t(last_key >> 32) == salt2 && last_key < key) {
-        s->commit_key[last].store(key);  // the same millisecond: its later commit (the time stays)
+    SideState::CommitSlot& last = s->commit_slots[(next - 1) % SideState::kCommitSlots];
+    const uint64_t last_key = last.key.load(std::memory_order_relaxed);
+    if (next && last.ms.load(std::memory_order_relaxed) == ms && last_key && uint32_t(last_key >> 32) == salt2 && last_key < key) {
+        last.key.store(key);  // the same millisecond: its later commit (the time stays)
     } else {
-        const uint32_t i = next % SideState::kCommitSlots;
-        s->commit_key[i].store(0);
-        s->commit_ms[i].store(ms);
-        s->commit_key[i].store(key);
+        SideState::CommitSlot& slot = s->commit_slots[next % SideState::kCommitSlots];
+        slot.key.store(0);
+        slot.ms.store(ms);
+        slot.key.store(key);
         s->commit_next.store(next + 1);
     }
     s->commit_seq.store(s->commit_seq.load(std::memory_order_relaxed) + 1);
@@ -699,11 +699,11 @@ void Shipper::harvest_commit_times() {
     if (seq == harvested_seq_) return;
     harvested_seq_ = seq;
     if (harvested_.size() > 65536) harvested_.clear();  // (not shipped for long: a bound, not a loss of data)
-    for (int i = 0; i < SideState::kCommitSlots; i++) {
-        const uint64_t k = s->commit_key[i].load();
+    for (const SideState::CommitSlot& slot : s->commit_slots) {
+        const uint64_t k = slot.key.load();
         if (!k) continue;
-        const uint64_t ms = s->commit_ms[i].load();
-        if (s->commit_key[i].load() == k) harvested_.emplace(k, ms);  // (else being rewritten)
+        const uint64_t ms = slot.ms.load();
+        if (slot.key.load() == k) harvested_.emplace(k, ms);  // (else being rewritten)
     }
 }
 

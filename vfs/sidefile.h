@@ -97,11 +97,15 @@ struct SideState {
     // the writes, so an unchanged ring is not copied again. (Zero in a file an older walship
     // made; such a walship writes only the old slots above, and the shipper stamps its commits
     // with the next time it knows in the same WAL, or its own clock.)
+    // (A slot's two words share a cache line: a commit touches one page of the ring, not two.)
     static constexpr int kCommitSlots = 1024;
+    struct CommitSlot {
+        std::atomic<uint64_t> key;
+        std::atomic<uint64_t> ms;
+    };
     std::atomic<uint32_t> commit_next;
     std::atomic<uint32_t> commit_seq;
-    std::atomic<uint64_t> commit_key[kCommitSlots];
-    std::atomic<uint64_t> commit_ms[kCommitSlots];
+    CommitSlot commit_slots[kCommitSlots];
 };
 
 constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '6'};
