@@ -26,13 +26,14 @@
 // SYSTEM: plain (WAL mode, no replication), walship, walship-remote (durability=remote),
 // external (WAL mode; a replicator such as Litestream runs outside). synchronous=NORMAL everywhere
 // (durability=remote waits for the bucket after the commit, not in a sync). BENCH_LAT_OUT=FILE
-// writes every commit latency (ms).
+// writes every commit latency (ms). BENCH_IDLE_THREAD=MS adds a thread that only sleeps (waking
+// every MS ms, 0: never), for what a second thread alone costs a single-threaded writer.
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <sqlite3.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
