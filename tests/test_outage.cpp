@@ -617,9 +617,11 @@ void killed_after_spill_then_reopen(bool put_back_old_copy) {
         } catch (...) {
             _exit(2);
         }
-        for (int i = 0; i < 20 && rc == SQLITE_OK; i++) rc = sqlite3_exec(db, "insert into t(v) values(randomblob(200))", nullptr, nullptr, nullptr);
+        int step = 0;
+        for (int i = 0; i < 20 && rc == SQLITE_OK; i++, step++) rc = sqlite3_exec(db, "insert into t(v) values(randomblob(200))", nullptr, nullptr, nullptr);
         // The reset spills the unshipped frames, and the WAL is cut to nothing.
         if (rc == SQLITE_OK) rc = sqlite3_exec(db, "pragma wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr);
+        if (rc != SQLITE_OK) fprintf(stderr, "child: step %d: %s (%d)\n", step, sqlite3_errmsg(db), sqlite3_extended_errcode(db));
         _exit(rc == SQLITE_OK ? 0 : 1);  // no close: as SIGKILL leaves it
     }
     int status = 0;

@@ -599,6 +599,7 @@ std::string Shipper::status_json(const volatile void* shm0) {
 // nothing in the bucket. A private connection switches the file to WAL mode now (at once if no
 // transaction is open) and keeps the WAL when it closes.
 bool Shipper::switch_to_wal() {
+    OwnConnection own;
     sqlite3* db = nullptr;
     bool ok = open_presenting_wal(cfg_.db_path, &db) == SQLITE_OK;
     if (ok) {
@@ -1066,6 +1067,7 @@ void Shipper::wal_chain_broken(uint32_t salt2, uint32_t frame) {
 }
 
 void Shipper::truncate_broken_wal() {
+    OwnConnection own;
     sqlite3* db = nullptr;
     bool ok = sqlite3_open_v2(cfg_.db_path.c_str(), &db, SQLITE_OPEN_READWRITE, base_->zName) == SQLITE_OK;
     int busy = 1;

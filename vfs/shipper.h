@@ -34,6 +34,19 @@ namespace walship {
 
 int open_presenting_wal(const std::string& path, sqlite3** db);  // vfs.cpp
 
+// While walship's own short-lived connection to a database runs in this process (the shipper's
+// switch to WAL mode, its checkpoint of a broken WAL), it may hold the wal-index's locks: the
+// first user of a wal-index rebuilds it under all of them. An application connection that meets
+// them gets SQLITE_BUSY_RECOVERY at once when it has no busy timeout, which without walship it
+// would never have met; so its lock calls wait for these connections (vfs.cpp, shm_lock).
+struct OwnConnection {
+    OwnConnection() { active.fetch_add(1); }
+    ~OwnConnection() { active.fetch_sub(1); }
+    OwnConnection(const OwnConnection&) = delete;
+    OwnConnection& operator=(const OwnConnection&) = delete;
+    static inline std::atomic<int> active{0};
+};
+
 class Shipper {
 public:
     // The shipper for cfg.db_path, created on first use. Fails (with a one-line message) when the

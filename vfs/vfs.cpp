@@ -439,13 +439,29 @@ int db_unlock(sqlite3_file* f, int level) noexcept {
     return rc;
 }
 
+// A lock of the wal-index for an application connection. When it is busy while walship's own
+// connection in this process runs (OwnConnection: it may be rebuilding the wal-index under every
+// lock), wait for that connection (at most 2 s) and try once more.
+__attribute__((noinline)) int shm_lock_after_own(sqlite3_file* f, int ofst, int n, int flags) noexcept {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (OwnConnection::active.load() > 0 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    return R(f)->xShmLock(f, ofst, n, flags);
+}
+
+inline int shm_lock(sqlite3_file* f, int ofst, int n, int flags) {
+    int rc = R(f)->xShmLock(f, ofst, n, flags);
+    if (rc == SQLITE_BUSY && (flags & SQLITE_SHM_LOCK) && OwnConnection::active.load() > 0) return shm_lock_after_own(f, ofst, n, flags);
+    return rc;
+}
+
 __attribute__((noinline)) int db_shm_lock_watched(sqlite3_file* f, int ofst, int n, int flags) noexcept {
     try {
         Shipper* s = S(f);
         if (flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) && ofst == kShmReadLock0 + 1 && n == kShmNumReaders - 1 && F(f)->shm0) {
             // A WAL reset (restart or truncate) asks for all reader slots but 0. Once it has them
             // no one reads the WAL, so walship may copy unshipped frames aside before saying yes.
-            int rc = R(f)->xShmLock(f, ofst, n, flags);
+            int rc = shm_lock(f, ofst, n, flags);
             if (rc != SQLITE_OK) return rc;
             ShmHeader h;
             auto region = [f](int i) -> const volatile void* {
@@ -474,7 +490,7 @@ __attribute__((noinline)) int db_shm_lock_watched(sqlite3_file* f, int ofst, int
             ShmHeader h;
             if (read_shm_header(F(f)->shm0, &h) && !s->allow_checkpoint(h)) return SQLITE_BUSY;
         }
-        return R(f)->xShmLock(f, ofst, n, flags);
+        return shm_lock(f, ofst, n, flags);
     } catch (...) {
         return SQLITE_IOERR_NOMEM;
     }
@@ -494,7 +510,7 @@ __attribute__((noinline)) int db_shm_lock_write(sqlite3_file* f, int ofst, int n
             note_contention(F(f), pack_position(salt2, mx_frame), true);  // no commit: maybe BUSY_SNAPSHOT
         }
     }
-    int rc = R(f)->xShmLock(f, ofst, n, flags);
+    int rc = shm_lock(f, ofst, n, flags);
     if (rc == SQLITE_BUSY && F(f)->durability != Durability::Local && F(f)->shm0 && read_shm_position(F(f)->shm0, &salt2, &mx_frame))
         note_contention(F(f), pack_position(salt2, mx_frame), false);
     if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE)) {
@@ -521,7 +537,7 @@ int db_shm_lock(sqlite3_file* f, int ofst, int n, int flags) {
     if (ofst == kShmWriteLock && n == 1) return db_shm_lock_write(f, ofst, n, flags);
     if (ofst == kShmCkptLock || (ofst == kShmReadLock0 + 1 && n == kShmNumReaders - 1 && flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE)))
         return db_shm_lock_watched(f, ofst, n, flags);
-    return R(f)->xShmLock(f, ofst, n, flags);
+    return shm_lock(f, ofst, n, flags);
 }
 
 // ---- WAL of a replicating database ---------------------------------------------------------
