@@ -714,12 +714,16 @@ uint64_t Shipper::commit_time(uint32_t salt2, uint32_t frame) {
     // since: a shipper that did not copy it for a second) gives a later commit's time, an upper
     // bound, or, with none in this WAL, now.
     const uint64_t key = pack_position(salt2, frame);
-    for (int attempt = 0; attempt < 2; attempt++) {
+    auto first_at_or_after = [&] {
         auto it = harvested_.lower_bound(key);
-        if (it != harvested_.end() && uint32_t(it->first >> 32) == salt2) return it->second;
+        return it != harvested_.end() && uint32_t(it->first >> 32) == salt2 ? it->second : 0;
+    };
+    uint64_t ms = first_at_or_after();
+    if (!ms) {
         harvest_commit_times();  // (committed since the last copy)
+        ms = first_at_or_after();
     }
-    return uint64_t(now_ms());
+    return ms ? ms : uint64_t(now_ms());
 }
 
 uint64_t Shipper::stamp(uint64_t txid, uint32_t salt2, uint32_t frame) {
