@@ -206,7 +206,7 @@ TEST_CASE("a large transaction streaming from the WAL when a reset spills it and
         // request (once 16 MiB of it are compressed) is answered 3 s late. Meanwhile the WAL is
         // checkpointed and reset (walship spills the transaction first) and written over.
         proxy.fault("delay", 1);
-        db.exec("insert into t(v) select randomblob(4000) from (with recursive s(x) as (select 1 union all select x + 1 from s where x < 10000) select x from s)");
+        db.exec("insert into t(v) select randomblob(4000) from " + series(10000));
         bool started = false;
         for (int i = 0; i < 200 && !started; i++) {
             std::vector<std::string> lines;
@@ -304,9 +304,9 @@ TEST_CASE("a full disk when the side file an older walship made (4 KiB) must gro
     REQUIRE(sqlite3_file_control(plain.get(), "main", SQLITE_FCNTL_PERSIST_WAL, &persist) == SQLITE_OK);
     plain.exec("pragma journal_mode=wal");
     plain.exec("create table t(id integer primary key, v blob)");
-    plain.exec("insert into t(v) select randomblob(1000) from (with recursive s(x) as (select 1 union all select x + 1 from s where x < 100) select x from s)");
+    plain.exec("insert into t(v) select randomblob(1000) from " + series(100));
     REQUIRE(plain.text("pragma wal_checkpoint(TRUNCATE)") == "0");
-    plain.exec("insert into t(v) select randomblob(1000) from (with recursive s(x) as (select 1 union all select x + 1 from s where x < 40) select x from s)");  // a WAL of 40-odd pages
+    plain.exec("insert into t(v) select randomblob(1000) from " + series(40));  // a WAL of 40-odd pages
     REQUIRE(plain.text("pragma wal_checkpoint(PASSIVE)") == "0");
     {
         // The side file as an older walship left it: 4 KiB, its magic, nothing shipped.
@@ -464,7 +464,7 @@ TEST_CASE("a spill record larger than a segment ships streamed from the spill fi
         proxy.fault("reset", 1000000);
         // About 100 MB of pages in one transaction (zeros: they compress to little, so what the
         // upload buffers stays small and the pages themselves are what memory would show).
-        db.exec("insert into t(v) select zeroblob(4000) from (with recursive s(x) as (select 1 union all select x + 1 from s where x < 25000) select x from s)");
+        db.exec("insert into t(v) select zeroblob(4000) from " + series(25000));
         write_rows(db, 5);
         CHECK(db.text("pragma wal_checkpoint(TRUNCATE)") == "0");  // one record: the large transaction and the five
         write_rows(db, 5);
@@ -919,7 +919,7 @@ TEST_CASE("a store that hangs during a snapshot: the snapshot lets go of the WAL
         Db db(uri(path, url, "sync_interval=100&max_wal_size=1MiB"));
         db.exec("create table t(id integer primary key, v blob)");
         // 40 MB: more than the snapshot upload buffers, so it reads under its mark while it uploads.
-        db.exec("insert into t(v) select randomblob(4000) from (with recursive s(x) as (select 1 union all select x + 1 from s where x < 10000) select x from s)");
+        db.exec("insert into t(v) select randomblob(4000) from " + series(10000));
         REQUIRE(db.text("pragma walship_flush") == "ok");
         CHECK(db.text("pragma wal_checkpoint(TRUNCATE)") == "0");
         proxy.fault("stall", 1000000);  // every request hangs

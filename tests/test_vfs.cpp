@@ -65,11 +65,6 @@ std::string restore_to(const std::string& url, const std::string& out, RestoreIn
     return "";
 }
 
-// A table of the integers 1..n (the generate_series extension is not in the library).
-std::string series(int n) {
-    return "(with recursive s(value) as (select 1 union all select value + 1 from s where value < " + std::to_string(n) + ") select value from s)";
-}
-
 std::string blob_sql(std::mt19937_64& rng, int max_len) {
     int len = int(rng() % uint64_t(max_len)) + 1;
     return "randomblob(" + std::to_string(len) + ")";

@@ -102,6 +102,10 @@ std::string url_encode(const std::string& s) {
     return o;
 }
 
+std::string series(int n) {
+    return "(with recursive s(value) as (select 1 union all select value + 1 from s where value < " + std::to_string(n) + ") select value from s)";
+}
+
 std::string uri(const std::string& path, const std::string& replica, const std::string& extra) {
     std::string u = "file:" + path + "?replica=" + url_encode(replica);
     if (!extra.empty()) u += "&" + extra;

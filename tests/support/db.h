@@ -35,6 +35,9 @@ bool file_exists(const std::string& path);
 void remove_db_files(const std::string& path);  // db, -wal, -shm, -walship
 std::string uri(const std::string& path, const std::string& replica, const std::string& extra = "");
 std::string url_encode(const std::string& s);
+// A table of the integers 1..n, column `value`, for "... from " + series(n) (the generate_series
+// extension is not in the library).
+std::string series(int n);
 
 // For test binaries linked with walship: dummy credentials in the environment and the "walship"
 // VFS registered (not as the default). Safe to call more than once.
