@@ -22,6 +22,11 @@ Phases:
            REMOTE_WRITES transactions instead (and skips the long run). Before each run the page
            cache is written back (sync), and each driver waits 0.5 s after its replica's first
            snapshot, so no run pays for the one before or for its own start-up.
+  pairs    the write-throughput target, measured closer: PAIRS pairs of runs (plain SQLite, then
+           walship, the order alternating pair by pair) of WRITES transactions, and PAIRS_LONG pairs
+           of LONG_WRITES, with the writes phase's conditions. Each pair gives one ratio (walship's
+           tx/s over plain's, and the writer's CPU per transaction); the report gives their median
+           and a distribution-free confidence interval of that median (order statistics, >= 90%).
   cost     all systems at once, RATE_TPS transactions/s for RATE_SECS: replication CPU, memory,
            requests and bytes; then IDLE_SECS without writes (requests per idle hour).
   lag      walship, litestream, litestream-fast, idle (one mark per LAG_GAP_MS) and busy (marks
@@ -38,9 +43,9 @@ Phases:
            PUTs side by side?).
 
 Environment (defaults): ROUNDS (5), WRITES (20000), LONG_WRITES (200000), WRITERS (4),
-REMOTE_WRITES (1000), RATE_TPS (50), RATE_SECS (60), IDLE_SECS (60), LAG_SAMPLES (100),
+REMOTE_WRITES (1000), PAIRS (15), PAIRS_LONG (7), RATE_TPS (50), RATE_SECS (60), IDLE_SECS (60), LAG_SAMPLES (100),
 LAG_GAP_MS (1100), LAG_MAX_SECS (300), BUSY_TPS (50), RESTORE_MB (1024), RESTORE_TXNS (10000), RESTORE_ROUNDS (5), OUTAGE_TPS (100),
-OUTAGE_SECS (10), OUTAGE_MODE (503), PHASES (writes,cost,lag,restore,outage,put), SYSTEMS (plain,walship,walship-remote,
+OUTAGE_SECS (10), OUTAGE_MODE (503), PHASES (writes,pairs,cost,lag,restore,outage,put), SYSTEMS (plain,walship,walship-remote,
 litestream,litestream-fast: the write and cost phases; plain must stay for the ratios).
 """
 import hashlib
@@ -72,13 +77,14 @@ def env(k, d):
 
 ROUNDS, WRITES, LONG_WRITES, WRITERS = env("ROUNDS", 5), env("WRITES", 20000), env("LONG_WRITES", 200000), env("WRITERS", 4)
 REMOTE_WRITES = env("REMOTE_WRITES", 1000)
+PAIRS, PAIRS_LONG = env("PAIRS", 15), env("PAIRS_LONG", 7)
 RATE_TPS, RATE_SECS, IDLE_SECS = env("RATE_TPS", 50), env("RATE_SECS", 60), env("IDLE_SECS", 60)
 LAG_SAMPLES, LAG_GAP_MS, BUSY_TPS = env("LAG_SAMPLES", 100), env("LAG_GAP_MS", 1100), env("BUSY_TPS", 50)
 RESTORE_ROUNDS = env("RESTORE_ROUNDS", 5)
 LAG_MAX_SECS = env("LAG_MAX_SECS", 300)  # a lag run stops taking marks after this long (Litestream restores slow down as segments pile up)
 RESTORE_MB, RESTORE_TXNS = env("RESTORE_MB", 1024), env("RESTORE_TXNS", 10000)
 OUTAGE_TPS, OUTAGE_SECS, OUTAGE_MODE = env("OUTAGE_TPS", 100), env("OUTAGE_SECS", 10), env("OUTAGE_MODE", "503")
-PHASES = env("PHASES", "writes,cost,lag,restore,outage,put").split(",")
+PHASES = env("PHASES", "writes,pairs,cost,lag,restore,outage,put").split(",")
 SYSTEMS = env("SYSTEMS", "plain,walship,walship-remote,litestream,litestream-fast").split(",")
 os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1", WALSHIP_LOG_LEVEL="error")
 
@@ -310,6 +316,41 @@ def phase_writes(b, raw):
                 raw[key].append(out)
 
 
+def phase_pairs(b, raw):
+    # Only the two systems the write-throughput target compares, many times over: a pair's two runs
+    # are seconds apart, so each ratio sees the same machine, and the median of many ratios is
+    # steadier than the writes phase's five rounds.
+    for key, n, count in (("pairs", WRITES, PAIRS), ("pairs_long", LONG_WRITES, PAIRS_LONG)):
+        for i in range(count):
+            pair = {}
+            for s in (("plain", "walship") if i % 2 == 0 else ("walship", "plain")):
+                log(f"pairs: {n} transactions, pair {i + 1}/{count}: {s}")
+                out = case(b, s, "write", [n], tag=f"{s}-{key}")
+                shutil.rmtree(out.pop("dir"), ignore_errors=True)
+                pair[s] = out
+            raw[key].append(pair)
+
+
+def median_ci(xs):
+    """The median of xs and a distribution-free confidence interval for it: the order statistics
+    x(k), x(n+1-k) with the largest k whose coverage 1 - 2 P(Bin(n, 1/2) < k) is still >= 0.90."""
+    xs, n = sorted(xs), len(xs)
+    if n == 0:
+        return None, None, None, None
+    def below(k):  # P(Bin(n, 1/2) < k)
+        c, total = 1, 0.0
+        for j in range(k):
+            total += c
+            c = c * (n - j) // (j + 1)
+        return total / 2 ** n
+    k = 0
+    while k + 1 <= n // 2 and 1 - 2 * below(k + 1) >= 0.90:
+        k += 1
+    if k == 0:
+        return med(xs), None, None, None
+    return med(xs), xs[k - 1], xs[n - k], 1 - 2 * below(k)
+
+
 def phase_cost(b, raw):
     log(f"cost: every system at once, {RATE_TPS} tx/s for {RATE_SECS} s")
     raw["rate"] = in_parallel([lambda s=s: case(b, s, "rate", [RATE_TPS, RATE_SECS]) for s in SYSTEMS])
@@ -538,6 +579,26 @@ def report(b, raw):
                           f"{wal / 1e6:.1f} | {wal / max(base_wal[key], 1):.2f} | {f(cpu, '{:.3f}')} | {med([x['requests']['PUT'] for x in xs]):.0f} | "
                           f"{med([x['requests']['bytes_up'] for x in xs]) / 1e6:.1f} |")
         md.append("")
+    if raw.get("pairs") or raw.get("pairs_long"):
+        md += ["## Write throughput in pairs (plain SQLite and walship only)", "",
+               "Each pair: one run of plain SQLite and one of walship (local durability), seconds apart, the order alternating pair by pair, with the "
+               "writes phase's conditions (sync before each run, walship's clock starts 0.5 s after its first snapshot). Ratio: walship / plain of the "
+               "same pair. CI: a distribution-free confidence interval of the median ratio (order statistics; its coverage in brackets).", "",
+               "| workload | pairs | tx/s ratio: median | CI | range | pairs >= 0.97 | writer CPU ratio: median | CI | plain tx/s (median) |",
+               "|---|---|---|---|---|---|---|---|---|"]
+        for key, n in (("pairs", WRITES), ("pairs_long", LONG_WRITES)):
+            ps = raw.get(key, [])
+            if not ps:
+                continue
+            tps = [p["walship"]["tps"] / p["plain"]["tps"] for p in ps]
+            cpu = [(p["walship"]["writer_cpu_s"] / p["walship"]["txns"]) / (p["plain"]["writer_cpu_s"] / p["plain"]["txns"]) for p in ps]
+            m, lo, hi, cov = median_ci(tps)
+            cm, clo, chi, ccov = median_ci(cpu)
+            ci = f"{lo:.3f}-{hi:.3f} ({cov:.0%})" if lo is not None else "-"
+            cci = f"{clo:.3f}-{chi:.3f} ({ccov:.0%})" if clo is not None else "-"
+            md.append(f"| {n:,} transactions | {len(ps)} | {m:.3f} | {ci} | {min(tps):.3f}-{max(tps):.3f} | {sum(t >= 0.97 for t in tps)} | "
+                      f"{cm:.3f} | {cci} | {med([p['plain']['tps'] for p in ps]):,.0f} |")
+        md.append("")
     if raw.get("rate"):
         plain = next((x for x in raw["rate"] if x["system"] == "plain"), None)
         md += [f"## Cost at {RATE_TPS} tx/s for {RATE_SECS} s (all systems at once), and idle", "",
@@ -614,11 +675,11 @@ def report(b, raw):
 def main():
     t0 = time.time()
     b = Bench()
-    raw = {"writes": [], "writes_long": [], "writes_multi": [], "restore": [], "env": {k: os.environ.get(k) for k in (
-        "ROUNDS", "WRITES", "LONG_WRITES", "WRITERS", "REMOTE_WRITES", "RATE_TPS", "RATE_SECS", "IDLE_SECS", "LAG_SAMPLES", "LAG_GAP_MS",
+    raw = {"writes": [], "writes_long": [], "writes_multi": [], "pairs": [], "pairs_long": [], "restore": [], "env": {k: os.environ.get(k) for k in (
+        "ROUNDS", "WRITES", "LONG_WRITES", "WRITERS", "REMOTE_WRITES", "PAIRS", "PAIRS_LONG", "RATE_TPS", "RATE_SECS", "IDLE_SECS", "LAG_SAMPLES", "LAG_GAP_MS",
         "BUSY_TPS", "LAG_MAX_SECS", "RESTORE_MB", "RESTORE_TXNS", "OUTAGE_TPS", "OUTAGE_SECS", "OUTAGE_MODE", "PHASES")}}
     try:
-        for name, fn in (("writes", phase_writes), ("cost", phase_cost), ("lag", phase_lag), ("restore", phase_restore),
+        for name, fn in (("writes", phase_writes), ("pairs", phase_pairs), ("cost", phase_cost), ("lag", phase_lag), ("restore", phase_restore),
                          ("outage", phase_outage), ("put", phase_put)):
             if name in PHASES:
                 fn(b, raw)
