@@ -908,6 +908,50 @@ TEST_CASE("a listed object that answers 404 is an error, never \"no data\": rest
     }
 }
 
+TEST_CASE("a store that stops answering: before any error, walship_status says how long a request has had no answer and what it is retried after, and a flush that times out says so", "[outage][integration]") {
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string url = via_proxy();
+    std::string path = temp_dir() + "/stalled.db";
+    ::setenv("WALSHIP_S3_TIMEOUT_MS", "3000", 1);  // a hung request ends after 3 s, and is tried again
+    {
+        Db db(uri(path, url, "sync_interval=0"));
+        db.exec("create table t(x)");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+        CHECK(status_field(db, "store_stalled_ms") < 1000);
+        CHECK(status_text(db, "store_retrying").empty());
+        proxy.fault("stall", 1);  // the upload of the next commit hangs,
+        proxy.fault("503", 3);    // and its next three attempts are answered 503 SlowDown
+        db.exec("insert into t values(1)");
+        std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+        const long long stalled = status_field(db, "store_stalled_ms");
+        CHECK(stalled >= 1500);
+        CHECK(stalled < 3000);
+        CHECK(status_text(db, "last_error").empty());  // the request has not failed (yet)
+        std::string err;
+        CHECK(db.try_exec("pragma walship_flush=100", &err) != SQLITE_OK);
+        CHECK_THAT(err, Catch::Contains("flush timed out") && Catch::Contains("has had no answer (no byte moved) for") &&
+                            Catch::Contains("127.0.0.1"));
+        // Past the stall timeout the attempt ends and the request is tried again: the status says
+        // after what, while the 503s and their backoff last.
+        std::string retrying;
+        for (int i = 0; i < 600 && retrying.find("SlowDown") == std::string::npos; i++) {
+            retrying = status_text(db, "store_retrying");
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        INFO("store_retrying: " << retrying);
+        CHECK_THAT(retrying, Catch::Contains("put_object") && Catch::Contains("SlowDown") && Catch::Contains("of 5)"));
+        CHECK(status_text(db, "last_error").empty());
+        // The fifth attempt is answered: everything ships, and the status is quiet again.
+        REQUIRE(db.text("pragma walship_flush=30000") == "ok");
+        CHECK(status_field(db, "store_stalled_ms") < 1000);  // (0, or a request of the shipper's own just begun)
+        CHECK(status_text(db, "store_retrying").empty());
+        CHECK(status_text(db, "last_error").empty());
+    }
+    ::unsetenv("WALSHIP_S3_TIMEOUT_MS");
+    restore_and_compare(url, path);
+}
+
 TEST_CASE("a store that hangs during a snapshot: the snapshot lets go of the WAL once it grows by max_wal_size, and nothing is lost", "[outage][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();

@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <fstream>
@@ -67,6 +68,12 @@ struct Fixture {
         return st;
     }
 };
+
+std::string joined(const std::vector<std::string>& xs) {
+    std::string s;
+    for (auto& x : xs) s += (s.empty() ? "" : " | ") + x;
+    return s;
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -211,6 +218,52 @@ TEST_CASE("stalls are cut at the timeout and retried to success", "[s3][faults]"
     CHECK(s >= 0.9);
     CHECK(s < 3.5);
     CHECK(f.proxy.requests() == 2);
+}
+
+TEST_CASE("while a request waits, waiting() says for how long no byte moved and which error it is retried after", "[s3][faults]") {
+    ClientOptions o = fast_options();
+    o.timeout_ms = 2000;
+    o.backoff_base_ms = 300;  // backoffs of up to 300, 600 ms: long enough to be seen
+    o.backoff_max_ms = 600;
+    Fixture f(o);
+    CHECK(f.client->waiting().stalled_ms == 0);
+    CHECK(f.client->waiting().retrying.empty());
+    f.proxy.fault("stall", 1);
+    f.proxy.fault("500", 2);
+    std::atomic<bool> done{false};
+    Status st;
+    std::thread t([&] {
+        st = f.client->put_object(f.bucket, "k", "v");
+        done = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+    StoreWait w = f.client->waiting();
+    CHECK(w.stalled_ms >= 900);  // counted from the request's start (nothing moved since)
+    CHECK(w.stalled_ms < 2000);
+    CHECK(w.retrying.empty());   // the first attempt is still running
+    std::vector<std::string> seen;
+    while (!done) {
+        w = f.client->waiting();
+        if (!w.retrying.empty() && (seen.empty() || seen.back() != w.retrying)) seen.push_back(w.retrying);
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    t.join();
+    REQUIRE(f.note(st).ok());
+    INFO("retrying, as seen: " << joined(seen));
+    // Each failed attempt's error stands there until the next attempt fails or the request ends
+    // (a backoff of up to 300 or 600 ms, then an answer in milliseconds): polled every 2 ms, most
+    // are seen, and each is what that attempt met.
+    REQUIRE_FALSE(seen.empty());
+    for (auto& m : seen) {
+        const bool stalled = m.rfind("put_object: timeout", 0) == 0 && m.find("(attempt 1 of 4)") != std::string::npos;
+        const bool failed = m.rfind("put_object: ", 0) == 0 && m.find("InternalError") != std::string::npos &&
+                            (m.find("(attempt 2 of 4)") != std::string::npos || m.find("(attempt 3 of 4)") != std::string::npos);
+        INFO(m);
+        CHECK((stalled || failed));
+    }
+    for (auto& m : seen) f.messages.push_back(m);  // checked for secrets too
+    CHECK(f.client->waiting().stalled_ms == 0);  // nothing in flight
+    CHECK(f.client->waiting().retrying.empty());
 }
 
 TEST_CASE("no operation hangs past its timeout bound", "[s3][faults]") {

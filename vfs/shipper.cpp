@@ -298,7 +298,7 @@ int Shipper::snapshot(int timeout_ms, std::string* error) {
     if (wait_shipped([&] { return side->snapshot_done.load() >= ticket; }, Clock::now() + std::chrono::milliseconds(timeout_ms), true))
         return SQLITE_OK;
     std::lock_guard<std::mutex> lock(mu_);
-    *error = "walship: snapshot not written within " + std::to_string(timeout_ms) + " ms";
+    *error = "walship: snapshot not written within " + std::to_string(timeout_ms) + " ms" + store_wait_note();
     if (!stats_.last_error.empty()) *error += "; last error: " + stats_.last_error;
     return SQLITE_BUSY;
 }
@@ -491,6 +491,18 @@ std::string Shipper::waiting_for() {
     if (side->holding_since_ms.load()) s += "; a WAL reset is held";
     if (!pid) s += "; no process ships";
     else if (pid != uint64_t(getpid())) s += "; process " + std::to_string(pid) + " ships";
+    return s + store_wait_note();
+}
+
+// What the store is doing to this process's requests, for messages about waits that ran out:
+// "" unless a request has moved no byte for a second or more, or is being retried after an error
+// (neither is an error yet: that comes after the request's timeouts and retries, minutes later).
+std::string Shipper::store_wait_note() const {
+    const s3::StoreWait w = store_->waiting();
+    std::string s;
+    if (w.stalled_ms >= 1000)
+        s += "; a request to " + store_->describe() + " has had no answer (no byte moved) for " + std::to_string(w.stalled_ms) + " ms";
+    if (!w.retrying.empty()) s += "; retrying after: " + w.retrying;
     return s;
 }
 
@@ -589,6 +601,10 @@ std::string Shipper::status_json(const volatile void* shm0) {
     bool reset_bug = v < 3044006 || (v >= 3045000 && v < 3050007) || (v >= 3051000 && v < 3051003);
     s += ",\"wal_reset_bug\":" + std::string(reset_bug ? "true" : "false");
     s += ",\"last_error\":\"" + json_escape(stats_.last_error) + "\"";
+    // Not errors (yet): a request in flight that the store has not answered, or one being retried.
+    const s3::StoreWait w = store_->waiting();
+    s += ",\"store_stalled_ms\":" + std::to_string(w.stalled_ms);
+    s += ",\"store_retrying\":\"" + json_escape(w.retrying) + "\"";
     s += "}";
     return s;
 }
@@ -1805,7 +1821,7 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, uint64_t cksum, bool 
         // Committed locally: it stays in the WAL (or the spill) and ships when the store answers.
         stats_.unconfirmed_commits++;
         *error = "walship: transaction committed locally but not confirmed in " + store_->describe() + " within " +
-                 std::to_string(cfg_.flush_timeout_ms) + " ms; it ships once the store answers";
+                 std::to_string(cfg_.flush_timeout_ms) + " ms; it ships once the store answers" + store_wait_note();
         if (!stats_.last_error.empty()) *error += "; last error: " + stats_.last_error;
         return SQLITE_IOERR;
     }
@@ -1814,7 +1830,8 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, uint64_t cksum, bool 
     // database: the next pass starts a new generation from a snapshot, and until then nothing
     // counts as shipped (later commits wait for that snapshot).
     side->needs_snapshot.fetch_add(1);
-    *error = "walship: transaction not confirmed in " + store_->describe() + " within " + std::to_string(cfg_.flush_timeout_ms) + " ms (rolled back)";
+    *error = "walship: transaction not confirmed in " + store_->describe() + " within " + std::to_string(cfg_.flush_timeout_ms) + " ms (rolled back)" +
+             store_wait_note();
     if (!stats_.last_error.empty()) *error += "; last error: " + stats_.last_error;
     return SQLITE_IOERR;
 }

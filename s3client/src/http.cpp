@@ -6,6 +6,8 @@
 // credentials because none are in URLs.
 #include "http.h"
 
+#include "walship/s3/client.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -35,7 +37,10 @@ int on_progress(void* user, curl_off_t, curl_off_t dlnow, curl_off_t, curl_off_t
     if (ex->req->interrupt && (*ex->req->interrupt)()) return ex->interrupted = true, 1;
     auto now = std::chrono::steady_clock::now();
     curl_off_t total = dlnow + ulnow;
-    if (total != ex->last_total) ex->last_total = total, ex->last_move = now;
+    if (total != ex->last_total) {
+        ex->last_total = total, ex->last_move = now;
+        if (ex->req->activity) ex->req->activity->moved();
+    }
     auto ms = [&](std::chrono::steady_clock::time_point t) {
         return std::chrono::duration_cast<std::chrono::milliseconds>(now - t).count();
     };

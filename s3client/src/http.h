@@ -15,6 +15,10 @@
 
 #include "walship/s3/error.h"
 
+namespace walship::s3 {
+class RequestActivity;
+}
+
 namespace walship::s3::http {
 
 struct CurlDeleter {
@@ -42,6 +46,7 @@ struct Request {
     std::string ca_file;
     const std::atomic<bool>* cancel = nullptr;  // when set to true, the transfer ends at once
     const std::function<bool()>* interrupt = nullptr;  // when it answers true, the transfer ends at once
+    RequestActivity* activity = nullptr;                // told whenever bytes move
 };
 
 struct Response {

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <functional>
@@ -214,9 +215,43 @@ struct S3Client::Impl {
     }
 };
 
+namespace {
+int64_t steady_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+void RequestActivity::begin() {
+    if (in_flight_.fetch_add(1) == 0) last_move_ms_ = steady_ms();  // the wait starts now
+}
+
+void RequestActivity::moved() { last_move_ms_ = steady_ms(); }
+
+void RequestActivity::retrying(const std::string& error) {
+    std::lock_guard<std::mutex> lock(mu_);
+    retrying_ = error;
+}
+
+void RequestActivity::end(const std::string& retried_error) {
+    in_flight_.fetch_sub(1);
+    if (retried_error.empty()) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (retrying_ == retried_error) retrying_.clear();  // not another request's since
+}
+
+StoreWait RequestActivity::snapshot() const {
+    StoreWait w;
+    if (in_flight_.load() <= 0) return w;
+    w.stalled_ms = std::max<int64_t>(0, steady_ms() - last_move_ms_.load());
+    std::lock_guard<std::mutex> lock(mu_);
+    w.retrying = retrying_;
+    return w;
+}
+
 S3Client::S3Client(const Location& loc, ClientOptions opt) : opt_(std::move(opt)), impl_(std::make_unique<Impl>(loc)) {
     http::global_init();
     if (!opt_.cancel) opt_.cancel = std::make_shared<std::atomic<bool>>(false);
+    if (!opt_.activity) opt_.activity = std::make_shared<RequestActivity>();
     if (opt_.max_attempts < 1) opt_.max_attempts = 1;
     if (opt_.upload_threads < 1) opt_.upload_threads = 1;
     if (opt_.part_size < (5u << 20)) opt_.part_size = 5u << 20;  // S3's minimum part size
@@ -260,6 +295,7 @@ Error attempt(S3Client::Impl& im, const ClientOptions& opt, Counters& counts, co
     hreq.ca_file = opt.ca_file;
     hreq.cancel = opt.cancel.get();
     hreq.interrupt = opt.interrupt.get();
+    hreq.activity = opt.activity.get();
 
     switch (c.count) {
         case Count::Put: counts.add_put(); break;
@@ -291,6 +327,16 @@ long backoff_ms(const ClientOptions& opt, int attempt_no) {  // full jitter
 
 // Runs fn(attempt_index) until it succeeds, fails permanently, or attempts run out.
 Error with_retries(const ClientOptions& opt, const std::function<Error(int)>& fn) {
+    struct Report {  // tells opt.activity the request runs, and which error it is retried after
+        RequestActivity* a;
+        std::string retried;
+        explicit Report(RequestActivity* act) : a(act) {
+            if (a) a->begin();
+        }
+        ~Report() {
+            if (a) a->end(retried);
+        }
+    } report(opt.activity.get());
     Error e;
     auto cancelled = [&] { return opt.cancel && opt.cancel->load(); };
     auto interrupted = [&] { return opt.interrupt && (*opt.interrupt)(); };
@@ -303,6 +349,10 @@ Error with_retries(const ClientOptions& opt, const std::function<Error(int)>& fn
         if (interrupted()) return make_error(ErrorKind::Network, "interrupted by the caller" + (e.ok() ? std::string() : "; last error: " + e.message));
         e = fn(i);
         if (e.ok() || !e.transient()) return e;
+        if (report.a && i + 1 < opt.max_attempts) {
+            report.retried = e.message + " (attempt " + std::to_string(i + 1) + " of " + std::to_string(opt.max_attempts) + ")";
+            report.a->retrying(report.retried);
+        }
     }
     if (opt.max_attempts > 1) e.message += " (after " + std::to_string(opt.max_attempts) + " attempts)";
     return e;

@@ -15,6 +15,7 @@ public:
         if (client_.options().cancel) client_.options().cancel->store(true);
     }
     void set_interrupt(std::function<bool()> fn) override { client_.set_interrupt(std::move(fn)); }
+    StoreWait waiting() const override { return client_.waiting(); }
 
     Status put(const std::string& key, const std::string& data, const PutOptions& opt) override {
         return client_.put_object(loc_.bucket, full(key), data, opt);

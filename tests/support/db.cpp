@@ -130,4 +130,13 @@ long long status_field(Db& db, const std::string& field) {
     return std::stoll(s.substr(at + field.size() + 3));
 }
 
+std::string status_text(Db& db, const std::string& field) {
+    std::string s = db.text("pragma walship_status");
+    size_t at = s.find("\"" + field + "\":\"");
+    REQUIRE(at != std::string::npos);
+    size_t from = at + field.size() + 4, end = from;
+    while (end < s.size() && s[end] != '"') end += s[end] == '\\' ? 2 : 1;
+    return s.substr(from, end - from);
+}
+
 }  // namespace walship::test

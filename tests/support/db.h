@@ -46,5 +46,7 @@ void use_walship();
 std::unique_ptr<s3::Store> store_for(const std::string& url);
 // A numeric field of PRAGMA walship_status.
 long long status_field(Db& db, const std::string& field);
+// A text field of PRAGMA walship_status, as it stands in the JSON (escapes kept).
+std::string status_text(Db& db, const std::string& field);
 
 }  // namespace walship::test

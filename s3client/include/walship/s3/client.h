@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,24 @@
 #include "walship/s3/store.h"
 
 namespace walship::s3 {
+
+// What a client's requests are doing now (see StoreWait): how many are in flight, counting each
+// with its retries as one, when a byte last moved in any of them, and the error the latest retry
+// followed. Thread-safe; requests report to it as they run.
+class RequestActivity {
+public:
+    void begin();                                   // a request (with its retries) starts
+    void moved();                                   // a byte moved
+    void retrying(const std::string& error);        // an attempt failed and the request tries again
+    void end(const std::string& retried_error);     // the request ended (retried_error: its last retrying())
+    StoreWait snapshot() const;
+
+private:
+    std::atomic<int> in_flight_{0};
+    std::atomic<int64_t> last_move_ms_{0};  // steady clock
+    mutable std::mutex mu_;
+    std::string retrying_;
+};
 
 struct ClientOptions {
     // Timeouts. A request attempt fails with Timeout when connecting takes longer than
@@ -48,6 +67,8 @@ struct ClientOptions {
     // at once, without retries: the caller's own reason to stop waiting (walship: a snapshot that
     // holds the WAL past max_wal_size). Called from any thread that runs a request.
     std::shared_ptr<std::function<bool()>> interrupt;
+    // Where requests report what they are doing (S3Client::waiting). Shared by copies.
+    std::shared_ptr<RequestActivity> activity = std::make_shared<RequestActivity>();
 
     // Options from the environment: WALSHIP_S3_TIMEOUT_MS, WALSHIP_S3_ATTEMPTS (when set).
     static ClientOptions from_env(const Environment& env);
@@ -92,6 +113,8 @@ public:
     // Sets options().interrupt; before any request runs.
     void set_interrupt(std::function<bool()> fn) { opt_.interrupt = std::make_shared<std::function<bool()>>(std::move(fn)); }
     RequestCounts counts() const { return counts_.snapshot(); }
+    // Whether requests are in flight without moving a byte, or being retried after an error.
+    StoreWait waiting() const { return opt_.activity ? opt_.activity->snapshot() : StoreWait{}; }
 
     Status create_bucket(const std::string& bucket);
 

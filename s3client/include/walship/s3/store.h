@@ -59,6 +59,14 @@ struct RequestCounts {
     uint64_t put = 0, get = 0, head = 0, list = 0, del = 0, bytes_up = 0, bytes_down = 0;
 };
 
+// What a store's requests are doing at this moment, for status reports: a store that accepts a
+// request and never answers (or answers with errors that are retried) fails the request only
+// after its timeouts and retries, minutes later; meanwhile this says so.
+struct StoreWait {
+    int64_t stalled_ms = 0;  // requests are in flight and no byte has moved for this long (0: none in flight)
+    std::string retrying;    // the transient error a request in flight is being retried after ("" if none)
+};
+
 class Store {
 public:
     virtual ~Store() = default;
@@ -87,6 +95,8 @@ public:
     // before any request runs. A directory store never waits on a server and ignores it.
     virtual void set_interrupt(std::function<bool()>) {}
     virtual RequestCounts counts() const = 0;
+    // A directory store never waits on a server: nothing to say.
+    virtual StoreWait waiting() const { return {}; }
 };
 
 // Opens the store for a replica URL (s3://… or file:///…), taking credentials, region and endpoint
