@@ -1218,7 +1218,13 @@ bool Shipper::ship_ahead(const ShmHeader& visible, const ShmHeader& h) {
         side->spec_rival = 0;
         side->spec_pos = pack_position(h.salt2, h.mx_frame);
     }
+    // Frames past the wal-index's end are a remote-durable commit's, asked for before they show.
+    // Another position may still be asked for there: one a committer asked for and then died
+    // (or failed) before its commit showed, when the next commit wrote fewer frames over its
+    // own. Such a stale frame ends the chain; it is not a broken chain of committed frames.
+    committed_mx_ = h.salt2 == visible.salt2 ? visible.mx_frame : 0;
     bool ok = ship_frames(h);
+    committed_mx_ = UINT32_MAX;
     if (ahead) {
         if (salt2_ == h.salt2 && (salt2_ != visible.salt2 || frame_ > visible.mx_frame)) {
             side->spec_cksum = uint64_t(cksum1_) << 32 | cksum2_;
@@ -1288,12 +1294,15 @@ bool Shipper::check_speculative(const ShmHeader& visible, uint64_t through) {
 
 // Checks frame `frame` (read into fr) against the WAL's salts and the checksum chain (c1, c2),
 // which it advances. False when it does not continue the chain: reading the WAL raced a reset
-// that spilled these frames (they are in the spill now), or the chain is broken.
+// that spilled these frames (they are in the spill now), the frame is past what the wal-index
+// showed committed when the pass began (not written yet, or left by a commit that never showed:
+// see ship_frames), or the chain is broken.
 bool Shipper::chain_frame(const unsigned char* fr, uint32_t frame, uint32_t* c1, uint32_t* c2, WalFrameHeader* fh) {
     *fh = parse_frame_header(fr);
     wal_checksum(big_endian_, fr, 8, c1, c2);
     wal_checksum(big_endian_, fr + kWalFrameHeaderSize, page_size_, c1, c2);
     if (fh->salt1 == salt1_ && fh->salt2 == salt2_ && fh->cksum1 == *c1 && fh->cksum2 == *c2 && fh->pgno != 0) return true;
+    if (frame > committed_mx_) return false;
     ShmHeader now;
     if (read_header(&now) && !wal_moved_on(now)) wal_chain_broken(salt2_, frame);
     return false;
@@ -1326,7 +1335,8 @@ bool Shipper::ship_frames(const ShmHeader& h) {
         const uint32_t chunk = uint32_t(std::max<size_t>(1, (1u << 20) / frame_size));
         bool prev_commit = prev_commit_valid_;
         bool large = false;  // a transaction of more than a segment's bytes: streamed on its own
-        while (f < end && bytes < cfg_.max_segment_bytes && !large) {
+        bool chain_ends = false;
+        while (f < end && bytes < cfg_.max_segment_bytes && !large && !chain_ends) {
             uint32_t n = std::min(chunk, end - f);
             buf.resize(size_t(n) * frame_size);
             if (!pread_all(wal_fd_, &buf[0], buf.size(), off_t(kWalHeaderSize) + off_t(f) * off_t(frame_size))) {
@@ -1341,7 +1351,11 @@ bool Shipper::ship_frames(const ShmHeader& h) {
             for (; i < n && bytes < cfg_.max_segment_bytes; i++) {
                 const unsigned char* fr = reinterpret_cast<const unsigned char*>(buf.data()) + size_t(i) * frame_size;
                 WalFrameHeader fh;
-                if (!chain_frame(fr, f + i + 1, &c1, &c2, &fh)) return false;
+                if (!chain_frame(fr, f + i + 1, &c1, &c2, &fh)) {
+                    if (f + i + 1 <= committed_mx_) return false;
+                    chain_ends = true;  // past the committed frames: ship the transactions before it
+                    break;
+                }
                 std::string page(reinterpret_cast<const char*>(fr + kWalFrameHeaderSize), page_size_);
                 if (fh.commit_size && cur.pages.empty() && prev_commit && fh.pgno == prev_pgno_ &&
                     fh.commit_size == prev_commit_size_ && page == prev_page_) {

@@ -259,6 +259,7 @@ private:
     uint32_t salt1_ = 0, salt2_ = 0; // the WAL being followed
     uint32_t frame_ = 0;             // last shipped frame of that WAL
     uint32_t last_seen_mx_ = 0;      // the largest mxFrame seen for that WAL
+    uint32_t committed_mx_ = UINT32_MAX;  // while ship_frames runs: the wal-index's mxFrame when the pass began
     uint32_t cksum1_ = 0, cksum2_ = 0;  // WAL checksum chain at frame_
     bool big_endian_ = false;
     uint32_t db_pages_ = 0;

@@ -3,7 +3,8 @@
 //   walship-test-writer run DB URL WRITER_ID [durability] [snapshots]
 //       inserts rows until SIGTERM (then closes the database and exits 0); after each COMMIT prints
 //       "C <id>" (the row id, now committed); every so often checkpoints, and with "snapshots" asks
-//       for snapshots from a second thread.
+//       for snapshots from a second thread. Rows carry 100-4,099 random bytes, or exactly
+//       WALSHIP_TEST_PAD bytes when that is set.
 //   walship-test-writer count DB URL
 //       opens the database (auto-restoring it if missing) and prints "N <rows in log>".
 //   walship-test-writer flush DB URL
@@ -79,12 +80,13 @@ int main(int argc, char** argv) {
         });
     }
     std::mt19937 rng{unsigned(getpid())};
+    const char* pad = getenv("WALSHIP_TEST_PAD");
     sqlite3_stmt* ins = nullptr;
     sqlite3_prepare_v2(db, "insert into log(writer, pad) values(?, randomblob(?))", -1, &ins, nullptr);
     signal(SIGTERM, [](int) { terminated = 1; });
     for (long i = 0; !terminated; i++) {
         sqlite3_bind_int(ins, 1, writer);
-        sqlite3_bind_int(ins, 2, 100 + int(rng() % 4000));
+        sqlite3_bind_int(ins, 2, pad ? atoi(pad) : 100 + int(rng() % 4000));
         int rc = sqlite3_step(ins);
         sqlite3_reset(ins);
         if (rc != SQLITE_DONE) {
