@@ -79,6 +79,17 @@ int wait_exit(pid_t pid) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+// Everything a child printed; it must exit with status 0.
+std::string output_of(Child& c) {
+    std::string all;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(c.out, buf, sizeof buf)) > 0) all.append(buf, size_t(n));
+    close(c.out);
+    CHECK(wait_exit(c.pid) == 0);
+    return all;
+}
+
 // Asks the writer to close its database and exit (SIGTERM); collects what it printed; its exit code.
 int term_and_collect(Child& c, std::set<long long>* ids) {
     kill(c.pid, SIGTERM);
@@ -345,15 +356,7 @@ TEST_CASE("auto-restore when several processes start at once: one restores, the 
 
     std::vector<Child> starters;
     for (int i = 0; i < 4; i++) starters.push_back(spawn({writer_path(), "count", db, url}));
-    for (auto& c : starters) {
-        std::string all;
-        char buf[256];
-        ssize_t n;
-        while ((n = read(c.out, buf, sizeof buf)) > 0) all.append(buf, size_t(n));
-        close(c.out);
-        CHECK(wait_exit(c.pid) == 0);
-        CHECK(all == "N " + std::to_string(rows) + "\n");
-    }
+    for (auto& c : starters) CHECK(output_of(c) == "N " + std::to_string(rows) + "\n");
 }
 
 namespace {
@@ -504,6 +507,47 @@ TEST_CASE("remote-strict: a committer killed after writing more frames than the 
     // 20,000 bytes: a leaf page and four overflow pages, where the next commit writes one or two
     // frames. Its request for its last frame outlives it; the frames there are its own, left over.
     strict_phantom("strict-phantom-long", 20000);
+}
+
+// PRAGMA walship_status of a process that opens the database only for it (it does not ship).
+static std::string status_elsewhere(const std::string& db, const std::string& url) {
+    Child c = spawn({writer_path(), "status", db, url});
+    return output_of(c);
+}
+
+TEST_CASE("a process that does not ship shows the shipping process's last error in walship_status, and none once uploads recover", "[multiprocess][integration]") {
+    // What a health check answers when it reaches a gunicorn worker that does not ship.
+    use_walship();
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string dir = temp_dir();
+    std::string db = dir + "/shared-error.db";
+    std::string url = "s3://" + new_bucket() + "/db?endpoint=" + proxy.endpoint() + "&region=us-east-1";
+    Db s(uri(db, url, "sync_interval=0"));  // this process ships
+    s.exec("create table log(id integer primary key, writer int, pad blob)");
+    REQUIRE(s.text("pragma walship_flush") == "ok");
+    std::string other = status_elsewhere(db, url);
+    CHECK(other.find("\"shipper\":false") != std::string::npos);
+    CHECK(other.find("\"last_error\":\"\"") != std::string::npos);
+    proxy.fault("503", 1000000);  // every request fails
+    s.exec("insert into log(writer) values(1)");
+    std::string own;
+    for (int i = 0; i < 300 && own.find("SlowDown") == std::string::npos; i++) {
+        own = status_text(s, "last_error");
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    REQUIRE(own.find("SlowDown") != std::string::npos);  // the upload failed after its retries
+    other = status_elsewhere(db, url);
+    INFO(other);
+    CHECK(other.find("\"shipper\":false") != std::string::npos);
+    CHECK(other.find("\"errors\":0") != std::string::npos);  // (its own count)
+    CHECK(other.find("SlowDown") != std::string::npos);
+    proxy.reset();
+    REQUIRE(s.text("pragma walship_flush=60000") == "ok");
+    other = status_elsewhere(db, url);
+    INFO(other);
+    CHECK(other.find("\"last_error\":\"\"") != std::string::npos);
+    CHECK(other.find("SlowDown") == std::string::npos);
 }
 
 TEST_CASE("a process taking over shipping while other connections hold every reader slot at later frames resumes by the WAL chain, without waiting for them", "[multiprocess][remote][integration]") {

@@ -299,7 +299,7 @@ int Shipper::snapshot(int timeout_ms, std::string* error) {
         return SQLITE_OK;
     std::lock_guard<std::mutex> lock(mu_);
     *error = "walship: snapshot not written within " + std::to_string(timeout_ms) + " ms" + store_wait_note();
-    if (!stats_.last_error.empty()) *error += "; last error: " + stats_.last_error;
+    if (const std::string last = last_error_locked(); !last.empty()) *error += "; last error: " + last;
     return SQLITE_BUSY;
 }
 
@@ -448,7 +448,7 @@ int Shipper::flush(int timeout_ms, std::string* error) {
     lock.lock();
     bool done = done_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return flush_done_ >= ticket || stop_; });
     if (done && flush_done_ >= ticket) return SQLITE_OK;
-    const std::string last_error = stats_.last_error;
+    const std::string last_error = last_error_locked();
     lock.unlock();
     *error = "walship: flush timed out after " + std::to_string(timeout_ms) + " ms: " + waiting_for();
     if (!last_error.empty()) *error += "; last error: " + last_error;
@@ -509,8 +509,41 @@ std::string Shipper::store_wait_note() const {
 void Shipper::set_error(const std::string& e) {
     std::lock_guard<std::mutex> lock(mu_);
     if (stats_.last_error != e) log_error(e);
+    if (stats_.last_error != e) publish_error(e);
     stats_.last_error = e;
     stats_.errors++;
+}
+
+// The shipping process's last error into the side file (SideState::shipper_error), for the
+// other processes. Called with mu_ held, whenever this process's last error changes.
+void Shipper::publish_error(const std::string& e) {
+    SideState* side = side_.state();
+    if (!is_shipper_ || !side_.commit_slots()) return;
+    const size_t n = std::min(e.size(), sizeof side->shipper_error - 1);
+    side->error_seq.fetch_add(1);  // odd: changing
+    std::atomic_thread_fence(std::memory_order_release);
+    memcpy(side->shipper_error, e.data(), n);
+    side->shipper_error[n] = 0;
+    std::atomic_thread_fence(std::memory_order_release);
+    side->error_seq.fetch_add(1);
+}
+
+// This process's last error or, when it has none and another process ships, that process's
+// (from the side file). Called with mu_ held.
+std::string Shipper::last_error_locked() const {
+    if (!stats_.last_error.empty() || is_shipper_ || !side_.commit_slots()) return stats_.last_error;
+    const SideState* side = side_.state();
+    char buf[sizeof side->shipper_error];
+    for (int attempt = 0; attempt < 100; attempt++) {
+        const uint32_t before = side->error_seq.load(std::memory_order_acquire);
+        if (before & 1) continue;
+        memcpy(buf, side->shipper_error, sizeof buf);
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (side->error_seq.load() != before) continue;
+        buf[sizeof buf - 1] = 0;
+        return buf;
+    }
+    return "";  // (it kept changing)
 }
 
 void Shipper::publish_position() {
@@ -600,7 +633,7 @@ std::string Shipper::status_json(const volatile void* shm0) {
     int v = sqlite3_libversion_number();
     bool reset_bug = v < 3044006 || (v >= 3045000 && v < 3050007) || (v >= 3051000 && v < 3051003);
     s += ",\"wal_reset_bug\":" + std::string(reset_bug ? "true" : "false");
-    s += ",\"last_error\":\"" + json_escape(stats_.last_error) + "\"";
+    s += ",\"last_error\":\"" + json_escape(last_error_locked()) + "\"";
     // Not errors (yet): a request in flight that the store has not answered, or one being retried.
     const s3::StoreWait w = store_->waiting();
     s += ",\"store_stalled_ms\":" + std::to_string(w.stalled_ms);
@@ -851,6 +884,10 @@ void Shipper::run() {
             }
             // A request left by a process that died waiting would keep looking like a waiting commit.
             if (side_.state()->shipped_waiters.load() == 0) side_.state()->ship_through = 0;
+            {
+                std::lock_guard<std::mutex> guard(mu_);
+                publish_error(stats_.last_error);  // not the last shipper's any more
+            }
             log_info("replicating " + cfg_.db_path + " to " + store_->describe() + " (pid " + std::to_string(getpid()) + ")");
         }
         if (!is_shipper_) {
@@ -1193,6 +1230,7 @@ void Shipper::uploaded(uint64_t bytes) {
     if (backoff_ms_ && !stats_.last_error.empty()) log_info("uploads to " + store_->describe() + " recovered");
     last_upload_ok_ = Clock::now();
     backoff_ms_ = 0;
+    if (!stats_.last_error.empty()) publish_error("");
     stats_.last_error.clear();
     stats_.uploads++;
     stats_.upload_bytes += bytes;
@@ -1836,7 +1874,7 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, uint64_t cksum, bool 
         stats_.unconfirmed_commits++;
         *error = "walship: transaction committed locally but not confirmed in " + store_->describe() + " within " +
                  std::to_string(cfg_.flush_timeout_ms) + " ms; it ships once the store answers" + store_wait_note();
-        if (!stats_.last_error.empty()) *error += "; last error: " + stats_.last_error;
+        if (const std::string last = last_error_locked(); !last.empty()) *error += "; last error: " + last;
         return SQLITE_IOERR;
     }
     // Strict: the commit will fail and roll back (its frames will be overwritten). An upload of
@@ -1846,7 +1884,7 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, uint64_t cksum, bool 
     side->needs_snapshot.fetch_add(1);
     *error = "walship: transaction not confirmed in " + store_->describe() + " within " + std::to_string(cfg_.flush_timeout_ms) + " ms (rolled back)" +
              store_wait_note();
-    if (!stats_.last_error.empty()) *error += "; last error: " + stats_.last_error;
+    if (const std::string last = last_error_locked(); !last.empty()) *error += "; last error: " + last;
     return SQLITE_IOERR;
 }
 
@@ -2127,6 +2165,7 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
     stats_.snapshots++;
     stats_.uploads += objects;
     stats_.upload_bytes += uploaded;
+    if (!stats_.last_error.empty()) publish_error("");
     stats_.last_error.clear();
     return true;
 }

@@ -106,6 +106,13 @@ struct SideState {
     std::atomic<uint32_t> commit_next;
     std::atomic<uint32_t> commit_seq;
     CommitSlot commit_slots[kCommitSlots];
+    // The shipping process's last error, for walship_status and timeout messages in every process
+    // (a gunicorn worker that does not ship answers a health check too): NUL-terminated, no
+    // secrets, "" once uploads succeed again. Written under `error_seq` (odd while the text
+    // changes); a process that takes the ship lock writes its own (usually ""). (Zero in a file an
+    // older walship made; written only where the file could grow, as the commit slots.)
+    std::atomic<uint32_t> error_seq;
+    char shipper_error[1020];
 };
 
 constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '6'};

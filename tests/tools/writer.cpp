@@ -9,6 +9,8 @@
 //       opens the database (auto-restoring it if missing) and prints "N <rows in log>".
 //   walship-test-writer flush DB URL
 //       opens the database (which ships what is left in the WAL), flushes, closes; exit 0 if ok.
+//   walship-test-writer status DB URL
+//       opens the database, prints PRAGMA walship_status (one line of JSON), closes.
 #include <signal.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -49,6 +51,18 @@ int main(int argc, char** argv) {
             return 1;
         }
         printf("N %lld\n", (long long)sqlite3_column_int64(st, 0));
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return 0;
+    }
+    if (mode == "status") {
+        sqlite3* db = open_db(path, url, "");
+        sqlite3_stmt* st = nullptr;
+        if (sqlite3_prepare_v2(db, "pragma walship_status", -1, &st, nullptr) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+            fprintf(stderr, "status: %s\n", sqlite3_errmsg(db));
+            return 1;
+        }
+        printf("%s\n", reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
         sqlite3_finalize(st);
         sqlite3_close(db);
         return 0;
