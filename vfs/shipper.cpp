@@ -299,7 +299,7 @@ int Shipper::snapshot(int timeout_ms, std::string* error) {
         return SQLITE_OK;
     std::lock_guard<std::mutex> lock(mu_);
     *error = "walship: snapshot not written within " + std::to_string(timeout_ms) + " ms" + store_wait_note();
-    if (const std::string last = last_error_locked(); !last.empty()) *error += "; last error: " + last;
+    *error += last_error_note_locked();
     return SQLITE_BUSY;
 }
 
@@ -448,10 +448,9 @@ int Shipper::flush(int timeout_ms, std::string* error) {
     lock.lock();
     bool done = done_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return flush_done_ >= ticket || stop_; });
     if (done && flush_done_ >= ticket) return SQLITE_OK;
-    const std::string last_error = last_error_locked();
+    const std::string last_error = last_error_note_locked();
     lock.unlock();
-    *error = "walship: flush timed out after " + std::to_string(timeout_ms) + " ms: " + waiting_for();
-    if (!last_error.empty()) *error += "; last error: " + last_error;
+    *error = "walship: flush timed out after " + std::to_string(timeout_ms) + " ms: " + waiting_for() + last_error;
     log_warn(*error);
     return SQLITE_BUSY;
 }
@@ -509,9 +508,16 @@ std::string Shipper::store_wait_note() const {
 void Shipper::set_error(const std::string& e) {
     std::lock_guard<std::mutex> lock(mu_);
     if (stats_.last_error != e) log_error(e);
-    if (stats_.last_error != e) publish_error(e);
-    stats_.last_error = e;
+    set_last_error_locked(e);
     stats_.errors++;
+}
+
+// The one place this process's last error changes: the shipping process publishes each change.
+// Called with mu_ held.
+void Shipper::set_last_error_locked(const std::string& e) {
+    if (stats_.last_error == e) return;
+    stats_.last_error = e;
+    publish_error(e);
 }
 
 // The shipping process's last error into the side file (SideState::shipper_error), for the
@@ -544,6 +550,12 @@ std::string Shipper::last_error_locked() const {
         return buf;
     }
     return "";  // (it kept changing)
+}
+
+// "; last error: ..." (see last_error_locked) for messages, or "". Called with mu_ held.
+std::string Shipper::last_error_note_locked() const {
+    const std::string last = last_error_locked();
+    return last.empty() ? "" : "; last error: " + last;
 }
 
 void Shipper::publish_position() {
@@ -1230,8 +1242,7 @@ void Shipper::uploaded(uint64_t bytes) {
     if (backoff_ms_ && !stats_.last_error.empty()) log_info("uploads to " + store_->describe() + " recovered");
     last_upload_ok_ = Clock::now();
     backoff_ms_ = 0;
-    if (!stats_.last_error.empty()) publish_error("");
-    stats_.last_error.clear();
+    set_last_error_locked("");
     stats_.uploads++;
     stats_.upload_bytes += bytes;
     stats_.last_ship_ms = now_ms();
@@ -1874,7 +1885,7 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, uint64_t cksum, bool 
         stats_.unconfirmed_commits++;
         *error = "walship: transaction committed locally but not confirmed in " + store_->describe() + " within " +
                  std::to_string(cfg_.flush_timeout_ms) + " ms; it ships once the store answers" + store_wait_note();
-        if (const std::string last = last_error_locked(); !last.empty()) *error += "; last error: " + last;
+        *error += last_error_note_locked();
         return SQLITE_IOERR;
     }
     // Strict: the commit will fail and roll back (its frames will be overwritten). An upload of
@@ -1884,7 +1895,7 @@ int Shipper::flush_through(uint32_t salt2, uint32_t frame, uint64_t cksum, bool 
     side->needs_snapshot.fetch_add(1);
     *error = "walship: transaction not confirmed in " + store_->describe() + " within " + std::to_string(cfg_.flush_timeout_ms) + " ms (rolled back)" +
              store_wait_note();
-    if (const std::string last = last_error_locked(); !last.empty()) *error += "; last error: " + last;
+    *error += last_error_note_locked();
     return SQLITE_IOERR;
 }
 
@@ -2165,8 +2176,7 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
     stats_.snapshots++;
     stats_.uploads += objects;
     stats_.upload_bytes += uploaded;
-    if (!stats_.last_error.empty()) publish_error("");
-    stats_.last_error.clear();
+    set_last_error_locked("");
     return true;
 }
 

@@ -95,8 +95,10 @@ public:
     // What a flush that timed out still waits for, in a sentence (no secrets).
     std::string waiting_for();
     std::string store_wait_note() const;
+    void set_last_error_locked(const std::string& e);
     void publish_error(const std::string& e);
     std::string last_error_locked() const;
+    std::string last_error_note_locked() const;
     Pending count_pending(const volatile void* shm0);
     // PRAGMA walship_status, one JSON object; shm0 is the calling connection's wal-index (for what is pending).
     std::string status_json(const volatile void* shm0);
