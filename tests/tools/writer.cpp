@@ -79,6 +79,8 @@ int main(int argc, char** argv) {
     int writer = argc > 4 ? atoi(argv[4]) : 0;
     std::string durability = argc > 5 ? argv[5] : "local";
     bool snapshots = argc > 6 && std::string(argv[6]) == "snapshots";
+    // Set before the database opens: a SIGTERM that comes while it opens still closes it cleanly.
+    signal(SIGTERM, [](int) { terminated = 1; });
     sqlite3* db = open_db(path, url, "&durability=" + durability + "&sync_interval=100");
     sqlite3_exec(db, "create table if not exists log(id integer primary key, writer int, pad blob)", nullptr, nullptr, nullptr);
     std::atomic<bool> stop{false};
@@ -97,7 +99,6 @@ int main(int argc, char** argv) {
     const char* pad = getenv("WALSHIP_TEST_PAD");
     sqlite3_stmt* ins = nullptr;
     sqlite3_prepare_v2(db, "insert into log(writer, pad) values(?, randomblob(?))", -1, &ins, nullptr);
-    signal(SIGTERM, [](int) { terminated = 1; });
     for (long i = 0; !terminated; i++) {
         sqlite3_bind_int(ins, 1, writer);
         sqlite3_bind_int(ins, 2, pad ? atoi(pad) : 100 + int(rng() % 4000));
