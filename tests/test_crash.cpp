@@ -550,6 +550,60 @@ TEST_CASE("a process that does not ship shows the shipping process's last error 
     CHECK(other.find("SlowDown") == std::string::npos);
 }
 
+TEST_CASE("a process that does not ship reports the shipping process's lag and the requests its store keeps waiting (store_stalled_ms, store_retrying)", "[multiprocess][integration]") {
+    // A health check that reaches a worker that does not ship sees the same lag and waits as one
+    // that reaches the shipping worker.
+    use_walship();
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    ::setenv("WALSHIP_S3_TIMEOUT_MS", "3000", 1);  // a hung request ends after 3 s, and is tried again
+    std::string dir = temp_dir();
+    std::string db = dir + "/shared-wait.db";
+    std::string url = "s3://" + new_bucket() + "/db?endpoint=" + proxy.endpoint() + "&region=us-east-1";
+    {
+        Db s(uri(db, url, "sync_interval=0"));  // this process ships
+        s.exec("create table log(id integer primary key, writer int, pad blob)");
+        REQUIRE(s.text("pragma walship_flush") == "ok");
+        std::string other = status_elsewhere(db, url);
+        INFO(other);
+        CHECK(other.find("\"shipper\":false") != std::string::npos);
+        CHECK(json_number(other, "lag_ms") == 0);
+        CHECK(json_number(other, "store_stalled_ms") == 0);
+        proxy.fault("stall", 1);  // the upload of the next commit hangs,
+        proxy.fault("503", 1);    // its second attempt is answered 503 SlowDown,
+        proxy.fault("stall", 1);  // and its third hangs too
+        s.exec("insert into log(writer) values(1)");
+        std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+        other = status_elsewhere(db, url);
+        INFO(other);
+        CHECK(json_number(other, "pending_txns") == 1);
+        CHECK(json_number(other, "lag_ms") >= 1500);  // (read 0 before)
+        CHECK(json_number(other, "store_stalled_ms") >= 1500);
+        CHECK(json_number(other, "store_stalled_ms") < 3000);
+        CHECK(json_text(other, "last_error").empty());
+        // Past the stall timeout the attempt ends and is tried again: while the third attempt
+        // hangs, the others say after what error, and for how long nothing has moved.
+        std::string retrying;
+        for (int i = 0; i < 600 && retrying.find("SlowDown") == std::string::npos; i++) {
+            retrying = status_text(s, "store_retrying");
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        REQUIRE(retrying.find("SlowDown") != std::string::npos);
+        other = status_elsewhere(db, url);
+        INFO(other);
+        CHECK_THAT(json_text(other, "store_retrying"), Catch::Contains("put_object") && Catch::Contains("SlowDown") && Catch::Contains("of 5)"));
+        CHECK(json_number(other, "store_stalled_ms") < 3000);
+        CHECK(json_number(other, "lag_ms") >= 3000);
+        REQUIRE(s.text("pragma walship_flush=30000") == "ok");
+        other = status_elsewhere(db, url);
+        INFO(other);
+        CHECK(json_number(other, "lag_ms") == 0);
+        CHECK(json_number(other, "store_stalled_ms") < 1000);
+        CHECK(json_text(other, "store_retrying").empty());
+    }
+    ::unsetenv("WALSHIP_S3_TIMEOUT_MS");
+}
+
 TEST_CASE("a process taking over shipping while other connections hold every reader slot at later frames resumes by the WAL chain, without waiting for them", "[multiprocess][remote][integration]") {
     // Resuming reads the state at the replica's last frame, which needs a reader slot marked
     // there or a free one. Commits waiting for the shipper (durability=remote in several

@@ -232,6 +232,11 @@ Shipper::~Shipper() {
     if (spill_fd_ >= 0) ::close(spill_fd_);
     if (is_shipper_) {
         SideState* side = side_.state();
+        if (side_.commit_slots()) {  // no requests of ours to wait on, nothing unshipped as far as we know
+            store_->share_waiting(nullptr);
+            side->shipper_wait.clear();
+            side->shipper_unshipped_since_ms = 0;
+        }
         side->shipper_pid = 0;
         side_.unlock(SideFile::kShipLock);
         // A remote-durable commit of another process waiting for us sees at once that nobody
@@ -497,7 +502,7 @@ std::string Shipper::waiting_for() {
 // "" unless a request has moved no byte for a second or more, or is being retried after an error
 // (neither is an error yet: that comes after the request's timeouts and retries, minutes later).
 std::string Shipper::store_wait_note() const {
-    const s3::StoreWait w = store_->waiting();
+    const s3::StoreWait w = store_wait();
     std::string s;
     if (w.stalled_ms >= 1000)
         s += "; a request to " + store_->describe() + " has had no answer (no byte moved) for " + std::to_string(w.stalled_ms) + " ms";
@@ -532,6 +537,26 @@ void Shipper::publish_error(const std::string& e) {
     side->shipper_error[n] = 0;
     std::atomic_thread_fence(std::memory_order_release);
     side->error_seq.fetch_add(1);
+}
+
+// When the oldest transaction not yet shipped was committed (as the shipper saw it; 0: none), for
+// lag_ms. Called with mu_ held; the shipping process publishes it for the others.
+void Shipper::set_unshipped_since_locked(int64_t ms) {
+    if (stats_.oldest_unshipped_ms == ms) return;
+    stats_.oldest_unshipped_ms = ms;
+    publish_unshipped_since(ms);
+}
+
+void Shipper::publish_unshipped_since(int64_t ms) {
+    if (is_shipper_ && side_.commit_slots()) side_.state()->shipper_unshipped_since_ms = ms;
+}
+
+// What the store keeps waiting: this process's requests or, when none of its own waits and
+// another process ships, that process's (from the side file).
+s3::StoreWait Shipper::store_wait() const {
+    s3::StoreWait w = store_->waiting();
+    if (w.stalled_ms || !w.retrying.empty() || is_shipper_ || !side_.commit_slots()) return w;
+    return side_.state()->shipper_wait.read();
 }
 
 // This process's last error or, when it has none and another process ships, that process's
@@ -576,6 +601,14 @@ void Shipper::publish_position() {
 Shipper::Pending Shipper::count_pending(const volatile void* shm0) {
     Pending p;
     SideState* side = side_.state();
+    // A connection that has not read yet (walship_status as its first statement) has no wal-index
+    // mapped: the -shm file holds what the mapping would (its pages are the mapping's).
+    unsigned char copy[136];
+    if (!shm0) {
+        int fd = ::open((cfg_.db_path + "-shm").c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && pread_all(fd, copy, sizeof copy, 0)) shm0 = copy;
+        if (fd >= 0) ::close(fd);
+    }
     ShmHeader h;
     if (shm0 && read_shm_header(shm0, &h) && h.mx_frame) {
         uint64_t pos = side->shipped.load();
@@ -614,7 +647,10 @@ std::string Shipper::status_json(const volatile void* shm0) {
     Pending pending = count_pending(shm0);
     std::lock_guard<std::mutex> lock(mu_);
     int64_t now = now_ms();
-    int64_t lag = stats_.oldest_unshipped_ms ? now - stats_.oldest_unshipped_ms : 0;
+    // A process that does not ship reports the shipping process's lag (while anything is pending).
+    int64_t since = stats_.oldest_unshipped_ms;
+    if (!is_shipper_ && side_.commit_slots()) since = pending.txns ? side_.state()->shipper_unshipped_since_ms.load() : 0;
+    int64_t lag = since ? std::max<int64_t>(0, now - since) : 0;
     std::string s = "{";
     s += "\"replicating\":true";
     s += ",\"database\":\"" + json_escape(cfg_.db_path) + "\"";
@@ -647,7 +683,7 @@ std::string Shipper::status_json(const volatile void* shm0) {
     s += ",\"wal_reset_bug\":" + std::string(reset_bug ? "true" : "false");
     s += ",\"last_error\":\"" + json_escape(last_error_locked()) + "\"";
     // Not errors (yet): a request in flight that the store has not answered, or one being retried.
-    const s3::StoreWait w = store_->waiting();
+    const s3::StoreWait w = store_wait();
     s += ",\"store_stalled_ms\":" + std::to_string(w.stalled_ms);
     s += ",\"store_retrying\":\"" + json_escape(w.retrying) + "\"";
     s += "}";
@@ -896,10 +932,12 @@ void Shipper::run() {
             }
             // A request left by a process that died waiting would keep looking like a waiting commit.
             if (side_.state()->shipped_waiters.load() == 0) side_.state()->ship_through = 0;
-            {
+            {  // what the others report of the shipping process is not the last shipper's any more
                 std::lock_guard<std::mutex> guard(mu_);
-                publish_error(stats_.last_error);  // not the last shipper's any more
+                publish_error(stats_.last_error);
+                publish_unshipped_since(stats_.oldest_unshipped_ms);
             }
+            if (side_.commit_slots()) store_->share_waiting(&side_.state()->shipper_wait);
             log_info("replicating " + cfg_.db_path + " to " + store_->describe() + " (pid " + std::to_string(getpid()) + ")");
         }
         if (!is_shipper_) {
@@ -1072,8 +1110,8 @@ void Shipper::ship_pass(bool urgent) {
     bool waiting = through_salt2 == h.salt2 && through_frame > frame_ && commit_may_retry();
     {
         std::lock_guard<std::mutex> lock(mu_);
-        if (h.mx_frame == frame_) stats_.oldest_unshipped_ms = 0;
-        else if (!stats_.oldest_unshipped_ms) stats_.oldest_unshipped_ms = now_ms();
+        if (h.mx_frame == frame_) set_unshipped_since_locked(0);
+        else if (!stats_.oldest_unshipped_ms) set_unshipped_since_locked(now_ms());
     }
     // A requested snapshot, or one snapshot_interval after the last: at the next upload, after the
     // frames up to now, whether or not writes go on (a snapshot waiting for a quiet moment never
@@ -1458,7 +1496,7 @@ bool Shipper::ship_frames(const ShmHeader& h) {
         prev_commit_valid_ = true;
         publish_position();
         std::lock_guard<std::mutex> lock(mu_);
-        if (frame_ >= end) stats_.oldest_unshipped_ms = 0;
+        if (frame_ >= end) set_unshipped_since_locked(0);
     }
     return true;
 }
@@ -1608,7 +1646,7 @@ bool Shipper::ship_large_txn(uint32_t from, uint32_t c1, uint32_t c2, uint32_t e
     prev_page_ = std::move(commit_page);
     publish_position();
     std::lock_guard<std::mutex> lock(mu_);
-    if (frame_ >= end) stats_.oldest_unshipped_ms = 0;
+    if (frame_ >= end) set_unshipped_since_locked(0);
     return true;
 }
 
@@ -2218,7 +2256,7 @@ bool Shipper::start_generation(const std::string& why) {
     publish_position();
     {
         std::lock_guard<std::mutex> lock(mu_);
-        stats_.oldest_unshipped_ms = 0;
+        set_unshipped_since_locked(0);
     }
     log_info("generation " + generation_name(gen) + " started (" + why + "): snapshot of " + std::to_string(info.db_pages) +
              " pages written to " + store_->describe());

@@ -94,7 +94,10 @@ public:
     std::string foreign_replica();
     // What a flush that timed out still waits for, in a sentence (no secrets).
     std::string waiting_for();
+    s3::StoreWait store_wait() const;
     std::string store_wait_note() const;
+    void set_unshipped_since_locked(int64_t ms);
+    void publish_unshipped_since(int64_t ms);
     void set_last_error_locked(const std::string& e);
     void publish_error(const std::string& e);
     std::string last_error_locked() const;

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string>
 
+#include "walship/s3/store.h"
+
 namespace walship {
 
 struct SideState {
@@ -113,6 +115,14 @@ struct SideState {
     // older walship made; written only where the file could grow, as the commit slots.)
     std::atomic<uint32_t> error_seq;
     char shipper_error[1020];
+    // The rest of what walship_status reports of the shipping process in every process: when the
+    // oldest transaction it has not shipped was committed, as it saw it (wall clock ms; 0: none
+    // unshipped), for lag_ms; and what its store's requests wait on (store_stalled_ms,
+    // store_retrying). Written by the process holding the ship lock, cleared when it lets go; a
+    // process taking the lock writes its own. (Zero in a file an older walship made; written only
+    // where the file could grow, as the commit slots.)
+    std::atomic<int64_t> shipper_unshipped_since_ms;
+    s3::SharedWait shipper_wait;
 };
 
 constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '6'};

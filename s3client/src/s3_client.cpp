@@ -222,21 +222,31 @@ int64_t steady_ms() {
 }  // namespace
 
 void RequestActivity::begin() {
-    if (in_flight_.fetch_add(1) == 0) last_move_ms_ = steady_ms();  // the wait starts now
+    const bool first = in_flight_.fetch_add(1) == 0;
+    if (first) last_move_ms_ = steady_ms();  // the wait starts now
+    if (shared_.load()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        share_locked();
+    }
 }
 
-void RequestActivity::moved() { last_move_ms_ = steady_ms(); }
+void RequestActivity::moved() {
+    const int64_t now = steady_ms();
+    last_move_ms_ = now;
+    if (SharedWait* s = shared_.load(std::memory_order_relaxed)) s->last_move_ms.store(now, std::memory_order_relaxed);
+}
 
 void RequestActivity::retrying(const std::string& error) {
     std::lock_guard<std::mutex> lock(mu_);
     retrying_ = error;
+    share_locked();
 }
 
 void RequestActivity::end(const std::string& retried_error) {
     in_flight_.fetch_sub(1);
-    if (retried_error.empty()) return;
     std::lock_guard<std::mutex> lock(mu_);
-    if (retrying_ == retried_error) retrying_.clear();  // not another request's since
+    if (!retried_error.empty() && retrying_ == retried_error) retrying_.clear();  // not another request's since
+    share_locked();
 }
 
 StoreWait RequestActivity::snapshot() const {
@@ -246,6 +256,47 @@ StoreWait RequestActivity::snapshot() const {
     std::lock_guard<std::mutex> lock(mu_);
     w.retrying = retrying_;
     return w;
+}
+
+void RequestActivity::share(SharedWait* to) {
+    std::lock_guard<std::mutex> lock(mu_);
+    shared_ = to;
+    share_locked();
+}
+
+// Called with mu_ held, so that writers of the shared words take turns.
+void RequestActivity::share_locked() {
+    if (SharedWait* s = shared_.load()) s->write(std::max(0, in_flight_.load()), last_move_ms_.load(), in_flight_.load() > 0 ? retrying_ : "");
+}
+
+StoreWait SharedWait::read() const {
+    StoreWait w;
+    if (in_flight.load() <= 0) return w;
+    w.stalled_ms = std::max<int64_t>(0, steady_ms() - last_move_ms.load());
+    char buf[sizeof retrying];
+    for (int attempt = 0; attempt < 100; attempt++) {
+        const uint32_t before = seq.load(std::memory_order_acquire);
+        if (before & 1) continue;
+        memcpy(buf, retrying, sizeof buf);
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (seq.load() != before) continue;
+        buf[sizeof buf - 1] = 0;
+        w.retrying = buf;
+        break;
+    }
+    return w;
+}
+
+void SharedWait::write(int32_t n, int64_t last_move, const std::string& text) {
+    last_move_ms = last_move;
+    const size_t len = std::min(text.size(), sizeof retrying - 1);
+    seq.fetch_add(1);  // odd: changing
+    std::atomic_thread_fence(std::memory_order_release);
+    memcpy(retrying, text.data(), len);
+    retrying[len] = 0;
+    std::atomic_thread_fence(std::memory_order_release);
+    seq.fetch_add(1);
+    in_flight = n;
 }
 
 S3Client::S3Client(const Location& loc, ClientOptions opt) : opt_(std::move(opt)), impl_(std::make_unique<Impl>(loc)) {

@@ -16,6 +16,7 @@ public:
     }
     void set_interrupt(std::function<bool()> fn) override { client_.set_interrupt(std::move(fn)); }
     StoreWait waiting() const override { return client_.waiting(); }
+    void share_waiting(SharedWait* to) override { client_.share_waiting(to); }
 
     Status put(const std::string& key, const std::string& data, const PutOptions& opt) override {
         return client_.put_object(loc_.bucket, full(key), data, opt);

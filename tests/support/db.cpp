@@ -123,20 +123,22 @@ std::unique_ptr<s3::Store> store_for(const std::string& url) {
     return std::move(s.value());
 }
 
-long long status_field(Db& db, const std::string& field) {
-    std::string s = db.text("pragma walship_status");
-    size_t at = s.find("\"" + field + "\":");
+long long json_number(const std::string& json, const std::string& field) {
+    size_t at = json.find("\"" + field + "\":");
     REQUIRE(at != std::string::npos);
-    return std::stoll(s.substr(at + field.size() + 3));
+    return std::stoll(json.substr(at + field.size() + 3));
 }
 
-std::string status_text(Db& db, const std::string& field) {
-    std::string s = db.text("pragma walship_status");
-    size_t at = s.find("\"" + field + "\":\"");
+std::string json_text(const std::string& json, const std::string& field) {
+    size_t at = json.find("\"" + field + "\":\"");
     REQUIRE(at != std::string::npos);
     size_t from = at + field.size() + 4, end = from;
-    while (end < s.size() && s[end] != '"') end += s[end] == '\\' ? 2 : 1;
-    return s.substr(from, end - from);
+    while (end < json.size() && json[end] != '"') end += json[end] == '\\' ? 2 : 1;
+    return json.substr(from, end - from);
 }
+
+long long status_field(Db& db, const std::string& field) { return json_number(db.text("pragma walship_status"), field); }
+
+std::string status_text(Db& db, const std::string& field) { return json_text(db.text("pragma walship_status"), field); }
 
 }  // namespace walship::test

@@ -44,6 +44,9 @@ std::string series(int n);
 void use_walship();
 // Opens a replica location with the test credentials (fails the test on error).
 std::unique_ptr<s3::Store> store_for(const std::string& url);
+// A field of a flat JSON object such as walship_status's: a number; a text as it stands (escapes kept).
+long long json_number(const std::string& json, const std::string& field);
+std::string json_text(const std::string& json, const std::string& field);
 // A numeric field of PRAGMA walship_status.
 long long status_field(Db& db, const std::string& field);
 // A text field of PRAGMA walship_status, as it stands in the JSON (escapes kept).

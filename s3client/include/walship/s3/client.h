@@ -33,12 +33,17 @@ public:
     void retrying(const std::string& error);        // an attempt failed and the request tries again
     void end(const std::string& retried_error);     // the request ended (retried_error: its last retrying())
     StoreWait snapshot() const;
+    // Also writes what snapshot() would say to *to from now on (nullptr: stop), starting with now.
+    void share(SharedWait* to);
 
 private:
+    void share_locked();
+
     std::atomic<int> in_flight_{0};
     std::atomic<int64_t> last_move_ms_{0};  // steady clock
     mutable std::mutex mu_;
     std::string retrying_;
+    std::atomic<SharedWait*> shared_{nullptr};
 };
 
 struct ClientOptions {
@@ -114,7 +119,8 @@ public:
     void set_interrupt(std::function<bool()> fn) { opt_.interrupt = std::make_shared<std::function<bool()>>(std::move(fn)); }
     RequestCounts counts() const { return counts_.snapshot(); }
     // Whether requests are in flight without moving a byte, or being retried after an error.
-    StoreWait waiting() const { return opt_.activity ? opt_.activity->snapshot() : StoreWait{}; }
+    StoreWait waiting() const { return opt_.activity->snapshot(); }
+    void share_waiting(SharedWait* to) { opt_.activity->share(to); }
 
     Status create_bucket(const std::string& bucket);
 

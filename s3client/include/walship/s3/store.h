@@ -6,6 +6,7 @@
 // the prefix. Keys use '/' as separator and never start with '/'.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -67,6 +68,22 @@ struct StoreWait {
     std::string retrying;    // the transient error a request in flight is being retried after ("" if none)
 };
 
+// A StoreWait kept where other processes read it (walship: the side file, so that a process that
+// does not ship reports the shipping process's requests): a store told to (Store::share_waiting)
+// writes to it as its requests begin, move, are retried and end. Plain words in shared memory;
+// the clock is CLOCK_MONOTONIC (std::chrono::steady_clock), the same in every process.
+struct SharedWait {
+    std::atomic<int32_t> in_flight;     // requests in flight, each with its retries counted once
+    std::atomic<int64_t> last_move_ms;  // when a byte last moved in one of them
+    std::atomic<uint32_t> seq;          // odd while `retrying` changes
+    char retrying[500];                 // NUL-terminated: what StoreWait::retrying says
+
+    StoreWait read() const;
+    // Writers (one process at a time: the one holding walship's ship lock).
+    void write(int32_t in_flight, int64_t last_move_ms, const std::string& retrying);
+    void clear() { write(0, 0, ""); }
+};
+
 class Store {
 public:
     virtual ~Store() = default;
@@ -97,6 +114,8 @@ public:
     virtual RequestCounts counts() const = 0;
     // A directory store never waits on a server: nothing to say.
     virtual StoreWait waiting() const { return {}; }
+    // From now on also writes what waiting() says to *to (nullptr: stop); see SharedWait.
+    virtual void share_waiting(SharedWait*) {}
 };
 
 // Opens the store for a replica URL (s3://… or file:///…), taking credentials, region and endpoint
