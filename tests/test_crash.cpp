@@ -604,22 +604,37 @@ TEST_CASE("a process that does not ship reports the shipping process's lag and t
     ::unsetenv("WALSHIP_S3_TIMEOUT_MS");
 }
 
-TEST_CASE("a process taking over shipping while other connections hold every reader slot at later frames resumes by the WAL chain, without waiting for them", "[multiprocess][remote][integration]") {
-    // Resuming reads the state at the replica's last frame, which needs a reader slot marked
-    // there or a free one. Commits waiting for the shipper (durability=remote in several
-    // processes) can hold all four at later marks until it ships: resuming must not wait for them.
+namespace {
+
+// A database left by a process that shipped (with its first snapshot in the bucket, or not: the
+// store answered too slowly) and died; plain SQLite connections commit four more rows, each then
+// held by a read transaction, so that every reader slot is held at a later mark than the last;
+// then a process opens it with durability=remote and commits: the commit must confirm without
+// waiting for the readers (they wait for it).
+void remote_commit_under_held_slots(bool first_snapshot_shipped) {
     use_walship();
     std::string dir = temp_dir();
     std::string db = dir + "/slots.db";
     std::string url = new_s3_url();
-    Child a = spawn({writer_path(), "run", db, url, "1", "local"});
     std::set<long long> committed;
-    std::string pa;
-    REQUIRE(confirmations_for(a, 10000, &committed, &pa, 50).size() >= 50);
-    kill_and_collect(a, &committed);  // the shipping process dies
+    if (first_snapshot_shipped) {
+        Child a = spawn({writer_path(), "run", db, url, "1", "local"});
+        Reaper reaper{{&a}};
+        std::string pa;
+        REQUIRE(confirmations_for(a, 10000, &committed, &pa, 50).size() >= 50);
+        auto store = store_for(url);
+        for (int i = 0; i < 500 && list_generations(*store)->empty(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        REQUIRE(!list_generations(*store)->empty());
+        kill_and_collect(a, &committed);  // the shipping process dies
+    } else {  // written by plain SQLite: nothing in the bucket yet
+        Db p(db, "unix");
+        p.exec("pragma journal_mode=wal");
+        p.exec("create table log(id integer primary key, writer int, pad blob)");
+        for (int i = 0; i < 50; i++) p.exec("insert into log(writer, pad) values(1, randomblob(100))");
+    }
     Db w(db, "unix");
     std::vector<std::unique_ptr<Db>> readers;
-    for (int i = 0; i < 4; i++) {  // every reader slot held, each at a later frame than the last shipped
+    for (int i = 0; i < 4; i++) {  // every reader slot held, each at a later frame than the one before
         w.exec("insert into log(writer, pad) values(9, randomblob(100))");
         readers.push_back(std::make_unique<Db>(db, "unix"));
         readers.back()->exec("begin");
@@ -630,7 +645,8 @@ TEST_CASE("a process taking over shipping while other connections hold every rea
         Db s(uri(db, url, "durability=remote&flush_timeout=20000"));
         s.exec("insert into log(writer, pad) values(7, randomblob(100))");
         double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        printf("remote commit with every reader slot held by others: confirmed after %.0f ms\n", ms);
+        printf("remote commit with every reader slot held by others (%s): confirmed after %.0f ms\n",
+               first_snapshot_shipped ? "resuming" : "first snapshot", ms);
         CHECK(ms < 5000);
         for (auto& r : readers) r->exec("commit");
         REQUIRE(s.text("pragma walship_flush") == "ok");
@@ -641,6 +657,21 @@ TEST_CASE("a process taking over shipping while other connections hold every rea
     CHECK(compare_pages(db, out, 4096) == "");
     Db r(out, nullptr, SQLITE_OPEN_READONLY);
     CHECK(missing_ids(r, committed) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("a process taking over shipping while other connections hold every reader slot at later frames resumes by the WAL chain, without waiting for them", "[multiprocess][remote][integration]") {
+    // Resuming reads the state at the replica's last frame, which needs a reader slot marked
+    // there or a free one. Commits waiting for the shipper (durability=remote in several
+    // processes) can hold all four at later marks until it ships: resuming must not wait for them.
+    remote_commit_under_held_slots(true);
+}
+
+TEST_CASE("a first snapshot while other connections hold every reader slot at other marks shares one, as SQLite's readers do, without waiting for them", "[multiprocess][remote][integration]") {
+    // A new generation's snapshot reads the state at the WAL's end; with no slot free it shares
+    // the one with the highest mark below (a remote commit waited flush_timeout for the readers).
+    remote_commit_under_held_slots(false);
 }
 
 TEST_CASE("fork after open: the child gets a shipper of its own, and closing the inherited connection neither hangs nor releases the parent's ship lock", "[multiprocess][remote][integration]") {

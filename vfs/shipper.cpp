@@ -1987,7 +1987,9 @@ bool Shipper::restore_if_empty(std::string* error) {
 
 // Takes a reader slot (1..4) whose read mark is `frame`, held shared, the way SQLite's readers do:
 // checkpoints then copy nothing past `frame` into the database file, and no WAL reset can happen.
-// Returns the slot, or -1 when every slot is busy.
+// When every slot is held at another mark (other connections' read transactions), shares the one
+// with the highest mark below `frame`, as SQLite's readers do too: checkpoints then stop even
+// earlier. Returns the slot, or -1 when none can be had.
 int Shipper::acquire_read_mark(uint32_t frame) {
     const auto& m = db_->pMethods;
     volatile uint32_t* marks = reinterpret_cast<volatile uint32_t*>(static_cast<volatile char*>(shm0_.load()) + 100);
@@ -2005,6 +2007,15 @@ int Shipper::acquire_read_mark(uint32_t frame) {
         if (marks[i] == frame) return i;
         m->xShmLock(db_, kShmReadLock0 + i, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_SHARED);
     }
+    int best = -1;
+    uint32_t best_mark = 0;
+    for (int i = 1; i < kShmNumReaders; i++) {
+        const uint32_t mark = marks[i];
+        if (mark <= frame && (best < 0 || mark > best_mark)) best = i, best_mark = mark;
+    }
+    if (best < 0 || m->xShmLock(db_, kShmReadLock0 + best, 1, SQLITE_SHM_LOCK | SQLITE_SHM_SHARED) != SQLITE_OK) return -1;
+    if (marks[best] == best_mark) return best;
+    m->xShmLock(db_, kShmReadLock0 + best, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_SHARED);
     return -1;
 }
 
