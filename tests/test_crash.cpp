@@ -661,6 +661,34 @@ void remote_commit_under_held_slots(bool first_snapshot_shipped) {
 
 }  // namespace
 
+TEST_CASE("lag_ms counts from the oldest unshipped transaction's commit, while the shipper waits for its sync_interval too, in every process", "[multiprocess][integration]") {
+    use_walship();
+    std::string dir = temp_dir();
+    std::string db = dir + "/paced-lag.db";
+    std::string url = new_s3_url();
+    Db s(uri(db, url, "sync_interval=5s"));  // this process ships, at most one upload per 5 s under steady writes
+    s.exec("create table t(x)");
+    REQUIRE(s.text("pragma walship_flush") == "ok");
+    // The first commits after a quiet moment ship at once; then the next waits for the interval.
+    for (int i = 0; i < 20 && status_field(s, "pending_txns") == 0; i++) {
+        s.exec("insert into t values(" + std::to_string(i) + ")");
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    REQUIRE(status_field(s, "pending_txns") > 0);
+    const auto committed = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+    std::string own = s.text("pragma walship_status"), other = status_elsewhere(db, url);
+    const double waited = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - committed).count();
+    INFO(own << "\n" << other);
+    REQUIRE(json_number(own, "pending_txns") > 0);  // (still paced: the test means something)
+    CHECK(json_number(own, "lag_ms") >= 950);       // read 0 before: the paced shipper had not looked
+    CHECK(json_number(own, "lag_ms") <= waited + 300);
+    CHECK(json_number(other, "lag_ms") >= 950);
+    REQUIRE(s.text("pragma walship_flush") == "ok");
+    CHECK(status_field(s, "lag_ms") == 0);
+    CHECK(json_number(status_elsewhere(db, url), "lag_ms") == 0);
+}
+
 TEST_CASE("a process taking over shipping while other connections hold every reader slot at later frames resumes by the WAL chain, without waiting for them", "[multiprocess][remote][integration]") {
     // Resuming reads the state at the replica's last frame, which needs a reader slot marked
     // there or a free one. Commits waiting for the shipper (durability=remote in several

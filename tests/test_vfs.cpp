@@ -1,6 +1,7 @@
 // The VFS end to end: capture, ship, restore, compared page by page, against the local S3 server
 // (moto) and the directory store.
 #include <catch2/catch.hpp>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1449,6 +1450,37 @@ TEST_CASE("walship_status counts the transactions committed and not yet shipped"
     CHECK(status_field(db, "pending_txns") == 0);
     CHECK(status_field(db, "pending_frames") == 0);
     CHECK(status_field(db, "pending_bytes") == 0);
+}
+
+TEST_CASE("walship_status on a connection that has not read yet counts what is pending, and this process keeps its locks on the wal-index", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string path = temp_dir() + "/fresh-status.db";
+    Db a(uri(path, url, "sync_interval=10s"));
+    a.exec("create table t(x)");
+    REQUIRE(a.text("pragma walship_flush") == "ok");
+    for (int i = 0; i < 10; i++) a.exec("insert into t values(randomblob(100))");
+    REQUIRE(status_field(a, "pending_txns") > 0);  // (pacing: the first two may have shipped)
+    Db b(uri(path, url));  // has not read: no wal-index mapped
+    CHECK(status_field(b, "pending_txns") == status_field(a, "pending_txns"));  // read 0 before
+    // Every connection of this process still holds SQLite's shared lock on the wal-index's
+    // "DMS" byte (unix VFS: byte 128 of the -shm file), which tells the next process that opens
+    // the database that the wal-index is live. (A status that opened and closed the -shm file
+    // dropped it, and the next process reinitialised the wal-index under this one.)
+    pid_t child = fork();
+    if (child == 0) {
+        int fd = ::open((path + "-shm").c_str(), O_RDWR);
+        struct flock lk {};
+        lk.l_type = F_WRLCK;
+        lk.l_whence = SEEK_SET;
+        lk.l_start = 128;
+        lk.l_len = 1;
+        _exit(fd >= 0 && fcntl(fd, F_GETLK, &lk) == 0 && lk.l_type != F_UNLCK ? 0 : 1);
+    }
+    int st = 0;
+    waitpid(child, &st, 0);
+    CHECK((WIFEXITED(st) && WEXITSTATUS(st) == 0));
+    REQUIRE(a.text("pragma walship_flush") == "ok");
+    CHECK(status_field(b, "pending_txns") == 0);
 }
 
 TEST_CASE("ROLLBACK TO after a cache spill (SQLite 3.40.1 leaves committed frames with blank checksums): nothing committed is lost, locally or in the replica", "[vfs][integration]") {

@@ -551,6 +551,34 @@ void Shipper::publish_unshipped_since(int64_t ms) {
     if (is_shipper_ && side_.commit_slots()) side_.state()->shipper_unshipped_since_ms = ms;
 }
 
+// When the oldest transaction not yet in the bucket was committed, from the commit slots (0: not
+// known, such as a commit walship did not see). Walking the ring from its oldest slot: the first
+// slot after the last one the shipped position covers or, with none in the shipped WAL covered,
+// the first in that WAL. If the ring went round since, its oldest slot: a lower bound of the lag.
+int64_t Shipper::oldest_unshipped_commit_ms() const {
+    if (!side_.commit_slots()) return 0;
+    const SideState* s = side_.state();
+    const uint64_t shipped = s->shipped.load();
+    const uint32_t salt2 = uint32_t(shipped >> 32), frame = uint32_t(shipped);
+    const uint32_t next = s->commit_next.load();
+    int64_t first_after = 0;
+    bool covered = false;
+    for (uint32_t i = next - std::min<uint32_t>(next, SideState::kCommitSlots); i != next; i++) {
+        const SideState::CommitSlot& slot = s->commit_slots[i % SideState::kCommitSlots];
+        const uint64_t k = slot.key.load();
+        const int64_t ms = int64_t(slot.ms.load());
+        if (!k || slot.key.load() != k) continue;  // (being rewritten)
+        const bool same_wal = uint32_t(k >> 32) == salt2;
+        if (same_wal && uint32_t(k) <= frame) {
+            covered = true;
+            first_after = 0;
+        } else if ((covered || same_wal) && !first_after) {
+            first_after = ms;
+        }
+    }
+    return first_after;
+}
+
 // What the store keeps waiting: this process's requests or, when none of its own waits and
 // another process ships, that process's (from the side file).
 s3::StoreWait Shipper::store_wait() const {
@@ -601,14 +629,6 @@ void Shipper::publish_position() {
 Shipper::Pending Shipper::count_pending(const volatile void* shm0) {
     Pending p;
     SideState* side = side_.state();
-    // A connection that has not read yet (walship_status as its first statement) has no wal-index
-    // mapped: the -shm file holds what the mapping would (its pages are the mapping's).
-    unsigned char copy[136];
-    if (!shm0) {
-        int fd = ::open((cfg_.db_path + "-shm").c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd >= 0 && pread_all(fd, copy, sizeof copy, 0)) shm0 = copy;
-        if (fd >= 0) ::close(fd);
-    }
     ShmHeader h;
     if (shm0 && read_shm_header(shm0, &h) && h.mx_frame) {
         uint64_t pos = side->shipped.load();
@@ -647,9 +667,14 @@ std::string Shipper::status_json(const volatile void* shm0) {
     Pending pending = count_pending(shm0);
     std::lock_guard<std::mutex> lock(mu_);
     int64_t now = now_ms();
-    // A process that does not ship reports the shipping process's lag (while anything is pending).
-    int64_t since = stats_.oldest_unshipped_ms;
-    if (!is_shipper_ && side_.commit_slots()) since = pending.txns ? side_.state()->shipper_unshipped_since_ms.load() : 0;
+    // How long the oldest transaction not yet in the bucket has waited, the same in every process:
+    // from its commit time, or (a commit walship did not see) since the shipping process saw it.
+    int64_t since = 0;
+    if (pending.txns) {
+        const int64_t seen = is_shipper_ || !side_.commit_slots() ? stats_.oldest_unshipped_ms : side_.state()->shipper_unshipped_since_ms.load();
+        const int64_t committed = oldest_unshipped_commit_ms();
+        since = seen && committed ? std::min(seen, committed) : std::max(seen, committed);
+    }
     int64_t lag = since ? std::max<int64_t>(0, now - since) : 0;
     std::string s = "{";
     s += "\"replicating\":true";

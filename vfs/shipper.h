@@ -95,6 +95,7 @@ public:
     // What a flush that timed out still waits for, in a sentence (no secrets).
     std::string waiting_for();
     s3::StoreWait store_wait() const;
+    int64_t oldest_unshipped_commit_ms() const;
     std::string store_wait_note() const;
     void set_unshipped_since_locked(int64_t ms);
     void publish_unshipped_since(int64_t ms);

@@ -295,7 +295,18 @@ int db_pragma(sqlite3_file* f, void* arg) {
     for (auto& c : name) c = char(tolower(c));
     for (auto& c : value) c = char(tolower(c));
     Shipper* s = S(f);
-    if (name == "walship_status") return pragma_result(arg, SQLITE_OK, s->status_json(F(f)->shm0));
+    if (name == "walship_status") {
+        if (F(f)->shm0 || R(f)->iVersion < 2) return pragma_result(arg, SQLITE_OK, s->status_json(F(f)->shm0));
+        // A connection that has not read yet (the status as its first statement) has no wal-index
+        // mapped: map it for this answer, as its first read would, and let go of it after (as
+        // SQLite does when it closes). Never open and close the -shm file by hand: closing any
+        // descriptor of it drops every POSIX lock this process holds on it, SQLite's included.
+        void volatile* p = nullptr;
+        if (R(f)->xShmMap(f, 0, 32768, 0, &p) != SQLITE_OK) p = nullptr;
+        std::string status = s->status_json(p);
+        R(f)->xShmUnmap(f, 0);
+        return pragma_result(arg, SQLITE_OK, status);
+    }
     if (name == "walship_flush" || name == "walship_snapshot") {
         // PRAGMA walship_flush=MS / walship_snapshot=MS: another timeout than flush_timeout.
         int timeout = s->config().flush_timeout_ms;
