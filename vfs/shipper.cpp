@@ -529,14 +529,7 @@ void Shipper::set_last_error_locked(const std::string& e) {
 // other processes. Called with mu_ held, whenever this process's last error changes.
 void Shipper::publish_error(const std::string& e) {
     SideState* side = side_.state();
-    if (!is_shipper_ || !side_.commit_slots()) return;
-    const size_t n = std::min(e.size(), sizeof side->shipper_error - 1);
-    side->error_seq.fetch_add(1);  // odd: changing
-    std::atomic_thread_fence(std::memory_order_release);
-    memcpy(side->shipper_error, e.data(), n);
-    side->shipper_error[n] = 0;
-    std::atomic_thread_fence(std::memory_order_release);
-    side->error_seq.fetch_add(1);
+    if (is_shipper_ && side_.commit_slots()) s3::write_shared_text(side->error_seq, side->shipper_error, sizeof side->shipper_error, e);
 }
 
 // When the oldest transaction not yet shipped was committed (as the shipper saw it; 0: none), for
@@ -592,17 +585,7 @@ s3::StoreWait Shipper::store_wait() const {
 std::string Shipper::last_error_locked() const {
     if (!stats_.last_error.empty() || is_shipper_ || !side_.commit_slots()) return stats_.last_error;
     const SideState* side = side_.state();
-    char buf[sizeof side->shipper_error];
-    for (int attempt = 0; attempt < 100; attempt++) {
-        const uint32_t before = side->error_seq.load(std::memory_order_acquire);
-        if (before & 1) continue;
-        memcpy(buf, side->shipper_error, sizeof buf);
-        std::atomic_thread_fence(std::memory_order_acquire);
-        if (side->error_seq.load() != before) continue;
-        buf[sizeof buf - 1] = 0;
-        return buf;
-    }
-    return "";  // (it kept changing)
+    return s3::read_shared_text(side->error_seq, side->shipper_error, sizeof side->shipper_error);
 }
 
 // "; last error: ..." (see last_error_locked) for messages, or "". Called with mu_ held.

@@ -222,8 +222,7 @@ int64_t steady_ms() {
 }  // namespace
 
 void RequestActivity::begin() {
-    const bool first = in_flight_.fetch_add(1) == 0;
-    if (first) last_move_ms_ = steady_ms();  // the wait starts now
+    if (in_flight_.fetch_add(1) == 0) last_move_ms_ = steady_ms();  // the wait starts now
     if (shared_.load()) {
         std::lock_guard<std::mutex> lock(mu_);
         share_locked();
@@ -269,33 +268,41 @@ void RequestActivity::share_locked() {
     if (SharedWait* s = shared_.load()) s->write(std::max(0, in_flight_.load()), last_move_ms_.load(), in_flight_.load() > 0 ? retrying_ : "");
 }
 
+void write_shared_text(std::atomic<uint32_t>& seq, char* text, size_t size, const std::string& value) {
+    const size_t n = std::min(value.size(), size - 1);
+    seq.fetch_add(1);  // odd: changing
+    std::atomic_thread_fence(std::memory_order_release);
+    memcpy(text, value.data(), n);
+    text[n] = 0;
+    std::atomic_thread_fence(std::memory_order_release);
+    seq.fetch_add(1);
+}
+
+std::string read_shared_text(const std::atomic<uint32_t>& seq, const char* text, size_t size) {
+    std::string buf(size, '\0');
+    for (int attempt = 0; attempt < 100; attempt++) {
+        const uint32_t before = seq.load(std::memory_order_acquire);
+        if (before & 1) continue;
+        memcpy(&buf[0], text, size);
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (seq.load() != before) continue;
+        buf[size - 1] = 0;
+        return buf.c_str();
+    }
+    return "";
+}
+
 StoreWait SharedWait::read() const {
     StoreWait w;
     if (in_flight.load() <= 0) return w;
     w.stalled_ms = std::max<int64_t>(0, steady_ms() - last_move_ms.load());
-    char buf[sizeof retrying];
-    for (int attempt = 0; attempt < 100; attempt++) {
-        const uint32_t before = seq.load(std::memory_order_acquire);
-        if (before & 1) continue;
-        memcpy(buf, retrying, sizeof buf);
-        std::atomic_thread_fence(std::memory_order_acquire);
-        if (seq.load() != before) continue;
-        buf[sizeof buf - 1] = 0;
-        w.retrying = buf;
-        break;
-    }
+    w.retrying = read_shared_text(seq, retrying, sizeof retrying);
     return w;
 }
 
 void SharedWait::write(int32_t n, int64_t last_move, const std::string& text) {
     last_move_ms = last_move;
-    const size_t len = std::min(text.size(), sizeof retrying - 1);
-    seq.fetch_add(1);  // odd: changing
-    std::atomic_thread_fence(std::memory_order_release);
-    memcpy(retrying, text.data(), len);
-    retrying[len] = 0;
-    std::atomic_thread_fence(std::memory_order_release);
-    seq.fetch_add(1);
+    write_shared_text(seq, retrying, sizeof retrying, text);
     in_flight = n;
 }
 

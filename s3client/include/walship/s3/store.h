@@ -68,6 +68,12 @@ struct StoreWait {
     std::string retrying;    // the transient error a request in flight is being retried after ("" if none)
 };
 
+// A NUL-terminated text of at most size - 1 bytes in memory shared between processes, written by
+// one process at a time under `seq`, a counter that is odd while the text changes (a seqlock):
+// a reader copies it again when it changed meanwhile, and gets "" if it kept changing.
+void write_shared_text(std::atomic<uint32_t>& seq, char* text, size_t size, const std::string& value);
+std::string read_shared_text(const std::atomic<uint32_t>& seq, const char* text, size_t size);
+
 // A StoreWait kept where other processes read it (walship: the side file, so that a process that
 // does not ship reports the shipping process's requests): a store told to (Store::share_waiting)
 // writes to it as its requests begin, move, are retried and end. Plain words in shared memory;
