@@ -208,7 +208,7 @@ TEST_CASE("crash with the store down: SIGKILL while WAL resets spill, the store 
     set_process_env();
     Proxy& proxy = Proxy::get();
     proxy.reset();
-    std::string url = "s3://" + new_bucket() + "/db?endpoint=" + proxy.endpoint() + "&region=us-east-1";
+    std::string url = proxy.new_url();
     std::string dir = temp_dir();
     std::string db = dir + "/spill.db";
     std::mt19937 rng(11);
@@ -467,7 +467,7 @@ static void strict_phantom(const std::string& name, int pad) {
     proxy.reset();
     std::string dir = temp_dir();
     std::string db = dir + "/" + name + ".db";
-    std::string url = "s3://" + new_bucket() + "/db?endpoint=" + proxy.endpoint() + "&region=us-east-1";
+    std::string url = proxy.new_url();
     Db s(uri(db, url, "durability=remote-strict&sync_interval=100&flush_timeout=20000"));  // this process ships
     s.exec("pragma synchronous=FULL");
     s.exec("create table if not exists log(id integer primary key, writer int, pad blob)");
@@ -522,7 +522,7 @@ TEST_CASE("a process that does not ship shows the shipping process's last error 
     proxy.reset();
     std::string dir = temp_dir();
     std::string db = dir + "/shared-error.db";
-    std::string url = "s3://" + new_bucket() + "/db?endpoint=" + proxy.endpoint() + "&region=us-east-1";
+    std::string url = proxy.new_url();
     Db s(uri(db, url, "sync_interval=0"));  // this process ships
     s.exec("create table log(id integer primary key, writer int, pad blob)");
     REQUIRE(s.text("pragma walship_flush") == "ok");
@@ -559,7 +559,7 @@ TEST_CASE("a process that does not ship reports the shipping process's lag and t
     ::setenv("WALSHIP_S3_TIMEOUT_MS", "3000", 1);  // a hung request ends after 3 s, and is tried again
     std::string dir = temp_dir();
     std::string db = dir + "/shared-wait.db";
-    std::string url = "s3://" + new_bucket() + "/db?endpoint=" + proxy.endpoint() + "&region=us-east-1";
+    std::string url = proxy.new_url();
     {
         Db s(uri(db, url, "sync_interval=0"));  // this process ships
         s.exec("create table log(id integer primary key, writer int, pad blob)");

@@ -36,10 +36,6 @@ struct Registered {
     Registered() { use_walship(); }
 } registered;
 
-std::string via_proxy() {
-    return "s3://" + new_bucket() + "/db?endpoint=" + Proxy::get().endpoint() + "&region=us-east-1";
-}
-
 double p99(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.empty() ? 0 : v[std::min(v.size() - 1, size_t(v.size() * 0.99))];
@@ -114,7 +110,7 @@ std::string restore_and_compare(const std::string& url, const std::string& path)
 TEST_CASE("store down, then failing with 500s and stalls: no error reaches the app, nothing is lost", "[outage][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();
-    std::string url = via_proxy();
+    std::string url = Proxy::get().new_url();
     std::string path = temp_dir() + "/outage.db";
     std::vector<double> before, during, after;
     {
@@ -156,7 +152,7 @@ TEST_CASE("store down, then failing with 500s and stalls: no error reaches the a
 TEST_CASE("store down: the WAL still resets like plain SQLite's, unshipped frames wait in the spill file and ship in the same generation", "[outage][spill][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();
-    std::string url = via_proxy();
+    std::string url = Proxy::get().new_url();
     std::string path = temp_dir() + "/spill.db";
     {
         Db db(uri(path, url, "sync_interval=100"));
@@ -195,7 +191,7 @@ TEST_CASE("store down: the WAL still resets like plain SQLite's, unshipped frame
 TEST_CASE("a large transaction streaming from the WAL when a reset spills it and new frames overwrite it: the upload is abandoned, the spill ships it", "[outage][spill][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();
-    std::string url = via_proxy();
+    std::string url = Proxy::get().new_url();
     std::string path = temp_dir() + "/large-race.db";
     {
         Db db(uri(path, url, "sync_interval=100"));
@@ -233,7 +229,7 @@ TEST_CASE("a large transaction streaming from the WAL when a reset spills it and
 TEST_CASE("a spill record of a WAL past the wal-index's first 32 KiB region (over 4,062 frames) restores exactly", "[outage][spill][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();
-    std::string url = via_proxy();
+    std::string url = Proxy::get().new_url();
     std::string path = temp_dir() + "/bigspill.db";
     {
         Db db(uri(path, url, "sync_interval=100"));
@@ -257,7 +253,7 @@ TEST_CASE("a spill record of a WAL past the wal-index's first 32 KiB region (ove
 TEST_CASE("the spill file cannot be written (as on a full disk): WAL resets are held instead, the app sees no error, nothing is lost", "[outage][spill][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();
-    std::string url = via_proxy();
+    std::string url = Proxy::get().new_url();
     std::string path = temp_dir() + "/nospill.db";
     {
         Db db(uri(path, url, "sync_interval=100"));
@@ -369,7 +365,7 @@ TEST_CASE("a restart with frames waiting in the spill file continues the generat
     for (bool damage : {false, true}) {
         INFO((damage ? "damaged spill" : "intact spill"));
         proxy.reset();
-        std::string url = via_proxy();
+        std::string url = Proxy::get().new_url();
         std::string path = temp_dir() + (damage ? "/spill-bad.db" : "/spill-ok.db");
         {
             Db db(uri(path, url, "sync_interval=100&close_timeout=200"));
@@ -456,7 +452,7 @@ TEST_CASE("a spill record larger than a segment ships streamed from the spill fi
     for (bool damage : {false, true}) {
         INFO((damage ? "damaged record" : "intact record"));
         proxy.reset();
-        std::string url = via_proxy();
+        std::string url = Proxy::get().new_url();
         std::string path = temp_dir() + (damage ? "/bigrec-bad.db" : "/bigrec-ok.db");
         Db db(uri(path, url, "sync_interval=100"));
         db.exec("pragma wal_autocheckpoint=0");
@@ -495,7 +491,7 @@ TEST_CASE("a spill record larger than a segment ships streamed from the spill fi
 TEST_CASE("a long outage past max_wal_size: the WAL is released, a new generation follows, restore is exact", "[outage][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();
-    std::string url = via_proxy();
+    std::string url = Proxy::get().new_url();
     std::string path = temp_dir() + "/cap.db";
     {
         Db db(uri(path, url, "sync_interval=100&max_wal_size=1048576"));
@@ -523,7 +519,7 @@ TEST_CASE("a long outage past max_wal_size: the WAL is released, a new generatio
 TEST_CASE("the store comes back from an outage without the generation's snapshot (restarted without its data): a new generation starts, and the replica restores", "[outage][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();
-    std::string url = via_proxy();
+    std::string url = Proxy::get().new_url();
     std::string bucket = url.substr(5, url.find('/', 5) - 5);
     std::string path = temp_dir() + "/lost.db";
     {
@@ -548,7 +544,7 @@ TEST_CASE("the store comes back from an outage without the generation's snapshot
 }
 
 TEST_CASE("the store loses everything while no upload fails (a quiet outage): the retention listing notices, a new generation starts, and the replica restores", "[outage][integration]") {
-    std::string url = via_proxy();
+    std::string url = Proxy::get().new_url();
     std::string bucket = url.substr(5, url.find('/', 5) - 5);
     std::string path = temp_dir() + "/quiet-lost.db";
     {
@@ -570,7 +566,7 @@ TEST_CASE("the store loses everything while no upload fails (a quiet outage): th
 TEST_CASE("the store unreachable from the open to the close: the close leaves the WAL unapplied, and the next open continues the same generation", "[outage][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();
-    std::string url = via_proxy();
+    std::string url = Proxy::get().new_url();
     std::string path = temp_dir() + "/down-open-close.db";
     {
         Db db(uri(path, url));
@@ -597,7 +593,7 @@ TEST_CASE("the store unreachable from the open to the close: the close leaves th
 void killed_after_spill_then_reopen(bool put_back_old_copy) {
     Proxy& proxy = Proxy::get();
     proxy.reset();
-    std::string url = via_proxy();
+    std::string url = Proxy::get().new_url();
     std::string path = temp_dir() + "/header-only.db";
     {
         Db db(uri(path, url));
@@ -668,7 +664,7 @@ TEST_CASE("as above, then an older copy of the database put back with its old mo
 }
 
 TEST_CASE("the store loses everything during a quiet minute (no request fails): the next upload notices, a new generation starts, and the replica restores", "[outage][integration]") {
-    std::string url = via_proxy();
+    std::string url = Proxy::get().new_url();
     std::string bucket = url.substr(5, url.find('/', 5) - 5);
     std::string path = temp_dir() + "/quiet-minute.db";
     {
@@ -691,7 +687,7 @@ TEST_CASE("the store loses everything during a quiet minute (no request fails): 
 TEST_CASE("durability=remote: concurrent COMMITs share uploads, and when the store stays down COMMIT fails but the transaction stays committed and ships later", "[outage][remote][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();
-    std::string url = via_proxy();
+    std::string url = Proxy::get().new_url();
     std::string path = temp_dir() + "/group.db";
     {
         Db db(uri(path, url, "durability=remote&flush_timeout=700"));
@@ -764,7 +760,7 @@ TEST_CASE("durability=remote: concurrent COMMITs share uploads, and when the sto
 TEST_CASE("durability=remote-strict: COMMIT waits for the bucket before it is visible, and when the store stays down it fails and nothing becomes visible", "[outage][remote][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();
-    std::string url = via_proxy();
+    std::string url = Proxy::get().new_url();
     std::string path = temp_dir() + "/remote.db";
     {
         Db db(uri(path, url, "durability=remote-strict&flush_timeout=700"));
@@ -799,7 +795,7 @@ TEST_CASE("durability=remote-strict: COMMIT waits for the bucket before it is vi
 TEST_CASE("wrong credentials: the app keeps working, status and flush name the access error, no secret is shown", "[outage][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();
-    std::string url = via_proxy();
+    std::string url = Proxy::get().new_url();
     std::string path = temp_dir() + "/creds.db";
     {
         Db plain(path, nullptr);
@@ -860,7 +856,7 @@ TEST_CASE("a bucket that does not exist: a new database refuses to open, an exis
 TEST_CASE("a listed object that answers 404 is an error, never \"no data\": restore fails and auto-restore refuses to open", "[outage][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();
-    std::string url = via_proxy();
+    std::string url = Proxy::get().new_url();
     std::string path = temp_dir() + "/gone.db";
     {
         Db db(uri(path, url));
@@ -911,7 +907,7 @@ TEST_CASE("a listed object that answers 404 is an error, never \"no data\": rest
 TEST_CASE("a store that stops answering: before any error, walship_status says how long a request has had no answer and what it is retried after, and a flush that times out says so", "[outage][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();
-    std::string url = via_proxy();
+    std::string url = Proxy::get().new_url();
     std::string path = temp_dir() + "/stalled.db";
     ::setenv("WALSHIP_S3_TIMEOUT_MS", "3000", 1);  // a hung request ends after 3 s, and is tried again
     {
@@ -955,7 +951,7 @@ TEST_CASE("a store that stops answering: before any error, walship_status says h
 TEST_CASE("a store that hangs during a snapshot: the snapshot lets go of the WAL once it grows by max_wal_size, and nothing is lost", "[outage][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();
-    std::string url = via_proxy();
+    std::string url = Proxy::get().new_url();
     std::string path = temp_dir() + "/hung-snap.db";
     ::setenv("WALSHIP_S3_TIMEOUT_MS", "5000", 1);  // hung requests end sooner (5 attempts each still)
     long long max_wal = 0;
@@ -995,7 +991,7 @@ TEST_CASE("a store that hangs during a snapshot: the snapshot lets go of the WAL
 TEST_CASE("a store that hangs: the last close returns after close_timeout (the request in flight is cancelled), keeps the WAL, and nothing is lost", "[outage][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();
-    std::string url = via_proxy();
+    std::string url = Proxy::get().new_url();
     std::string path = temp_dir() + "/hung.db";
     {
         Db db(uri(path, url, "sync_interval=0"));

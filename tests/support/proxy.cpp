@@ -21,6 +21,8 @@ void Proxy::fault(const std::string& mode, int count) {
         throw std::runtime_error("fault proxy: could not queue " + mode);
 }
 
+std::string Proxy::new_url() const { return "s3://" + new_bucket() + "/db?endpoint=" + endpoint() + "&region=us-east-1"; }
+
 void Proxy::reset() {
     if (sh("curl -sf -o /dev/null -X POST http://127.0.0.1:" + port_ + "/__reset") != 0) throw std::runtime_error("fault proxy: reset failed");
 }

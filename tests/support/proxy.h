@@ -19,6 +19,8 @@ public:
     void reset();  // clears queued faults and counters
     // Requests forwarded or faulted since the last reset, and their log lines.
     int requests(std::vector<std::string>* lines = nullptr);
+    // A replica URL in a new bucket whose requests go through the proxy.
+    std::string new_url() const;
     ~Proxy();
 
 private:
