@@ -49,6 +49,36 @@ namespace {
 
 constexpr int kOk = 0, kFail = 1, kUsage = 2, kNoData = 3;
 
+// Files and directories an interrupted command removes (Ctrl-C, SIGTERM, SIGHUP): a restore's
+// temporary file is as large as the database. Fixed buffers: the handler only calls unlink/rmdir.
+struct Leftovers {
+    char files[6][4096];
+    char dir[4096];
+    volatile sig_atomic_t n = 0, armed = 0;
+};
+Leftovers leftovers;
+
+void on_interrupt(int sig) {
+    if (leftovers.armed) {
+        for (int i = 0; i < leftovers.n; i++) ::unlink(leftovers.files[i]);
+        if (leftovers.dir[0]) ::rmdir(leftovers.dir);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+// Removed if the command is interrupted from now on (paths that do not fit are not registered).
+void remove_if_interrupted(const std::vector<std::string>& files, const std::string& dir = "") {
+    leftovers.armed = 0;
+    int n = 0;
+    for (auto& f : files)
+        if (f.size() < sizeof leftovers.files[0] && n < 6) snprintf(leftovers.files[n++], sizeof leftovers.files[0], "%s", f.c_str());
+    leftovers.n = n;
+    snprintf(leftovers.dir, sizeof leftovers.dir, "%s", dir.size() < sizeof leftovers.dir ? dir.c_str() : "");
+    leftovers.armed = 1;
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) signal(sig, on_interrupt);
+}
+
 void usage(FILE* out) {
     fprintf(out,
             "usage: walship restore [-o PATH] [--if-db-not-exists] [--if-replica-exists]\n"
@@ -238,6 +268,14 @@ int cmd_restore(std::vector<std::string> args) {
         fprintf(stderr, "walship restore: %s already exists (remove it, or use --if-db-not-exists)\n", opt.output.c_str());
         return kFail;
     }
+    // A process that has the (empty) database open would go on with its own file and WAL beside
+    // the restored one: the database would be neither.
+    if (std::string who = SideFile::open_elsewhere(opt.output); !who.empty()) {
+        fprintf(stderr, "walship restore: %s is open in another process (%s): stop the application first (with restore=auto it restores the database itself when it starts)\n",
+                opt.output.c_str(), who.c_str());
+        return kFail;
+    }
+    opt.refuse_open = true;
     auto store = s3::open_store(url);
     if (!store.ok()) {
         fprintf(stderr, "walship restore: %s\n", store.error().str().c_str());
@@ -262,6 +300,7 @@ int cmd_restore(std::vector<std::string> args) {
         auto show = opt.progress;
         opt.progress = [show, &progress_shown](uint64_t done, uint64_t total) { progress_shown = done != total, show(done, total); };
     }
+    remove_if_interrupted({restore_temp_name(opt.output)});
     auto r = restore(*store.value(), opt);
     if (!r.ok() && progress_shown) fprintf(stderr, "\n");  // end the unfinished progress line
     if (!r.ok() && if_db_not_exists && file_size(opt.output) > 0) {
@@ -557,6 +596,8 @@ int cmd_verify(std::vector<std::string> args) {
         return kFail;
     }
     std::string dir = tmpl;
+    const std::string copy = dir + "/verify.db";
+    remove_if_interrupted({restore_temp_name(copy), copy, copy + "-wal", copy + "-shm", copy + "-journal"}, dir);
     struct Check {
         std::string what;
         bool ok;
@@ -565,7 +606,7 @@ int cmd_verify(std::vector<std::string> args) {
     std::vector<Check> checks;
     bool no_data = false;  // the location holds no walship data: exit 3, as restore
     auto check_point = [&](const std::string& what, RestoreOptions opt) -> RestoreInfo {
-        opt.output = dir + "/verify.db";
+        opt.output = copy;
         if (isatty(STDERR_FILENO))
             opt.progress = [&](uint64_t done, uint64_t total) {
                 fprintf(stderr, "\rverifying %s: %llu/%llu objects", what.c_str(), (unsigned long long)done, (unsigned long long)total);

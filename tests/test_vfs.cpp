@@ -315,7 +315,7 @@ TEST_CASE("auto-restore: the database file deleted, its WAL left behind: the dat
     CHECK(r.integer("select count(*) from notes") == 100);
 }
 
-TEST_CASE("restore leaves alone a database that appears at the destination while it runs, and removes a stale hot journal beside a missing one", "[vfs][integration]") {
+TEST_CASE("restore leaves alone a database that appears at the destination (or is opened) while it runs, and removes a stale hot journal beside a missing one", "[vfs][integration]") {
     std::string url = new_s3_url();
     std::string dir = temp_dir();
     std::string path = dir + "/source.db";
@@ -340,6 +340,26 @@ TEST_CASE("restore leaves alone a database that appears at the destination while
         CHECK(r.error().str().find("appeared while restoring") != std::string::npos);
         CHECK(slurp(opt.output) == std::string(4096, 'a'));
         CHECK(slurp(opt.output + "-wal") == "the application's WAL");
+    }
+    {
+        // The command's restore (refuse_open): an empty file that a connection opened meanwhile
+        // stays (that connection would go on with its own file and put its WAL beside this one).
+        RestoreOptions opt;
+        opt.output = dir + "/opened.db";
+        opt.refuse_open = true;
+        spit(opt.output, "");
+        sqlite3* app = nullptr;
+        opt.progress = [&](uint64_t, uint64_t) {
+            if (app) return;
+            REQUIRE(sqlite3_open_v2(opt.output.c_str(), &app, SQLITE_OPEN_READWRITE, "unix") == SQLITE_OK);
+            REQUIRE(sqlite3_exec(app, "begin; select count(*) from sqlite_master", nullptr, nullptr, nullptr) == SQLITE_OK);
+        };
+        auto r = restore(*store, opt);
+        sqlite3_close_v2(app);
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().str().find("opened.db was opened while restoring") != std::string::npos);
+        CHECK(slurp(opt.output).empty());
+        CHECK_FALSE(file_exists(restore_temp_name(opt.output)));
     }
     {
         // A hot journal left by another database at that path would be played back into the restored one.

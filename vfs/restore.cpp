@@ -29,6 +29,7 @@
 #include "config.h"
 #include "fileio.h"
 #include "format.h"
+#include "sidefile.h"
 
 namespace walship {
 
@@ -708,14 +709,26 @@ s3::Result<std::vector<GenerationInfo>> list_generations(s3::Store& store, std::
 static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptions& opts, const std::set<std::string>& damaged,
                                             uint64_t must_gen, uint64_t must_reach, std::string* bad_key, uint64_t* planned_gen, uint64_t* planned_last);
 
+static const char kRestoreMark[] = ".walship-restore-";
+
 // The file a restore writes before renaming it into place: "<output>.walship-restore-<pid>", or
-// "<dir>/.walship-restore-<pid>" when that name would be too long. Leftovers of restores that
-// were killed (their process is gone) are removed first: a database is large.
+// "<dir>/.walship-restore-<pid>" when that name would be too long.
+std::string restore_temp_name(const std::string& output) {
+    size_t slash = output.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : output.substr(0, slash + (slash == 0));
+    std::string base = slash == std::string::npos ? output : output.substr(slash + 1);
+    std::string name = base + kRestoreMark + std::to_string(getpid());
+    if (name.size() > NAME_MAX) name = kRestoreMark + std::to_string(getpid());
+    return (dir == "/" ? "" : dir) + "/" + name;
+}
+
+// restore_temp_name(output), after removing the leftovers of restores that were killed (their
+// process is gone): a database is large.
 static std::string restore_temp_path(const std::string& output) {
     size_t slash = output.rfind('/');
     std::string dir = slash == std::string::npos ? "." : output.substr(0, slash + (slash == 0));
     std::string base = slash == std::string::npos ? output : output.substr(slash + 1);
-    const std::string mark = ".walship-restore-";
+    const std::string mark = kRestoreMark;
     if (DIR* d = opendir(dir.c_str())) {
         while (dirent* e = readdir(d)) {
             std::string name = e->d_name;
@@ -731,9 +744,7 @@ static std::string restore_temp_path(const std::string& output) {
         }
         closedir(d);
     }
-    std::string name = base + mark + std::to_string(getpid());
-    if (name.size() > NAME_MAX) name = mark + std::to_string(getpid());
-    return (dir == "/" ? "" : dir) + "/" + name;
+    return restore_temp_name(output);
 }
 
 bool is_no_replica_data(const s3::Error& e) { return e.kind == ErrorKind::NotFound && e.code == kNoReplicaData; }
@@ -879,6 +890,12 @@ static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptio
         return make_error(ErrorKind::Io, "restore: " + opts.output + (stat_rc != 0 ? ": " + std::string(strerror(stat_errno))
                                                                       : S_ISDIR(out_st.st_mode) ? " is a directory"
                                                                       : " appeared while restoring (not replaced)"));
+    }
+    if (!missing && opts.refuse_open) {
+        if (std::string who = SideFile::open_elsewhere(opts.output); !who.empty()) {
+            ::unlink(tmp.c_str());
+            return make_error(ErrorKind::Io, "restore: " + opts.output + " was opened while restoring (" + who + "; not replaced)");
+        }
     }
     // A -wal, -shm or hot -journal beside a missing or empty file belongs to a database that is
     // gone, and SQLite would apply the journal (or a WAL) to the restored file.

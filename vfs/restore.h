@@ -20,6 +20,10 @@ struct RestoreOptions {
     std::optional<int64_t> timestamp_ms;   // the last transaction committed at or before this time
     int parallelism = 8;                   // segment downloads in flight
     std::function<void(uint64_t done, uint64_t total)> progress;  // objects applied / planned
+    // Leave an empty database file that a process has open (the command's restore): replacing it
+    // would give that process's WAL to the restored file. walship's own restore at open runs
+    // before SQLite holds any lock, under the side file's restore lock.
+    bool refuse_open = false;
 };
 
 struct RestoreInfo {
@@ -50,5 +54,7 @@ bool is_foreign_key(const std::string& key);
 // be read, a generation without a snapshot, a point not in the replica) is a plain error.
 s3::Result<RestoreInfo> restore(s3::Store& store, const RestoreOptions& opts);
 bool is_no_replica_data(const s3::Error& e);
+// The temporary file restore() writes for `output` in this process (renamed into place at the end).
+std::string restore_temp_name(const std::string& output);
 
 }  // namespace walship

@@ -148,6 +148,28 @@ bool SideFile::in_use(const std::string& db_path) {
     return held;
 }
 
+// Who holds a lock on [start, start + len) of path ("" when nobody does, or path is missing).
+static std::string lock_holder(const std::string& path, off_t start, off_t len) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // (not waiting on a FIFO)
+    if (fd < 0) return "";
+    struct flock fl {};
+    fl.l_type = F_WRLCK, fl.l_whence = SEEK_SET, fl.l_start = start, fl.l_len = len;
+    const bool held = fcntl(fd, F_OFD_GETLK, &fl) != 0 || fl.l_type != F_UNLCK;
+    ::close(fd);
+    if (!held) return "";
+    return (fl.l_pid > 0 ? "process " + std::to_string(fl.l_pid) : std::string("a process")) + " holds a lock on " + path;
+}
+
+std::string SideFile::open_elsewhere(const std::string& db_path) {
+    if (in_use(db_path)) return "a walship process holds a lock on " + db_path + "-walship";
+    // SQLite's unix VFS: the -shm file's DMS byte (held shared while a connection has the
+    // wal-index open) and the database's PENDING, RESERVED and SHARED bytes (a WAL-mode connection
+    // keeps its SHARED lock while open; in rollback mode, while a transaction runs).
+    std::string who = lock_holder(db_path + "-shm", 128, 1);
+    if (who.empty()) who = lock_holder(db_path, 0x40000000, 512);
+    return who;
+}
+
 bool SideFile::held_elsewhere(LockByte b) { return ofd_held(fd_, b); }
 
 }  // namespace walship

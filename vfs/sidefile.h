@@ -155,6 +155,10 @@ public:
     void reopen_after_fork();         // in a child of fork(): see sidefile.cpp
     // Whether a process holds one of the side file's locks (ships, restores or spills) for db_path.
     static bool in_use(const std::string& db_path);
+    // Which process has the database open, as far as locks show ("" when none): a walship process
+    // (the side file's locks), a connection in WAL mode (its locks on the -shm file and on the
+    // database), a transaction. Call it from a process that holds no lock on these files.
+    static std::string open_elsewhere(const std::string& db_path);
 
 private:
     int fd_ = -1;

@@ -3,6 +3,7 @@
 #   cli.sh BUILD_DIR ENDPOINT_FILE
 set -uo pipefail
 build=$1 endpoint=$(cat "$2")
+src=$(cd "$(dirname "$0")/../.." && pwd)
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=cli-test-secret AWS_REGION=us-east-1
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 fail=0
@@ -135,6 +136,60 @@ expect 1 "no database at" -- "$build/walship" snapshot --db "$dir/nope.db" "$url
 test ! -e "$dir/nope.db" || { echo "FAIL: snapshot created a database"; fail=1; }
 cp "$dir/small/z.db" "$dir/q?#.db"
 expect 0 "snapshot: ok" -- "$build/walship" snapshot --db "$dir/q?#.db" "s3://$bucket/odd?endpoint=$endpoint"
+# An empty database that a process has open is not replaced: that process would go on writing its
+# own file, and its WAL would land beside the restored one (a walship application, a plain SQLite
+# connection in a transaction). Once it is closed, the restore goes ahead.
+: > "$dir/open.db"
+/usr/bin/python3 - "$build/libwalship" "$dir/open.db" "s3://$bucket/open?endpoint=$endpoint" "$dir/open.ready" <<'PY' &
+import sqlite3, sys, time
+c = sqlite3.connect(":memory:"); c.enable_load_extension(True); c.load_extension(sys.argv[1])
+d = sqlite3.connect(f"file:{sys.argv[2]}?replica={sys.argv[3]}", uri=True, isolation_level=None)
+d.execute("select 1").fetchall(); open(sys.argv[4], "w").close()
+time.sleep(60)
+PY
+holder=$!
+for _ in $(seq 100); do [ -e "$dir/open.ready" ] && break; sleep 0.1; done
+expect 1 "open.db is open in another process .*open.db-walship.*stop the application first" -- "$build/walship" restore -o "$dir/open.db" "$url2"
+expect 1 "open.db is open in another process" -- "$build/walship" restore --if-db-not-exists -o "$dir/open.db" "$url2"
+kill $holder; wait $holder 2>/dev/null
+rm -f "$dir/open.ready"
+/usr/bin/python3 -c '
+import sqlite3, sys, time
+d = sqlite3.connect(sys.argv[1], isolation_level=None); d.execute("begin"); d.execute("select * from sqlite_master").fetchall()
+open(sys.argv[2], "w").close(); time.sleep(60)' "$dir/open.db" "$dir/open.ready" &
+holder=$!
+for _ in $(seq 100); do [ -e "$dir/open.ready" ] && break; sleep 0.1; done
+expect 1 "open.db is open in another process \(process $holder holds a lock on .*open.db\)" -- "$build/walship" restore -o "$dir/open.db" "$url2"
+kill $holder; wait $holder 2>/dev/null
+test ! -s "$dir/open.db" || { echo "FAIL: the open database was replaced"; fail=1; }
+expect 0 "restored .*open.db" -- "$build/walship" restore -o "$dir/open.db" "$url2"
+# An interrupted restore or verify (Ctrl-C, SIGTERM) removes its temporary files (as large as the
+# database) and exits by the signal. The fault proxy holds each request 3 s.
+python3 "$src/tests/support/faultproxy.py" --upstream "$endpoint" --port-file "$dir/proxy.port" >/dev/null 2>&1 &
+proxy=$!
+for _ in $(seq 100); do [ -s "$dir/proxy.port" ] && break; sleep 0.1; done
+purl="s3://$bucket/big?endpoint=http://127.0.0.1:$(cat "$dir/proxy.port")"
+mkdir "$dir/int" "$dir/int/vt"
+for sig in INT TERM; do
+  curl -sf -X POST "http://127.0.0.1:$(cat "$dir/proxy.port")/__fault?mode=delay&count=50" -o /dev/null
+  "$build/walship" restore -o "$dir/int/r.db" "$purl" >/dev/null 2>&1 &
+  pid=$!
+  for _ in $(seq 150); do compgen -G "$dir/int/r.db.walship-restore-*" >/dev/null && break; sleep 0.1; done
+  compgen -G "$dir/int/r.db.walship-restore-*" >/dev/null || { echo "FAIL: no temporary file seen (SIG$sig)"; fail=1; }
+  kill -$sig $pid; wait $pid; rc=$?
+  want=$(( 128 + $(kill -l $sig) ))
+  [ "$rc" = "$want" ] || { echo "FAIL: restore interrupted by SIG$sig exited $rc, wanted $want"; fail=1; }
+  curl -sf -X POST "http://127.0.0.1:$(cat "$dir/proxy.port")/__fault?mode=delay&count=50" -o /dev/null
+  env TMPDIR="$dir/int/vt" "$build/walship" verify "$purl" >/dev/null 2>&1 &
+  pid=$!
+  for _ in $(seq 150); do compgen -G "$dir/int/vt/*/verify.db.walship-restore-*" >/dev/null && break; sleep 0.1; done
+  kill -$sig $pid; wait $pid
+  curl -sf -X POST "http://127.0.0.1:$(cat "$dir/proxy.port")/__reset" -o /dev/null
+done
+kill $proxy; wait $proxy 2>/dev/null
+test -z "$(ls -AR "$dir/int" | grep -v '^$' | grep -v ':$' | grep -vx vt)" || { echo "FAIL: interrupted commands left $(ls -AR "$dir/int")"; fail=1; }
+test -z "$(ls -A "$dir/int/vt")" || { echo "FAIL: an interrupted verify left $(ls -AR "$dir/int/vt")"; fail=1; }
+echo "ok: interrupted restore and verify leave no files"
 # verify reports a damaged object even when the restore goes around it (older snapshot + segments).
 python3 - "$endpoint" "$bucket" <<'PY'  # (moto's Python has boto3; moto wants signed object requests)
 import sys, boto3
