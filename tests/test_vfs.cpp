@@ -392,6 +392,37 @@ TEST_CASE("a new database's first transaction (SQLite runs it in rollback-journa
     CHECK(status_field(db, "txid") >= 1);
 }
 
+TEST_CASE("a database created through walship is in WAL format on disk: SQLite without walship writes it while the application has it open", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string dir = temp_dir();
+    std::string path = dir + "/made.db";
+    Db db(uri(path, url));
+    db.exec("create table t(x)");  // the first transaction: rollback-journal mode
+    db.exec("insert into t values(1)");
+    db.exec("pragma wal_checkpoint(TRUNCATE)");  // an empty WAL: SQLite goes by the file's bytes
+    REQUIRE(db.text("pragma walship_flush") == "ok");
+    std::string head = slurp(path).substr(18, 2);
+    CHECK(head == std::string("\x02\x02", 2));
+    // An administrator's sqlite3 shell (the unix VFS). It took rollback mode from bytes 1/1 and
+    // waited for an exclusive lock that the application's connection never gives: "database is locked".
+    {
+        sqlite3* admin = nullptr;
+        REQUIRE(sqlite3_open_v2(path.c_str(), &admin, SQLITE_OPEN_READWRITE, "unix") == SQLITE_OK);
+        sqlite3_busy_timeout(admin, 2000);
+        char* err = nullptr;
+        int rc = sqlite3_exec(admin, "insert into t values(2)", nullptr, nullptr, &err);
+        INFO((err ? err : ""));
+        sqlite3_free(err);
+        CHECK(rc == SQLITE_OK);
+        sqlite3_close(admin);
+    }
+    CHECK(db.integer("select count(*) from t") == 2);
+    REQUIRE(db.text("pragma walship_flush") == "ok");
+    db.exec("pragma wal_checkpoint(TRUNCATE)");
+    REQUIRE(restore_to(url, dir + "/restored.db") == "");
+    CHECK(compare_pages(path, dir + "/restored.db", 4096) == "");
+}
+
 TEST_CASE("a new database closed after its first transaction is in the bucket (the close ships it)", "[vfs][integration]") {
     std::string url = new_s3_url();
     std::string dir = temp_dir();
@@ -560,7 +591,7 @@ TEST_CASE("auto-restore from an unreachable store fails the open with a clear er
     CHECK_FALSE(file_exists(path));
 }
 
-TEST_CASE("a replicated database in a directory the process cannot write: read-write fails saying so, read-only reads unreplicated", "[vfs][integration]") {
+TEST_CASE("a replicated database in a directory the process cannot write: read-write fails saying so, read-only answers as SQLite without walship", "[vfs][integration]") {
     std::string url = new_s3_url();
     std::string dir = temp_dir() + "/locked";
     REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
@@ -586,22 +617,31 @@ TEST_CASE("a replicated database in a directory the process cannot write: read-w
         const bool said = rc != SQLITE_OK && std::string(sqlite3_errmsg(db)).find("is not writable") != std::string::npos;
         sqlite3_close(db);
         if (!said) _exit(12);
-        db = nullptr;
-        if (sqlite3_open_v2(uri(path, url, "mode=ro").c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "walship") != SQLITE_OK) _exit(13);
-        sqlite3_stmt* st = nullptr;
-        int n = -1;
-        if (sqlite3_prepare_v2(db, "select count(*) from t", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
-        sqlite3_finalize(st);
-        auto t0 = std::chrono::steady_clock::now();
-        sqlite3_close(db);
-        if (n != 1) _exit(14);
-        if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(2)) _exit(15);  // a close waiting for a flush
+        // Read-only, it answers as SQLite without walship does on the same file: a database in
+        // WAL format whose WAL is gone and cannot be created does not open (SQLite's own rule).
+        auto count = [&](const std::string& name, const char* vfs, bool* slow_close) {
+            sqlite3* c = nullptr;
+            int n = -1;
+            if (sqlite3_open_v2(name.c_str(), &c, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, vfs) == SQLITE_OK) {
+                sqlite3_stmt* st = nullptr;
+                n = sqlite3_prepare_v2(c, "select count(*) from t", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -2;
+                sqlite3_finalize(st);
+            }
+            auto t0 = std::chrono::steady_clock::now();
+            sqlite3_close(c);
+            if (slow_close) *slow_close = std::chrono::steady_clock::now() - t0 > std::chrono::seconds(2);  // a close waiting for a flush
+            return n;
+        };
+        bool slow = false;
+        const int plain = count("file:" + path, "unix", nullptr), replicated = count(uri(path, url, "mode=ro"), "walship", &slow);
+        if (replicated != plain) _exit(14);
+        if (slow) _exit(15);
         _exit(0);
     }
     int status = 0;
     waitpid(child, &status, 0);
     ::chmod(dir.c_str(), 0755);
-    // 12: the read-write open did not say why; 14: the read-only SELECT failed; 15: its close waited.
+    // 12: the read-write open did not say why; 14: read-only, walship answered otherwise than SQLite; 15: its close waited.
     CHECK((WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)) == 0);
 }
 

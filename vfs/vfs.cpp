@@ -275,9 +275,20 @@ int db_read(sqlite3_file* f, void* buf, int amt, sqlite3_int64 off) noexcept {
 }
 
 int db_write(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noexcept {
-    int rc = R(f)->xWrite(f, buf, amt, off);
     const unsigned char* p = static_cast<const unsigned char*>(buf);
-    if (rc == SQLITE_OK && off == 0 && amt >= 20 && p[18] == 1 && p[19] == 1) F(f)->reread_page1 = true;
+    if (off != 0 || amt < 20 || p[18] != 1 || p[19] != 1 || memcmp(p, "SQLite format 3", 16) != 0) return R(f)->xWrite(f, buf, amt, off);
+    // Page 1 in rollback-journal format: a new database's first transaction. The file gets the WAL
+    // format bytes, as `PRAGMA journal_mode=WAL` would write them: SQLite without walship (the
+    // sqlite3 shell, a restored copy) then opens it in WAL mode too. It took the bytes for
+    // rollback mode when the WAL was empty or missing, and waited for an exclusive lock that
+    // walship's connections, holding theirs while open in WAL mode, never give ("database is locked").
+    unsigned char* copy = static_cast<unsigned char*>(sqlite3_malloc(amt));
+    if (!copy) return SQLITE_IOERR_NOMEM;
+    memcpy(copy, p, size_t(amt));
+    copy[18] = copy[19] = 2;
+    int rc = R(f)->xWrite(f, copy, amt, off);
+    sqlite3_free(copy);
+    if (rc == SQLITE_OK) F(f)->reread_page1 = true;
     return rc;
 }
 
