@@ -657,6 +657,13 @@ TEST_CASE("invalid settings fail the open", "[vfs]") {
         {uri(dir + "/x.db", url, "durabilty=remote"), "durability"},
         {uri(dir + "/x.db", "ftp://nowhere/x"), "ftp"},
         {"file:" + dir + "/x.db?replica=", "replica is empty"},  // replica=$URL, the variable unset
+        // Each of these opened unreplicated without a word: the replica under another name, a
+        // setting for a database with no replica location, the replica URL's own parameters.
+        {"file:" + dir + "/x.db?replica_url=" + url, "'replica_url' (did you mean replica?)"},
+        {"file:" + dir + "/x.db?REPLICA=" + url, "'REPLICA' (did you mean replica?)"},
+        {"file:" + dir + "/x.db?Durability=remote", "'Durability' (did you mean durability?)"},
+        {"file:" + dir + "/x.db?durability=remote", "'durability' is set for " + dir + "/x.db, which has no replica location"},
+        {"file:" + dir + "/x.db?endpoint=http://127.0.0.1:9", "'endpoint' without replica="},
     };
     for (auto& [u, named] : cases) {
         INFO(u);

@@ -113,14 +113,46 @@ static const char* const kSettings[] = {"replica", "sync_interval", "restore", "
                                         "max_wal_size", "snapshot_interval", "retention", "retention_check_interval",
                                         "snapshot_part_size", "zstd_level"};
 
+static std::string lower(std::string s) {
+    for (auto& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
 // A name close to a setting's but not one (a typo would otherwise silently keep the default, as
-// "durabilty=remote" would keep local durability): the setting meant, else "".
+// "durabilty=remote" would keep local durability, and "replica_url=" or "REPLICA=" would leave the
+// database unreplicated): the setting meant, else "". URI parameter names are case-sensitive.
 static std::string misspelt_setting(const std::string& name) {
     for (const char* k : kSettings)
         if (name == k) return "";
+    const std::string l = lower(name);
     for (const char* k : kSettings)
-        if (distance(name, k) <= 2) return k;
+        if (distance(l, k) <= 2) return k;
+    if (l.find("replica") != std::string::npos) return "replica";
     return "";
+}
+
+// WALSHIP_ variables close to one walship reads but not one (WALSHIP_REPLICA_URI, WALSHIP_REPLICA,
+// WALSHIP_DURABILTY): each is warned of once per process, replicating or not (a misspelt
+// WALSHIP_REPLICA_URL leaves every database unreplicated). Others (another program's) pass.
+static void warn_misspelt_environment() {
+    static std::atomic<bool> done{false};
+    if (done.exchange(true)) return;
+    std::vector<std::string> known = {"replica_url", "db", "log_level", "s3_timeout_ms", "s3_attempts"};
+    for (const char* k : kSettings)
+        if (std::string(k) != "replica") known.push_back(k);
+    for (char** e = environ; *e; e++) {
+        const std::string var(*e, strcspn(*e, "="));
+        if (var.compare(0, 8, "WALSHIP_") != 0) continue;
+        const std::string name = lower(var.substr(8));
+        if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+        std::string meant;
+        for (auto& k : known)
+            if (meant.empty() && distance(name, k) <= 2) meant = k;
+        if (meant.empty() && name.find("replica") != std::string::npos) meant = "replica_url";
+        if (meant.empty()) continue;
+        for (auto& c : meant) c = char(std::toupper(static_cast<unsigned char>(c)));
+        log_warn("unknown environment variable " + var + " (did you mean WALSHIP_" + meant + "?); it is not read");
+    }
 }
 
 bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, std::string* error) {
@@ -141,6 +173,8 @@ bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, st
             cfg->replica_url += (cfg->replica_url.find('?') == std::string::npos ? "?" : "&") + std::string(k) + "=" + v;
         }
     }
+    warn_misspelt_environment();
+    std::vector<std::string> uri_settings;  // walship settings given as URI parameters
     if (uri_db) {
         for (int i = 0;; i++) {
             const char* key = sqlite3_uri_key(uri_db, i);
@@ -150,6 +184,15 @@ bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, st
                 *error = std::string("walship: unknown URI parameter '") + key + "' (did you mean " + meant + "?)";
                 return false;
             }
+            if (std::find(std::begin(kSettings), std::end(kSettings), std::string(key)) != std::end(kSettings) && std::string(key) != "replica")
+                uri_settings.push_back(key);
+            // The replica URL's own parameters, split off by SQLite, with no replica= to go back to
+            // (the replica from WALSHIP_REPLICA_URL, say): they would be dropped without a word.
+            for (const char* k : {"endpoint", "region", "force_path_style"})
+                if (!given && std::string(key) == k) {
+                    *error = std::string("walship: URI parameter '") + k + "' without replica=: it belongs in the replica URL (replica=s3://bucket/prefix?" + k + "=...)";
+                    return false;
+                }
         }
     }
     if (cfg->replica_url.empty()) {
@@ -160,22 +203,15 @@ bool resolve_config(const char* uri_db, const std::string& path, Config* cfg, st
             cfg->url_from_env = !db || !*db;
         }
     }
-    if (cfg->replica_url.empty()) return true;
-    {  // settings from the environment: a misspelt name is only warned of (it may be another program's)
-        for (char** e = environ; *e; e++) {
-            std::string var(*e);
-            if (var.compare(0, 8, "WALSHIP_") != 0) continue;
-            std::string name = var.substr(8, var.find('=') - 8);
-            for (auto& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
-            if (name == "replica_url" || name == "db" || name == "log_level") continue;
-            std::string meant = misspelt_setting(name);
-            static std::atomic<bool> warned{false};
-            if (!meant.empty() && !warned.exchange(true)) {
-                std::string upper = meant;
-                for (auto& c : upper) c = char(std::toupper(static_cast<unsigned char>(c)));
-                log_warn("unknown environment variable " + var.substr(0, var.find('=')) + " (did you mean WALSHIP_" + upper + "?)");
-            }
+    if (cfg->replica_url.empty()) {
+        // A walship setting on a database with no replica location is a mistake (a replica
+        // meant for it that went elsewhere): it would open unreplicated without a word.
+        if (!uri_settings.empty()) {
+            *error = "walship: URI parameter '" + uri_settings[0] + "' is set for " + path +
+                     ", which has no replica location (no replica= parameter, and WALSHIP_REPLICA_URL is unset or WALSHIP_DB names another database)";
+            return false;
         }
+        return true;
     }
 
     struct IntSetting {

@@ -190,6 +190,15 @@ kill $proxy; wait $proxy 2>/dev/null
 test -z "$(ls -AR "$dir/int" | grep -v '^$' | grep -v ':$' | grep -vx vt)" || { echo "FAIL: interrupted commands left $(ls -AR "$dir/int")"; fail=1; }
 test -z "$(ls -A "$dir/int/vt")" || { echo "FAIL: an interrupted verify left $(ls -AR "$dir/int/vt")"; fail=1; }
 echo "ok: interrupted restore and verify leave no files"
+# A misspelt WALSHIP_ variable is warned of, also when no database replicates (a misspelt
+# WALSHIP_REPLICA_URL leaves every database unreplicated); another program's variables are not.
+: > "$dir/env.db"
+out=$(env WALSHIP_REPLICA_URI="$url" WALSHIP_DURABILTY=remote WALSHIP_SOMETHING_ELSE=1 sqlite3 :memory: ".load $build/libwalship" ".open $dir/env.db" "select 1" 2>&1)
+for v in "WALSHIP_REPLICA_URI (did you mean WALSHIP_REPLICA_URL?)" "WALSHIP_DURABILTY (did you mean WALSHIP_DURABILITY?)"; do
+  grep -qF "unknown environment variable $v" <<<"$out" || { echo "FAIL: no warning for $v: $out"; fail=1; }
+done
+! grep -q SOMETHING_ELSE <<<"$out" || { echo "FAIL: warned of another program's variable: $out"; fail=1; }
+echo "ok: misspelt environment variables are warned of"
 # verify reports a damaged object even when the restore goes around it (older snapshot + segments).
 python3 - "$endpoint" "$bucket" <<'PY'  # (moto's Python has boto3; moto wants signed object requests)
 import sys, boto3
