@@ -423,6 +423,31 @@ TEST_CASE("a database created through walship is in WAL format on disk: SQLite w
     CHECK(compare_pages(path, dir + "/restored.db", 4096) == "");
 }
 
+TEST_CASE("a second connection of the process to a replicated database, opened without replica=, is part of its replication", "[vfs][integration]") {
+    std::string url = new_s3_url();
+    std::string dir = temp_dir();
+    std::string path = dir + "/two.db";
+    Db db(uri(path, url, "sync_interval=10s"));
+    db.exec("pragma wal_autocheckpoint=0");
+    db.exec("create table t(x)");
+    db.exec("insert into t select value from " + series(5));
+    REQUIRE(db.text("pragma walship_flush") == "ok");
+    db.exec("insert into t select value from " + series(3000));  // unshipped: the next upload is 10 s away
+    // It was a plain connection: its status said "replicating":false, and its TRUNCATE checkpoint
+    // reset the WAL under the unshipped frames, which ended the generation.
+    Db other("file:" + path);
+    CHECK(other.text("pragma walship_status").find("\"replicating\":true") != std::string::npos);
+    other.exec("pragma wal_checkpoint(TRUNCATE)");
+    CHECK(slurp(path + "-wal").empty());
+    REQUIRE(db.text("pragma walship_flush") == "ok");
+    auto gens = walship::list_generations(*store_for(url));
+    REQUIRE(gens.ok());
+    CHECK(gens->size() == 1);
+    REQUIRE(restore_to(url, dir + "/restored.db") == "");
+    Db r(dir + "/restored.db", nullptr);
+    CHECK(r.integer("select count(*) from t") == 3005);
+}
+
 TEST_CASE("a new database closed after its first transaction is in the bucket (the close ships it)", "[vfs][integration]") {
     std::string url = new_s3_url();
     std::string dir = temp_dir();

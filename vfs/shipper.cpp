@@ -155,6 +155,13 @@ std::shared_ptr<Shipper> Shipper::acquire(sqlite3_vfs* base, const Config& cfg, 
     return s;
 }
 
+std::shared_ptr<Shipper> Shipper::running(const std::string& db_path) {
+    std::lock_guard<std::mutex> lock(registry_mu);
+    auto it = registry().find(db_path);
+    auto s = it != registry().end() ? it->second.lock() : nullptr;
+    return s && !s->forked() ? s : nullptr;
+}
+
 Shipper::Shipper(sqlite3_vfs* base, Config cfg) : base_(base), cfg_(std::move(cfg)) {}
 
 namespace {

@@ -52,6 +52,8 @@ public:
     // The shipper for cfg.db_path, created on first use. Fails (with a one-line message) when the
     // replica URL is invalid or already used by another database in this process.
     static std::shared_ptr<Shipper> acquire(sqlite3_vfs* base, const Config& cfg, std::string* error);
+    // The shipper already replicating db_path in this process, if any.
+    static std::shared_ptr<Shipper> running(const std::string& db_path);
     ~Shipper();
 
     const Config& config() const { return cfg_; }

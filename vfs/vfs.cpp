@@ -765,6 +765,15 @@ int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
             Config cfg;
             std::string err;
             if (!resolve_config(name, name, &cfg, &err)) return refuse(file, err);
+            // Another connection of this process replicates the file: this one is part of it
+            // too, whatever its URI says. A pass-through connection's checkpoint could reset the
+            // WAL under unshipped frames (a gap in the replica's history, and a new generation).
+            auto same_file = cfg.replica_url.empty() ? Shipper::running(name) : nullptr;
+            if (same_file) {
+                shipper = std::make_unique<std::shared_ptr<Shipper>>(std::move(same_file));
+                p->kind = Kind::MainDb;
+                p->durability = cfg.durability;
+            }
             // SQLite (the -wal, the wal-index) and walship (the side and spill files) create files
             // beside the database: in a directory the process cannot write, with no -wal there,
             // a replicating open cannot work (a SELECT failed with "attempt to write a readonly
