@@ -1074,7 +1074,7 @@ void Shipper::ship_pass(bool urgent) {
     if (paced && !have_generation_) return;
     if (!have_generation_) {
         Resume r = try_resume();
-        if (r == Resume::No) start_generation("no generation to continue");
+        if (r == Resume::No) start_generation(not_continued_.empty() ? "no generation to continue" : not_continued_);
         if (r == Resume::Busy) next_upload_ = resume_retry_at_ = Clock::now() + std::chrono::milliseconds(20);
         if (r == Resume::Error) {
             backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 500;
@@ -2467,7 +2467,13 @@ Shipper::Resume Shipper::try_resume() {
     const GenerationInfo* g = nullptr;
     for (auto& x : gens.value())
         if (x.complete) g = &x;
+    not_continued_.clear();
     if (!g) return Resume::No;
+    not_continued_ = "generation " + generation_name(g->id) + " (through txid " + std::to_string(g->last_txid) + ") does not continue from this database";
+    if (opened_empty_no_restore_.exchange(false))
+        log_warn("restore=off: " + cfg_.db_path + " was opened empty, and " + store_->describe() + " holds generation " + generation_name(g->id) +
+                 " through txid " + std::to_string(g->last_txid) + ": the new generation of this database becomes the replica's latest state (walship restore gives it); the earlier one stays restorable with --generation " +
+                 generation_name(g->id) + " until retention deletes it");
     // The object holding the newest transaction of that generation.
     auto listing = store_->list(generation_prefix(g->id));
     if (!listing.ok()) {

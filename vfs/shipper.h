@@ -131,6 +131,9 @@ public:
     // Auto-restore: if the database file is still missing or empty (and has no WAL), restores it
     // from the replica. False with *error set when the replica cannot be read.
     bool restore_if_empty(std::string* error);
+    // restore=off and the database file was empty at an open: if the replica has data, its new
+    // generation (of an empty database) becomes the latest state: try_resume warns.
+    void opened_empty_without_restore() { opened_empty_no_restore_ = true; }
     // A connection of this process takes (begin) or released (end) the database file's exclusive
     // lock: in WAL mode only the last connection's close does, to checkpoint without shm locks.
     // Consistent reads of the database wait meanwhile.
@@ -283,6 +286,8 @@ private:
     int64_t last_snapshot_ms_ = 0;
     int64_t next_checksum_try_ms_ = 0;
     uint64_t last_snapshot_txid_ = 0;
+    std::atomic<bool> opened_empty_no_restore_{false};
+    std::string not_continued_;  // try_resume's Resume::No: the generation it found, if any
     uint64_t txid_ts_ = 0;  // commit time of txid_ (0: not known, as at a generation's start)
     // The greatest (txid, time) any snapshot object of this generation was named with, complete or
     // not: a snapshot at the same txid takes a later time, so it never meets a leftover's name.

@@ -797,6 +797,7 @@ int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
                 auto s = Shipper::acquire(base_vfs, cfg, &err);
                 if (!s && !err.empty()) return refuse(file, err + " (opening " + std::string(name) + ")");
                 if (s && cfg.restore_auto && file_size(name) == 0 && !s->restore_if_empty(&err)) return refuse(file, err);
+                if (s && !cfg.restore_auto && file_size(name) == 0) s->opened_empty_without_restore();
                 if (s) {  // (else it passes through unreplicated: see Shipper::acquire)
                     shipper = std::make_unique<std::shared_ptr<Shipper>>(std::move(s));
                     p->kind = Kind::MainDb;

@@ -199,6 +199,14 @@ for v in "WALSHIP_REPLICA_URI (did you mean WALSHIP_REPLICA_URL?)" "WALSHIP_DURA
 done
 ! grep -q SOMETHING_ELSE <<<"$out" || { echo "FAIL: warned of another program's variable: $out"; fail=1; }
 echo "ok: misspelt environment variables are warned of"
+# restore=off over an empty database while the replica has data: the new generation becomes the
+# replica's latest state, which the log says (it said only "no generation to continue").
+url5="s3://$bucket/off?endpoint=$endpoint"
+"$build/walship-example" "$dir/off-src.db" "$url5" 10 >/dev/null 2>&1 || { echo "FAIL: walship-example"; fail=1; }
+out=$(sqlite3 :memory: ".load $build/libwalship" ".open file:$dir/off.db?replica=$url5&restore=off" "create table z(x)" "pragma walship_flush" 2>&1)
+grep -qE "WARN restore=off: .*off.db was opened empty, and .* holds generation [0-9a-f]+ through txid [0-9]+: the new generation" <<<"$out" || { echo "FAIL: no restore=off warning: $out"; fail=1; }
+grep -qE "started \(generation [0-9a-f]+ \(through txid [0-9]+\) does not continue from this database\)" <<<"$out" || { echo "FAIL: the new generation's reason: $out"; fail=1; }
+echo "ok: restore=off over an empty database is warned of"
 # verify reports a damaged object even when the restore goes around it (older snapshot + segments).
 python3 - "$endpoint" "$bucket" <<'PY'  # (moto's Python has boto3; moto wants signed object requests)
 import sys, boto3
