@@ -260,6 +260,11 @@ int cmd_restore(std::vector<std::string> args) {
         fprintf(stderr, "walship restore: %s is a directory (give the database file's path)\n", opt.output.c_str());
         return kFail;
     }
+    // A FIFO or a device is never replaced (the restore would end with "appeared while restoring").
+    if (::stat(opt.output.c_str(), &out_st) == 0 && !S_ISREG(out_st.st_mode)) {
+        fprintf(stderr, "walship restore: %s is not a regular file (give the database file's path)\n", opt.output.c_str());
+        return kFail;
+    }
     if (if_db_not_exists && file_size(opt.output) > 0) {
         printf("database %s already exists, skipping restore\n", opt.output.c_str());
         return kOk;
@@ -615,18 +620,21 @@ int cmd_verify(std::vector<std::string> args) {
         auto r = restore(*store, opt);
         if (!r.ok()) {
             no_data = no_data || is_no_replica_data(r.error());
-            checks.push_back({what, false, r.error().str()});
+            checks.push_back({what, false, at_store(*store, r.error())});
             return {};
         }
         sqlite3* db = nullptr;
-        std::string result = "?";
+        std::string result;
         // immutable: no -shm or -wal next to the copy (it is deleted right after).
         if (sqlite3_open_v2(("file:" + opt.output + "?immutable=1").c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "unix") == SQLITE_OK) {
             sqlite3_stmt* st = nullptr;
-            if (sqlite3_prepare_v2(db, "pragma integrity_check", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-                result = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+            if (sqlite3_prepare_v2(db, "pragma integrity_check", -1, &st, nullptr) == SQLITE_OK) {
+                for (int rows = 0; rows < 10 && sqlite3_step(st) == SQLITE_ROW; rows++)  // "ok", or a row per problem
+                    result += (result.empty() ? "" : "; ") + std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
+            }
             sqlite3_finalize(st);
         }
+        if (result.empty()) result = std::string("failed: ") + (db ? sqlite3_errmsg(db) : "cannot open the restored copy");
         sqlite3_close(db);
         bool ok = result == "ok";
         checks.push_back({what, ok, "txid " + std::to_string(r->txid) + ", " + std::to_string(r->pages) + " pages, checksums verified" +
@@ -722,7 +730,10 @@ int cmd_snapshot(std::vector<std::string> args) {
     rc = sqlite3_prepare_v2(db, "pragma walship_snapshot", -1, &st, nullptr);
     bool ok = rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW;
     if (ok) printf("snapshot: %s\n", sqlite3_column_text(st, 0));
-    else fprintf(stderr, "walship snapshot: %s\n", sqlite3_errmsg(db));
+    else {
+        std::string msg = sqlite3_errmsg(db);  // walship's messages start with "walship: "
+        fprintf(stderr, "walship snapshot: %s\n", msg.compare(0, 9, "walship: ") == 0 ? msg.c_str() + 9 : msg.c_str());
+    }
     sqlite3_finalize(st);
     sqlite3_close(db);
     return ok ? kOk : kFail;

@@ -477,12 +477,22 @@ private:
     s3::Error error_;
 };
 
-// A time before everything the replica holds: say where its history begins.
-static s3::Error nothing_before(int64_t ts_ms, const std::vector<GenerationInfo>& gens) {
-    int64_t oldest = -1;
+// A time before everything the replica holds: say where its history begins (the first snapshot
+// of its oldest generation, one more LIST on this error's path).
+static s3::Error nothing_before(s3::Store& store, int64_t ts_ms, const std::vector<GenerationInfo>& gens) {
+    const GenerationInfo* oldest = nullptr;
     for (auto& g : gens)
-        if (g.complete && (oldest < 0 || g.created_ms < oldest)) oldest = g.created_ms;
-    std::string where = oldest < 0 ? "" : "; its oldest generation began at " + utc_time(oldest);
+        if (g.complete && (!oldest || g.id < oldest->id)) oldest = &g;
+    std::string where;
+    if (oldest) {
+        int64_t first = -1;
+        uint64_t txid = 0;
+        if (auto listing = store.list(generation_prefix(oldest->id) + "snapshots/"); listing.ok())
+            for (auto& o : listing->objects)
+                if (auto k = parse_key(o.key); k && k->snapshot && !k->part && (first < 0 || int64_t(k->ts_ms) < first)) first = int64_t(k->ts_ms), txid = k->first;
+        where = first < 0 ? "; its oldest generation began at " + utc_time(oldest->created_ms)
+                          : "; the earliest point it holds is " + utc_time(first) + " (txid " + std::to_string(txid) + " of generation " + generation_name(oldest->id) + ")";
+    }
     return make_error(ErrorKind::NotFound, "restore: the replica holds nothing at or before " + utc_time(ts_ms) +
                                                " (it is outside the retention window, or before replication began" + where + ")");
 }
@@ -503,7 +513,7 @@ s3::Result<Plan> make_plan(s3::Store& store, const RestoreOptions& opts, const s
         return make_error(ErrorKind::NotFound, "restore: generation " + generation_name(*opts.generation) + " not found (or it has no snapshot) in " + store.describe());
     if (candidates.empty()) {
         if (opts.timestamp_ms && !gens->empty())
-            return nothing_before(*opts.timestamp_ms, gens.value());
+            return nothing_before(store, *opts.timestamp_ms, gens.value());
         // Transactions without a snapshot to apply them to: someone deleted it. Not "no data":
         // an application starting empty over this would hide what the replica still holds.
         for (auto& g : gens.value())
@@ -537,10 +547,12 @@ s3::Result<Plan> make_plan(s3::Store& store, const RestoreOptions& opts, const s
         std::map<uint64_t, std::vector<ParsedKey>> segs;                           // first -> ranges
         std::map<std::pair<uint64_t, uint64_t>, std::string> seg_keys;
         std::map<std::string, uint64_t> sizes;
+        int64_t first_snapshot_ms = -1;  // for the message when none is early enough
         for (auto& o : listing->objects) {
             sizes[o.key] = o.size;
             auto k = parse_key(o.key);
             if (!k || k->gen != g.id) continue;
+            if (k->snapshot && !k->part && (first_snapshot_ms < 0 || int64_t(k->ts_ms) < first_snapshot_ms)) first_snapshot_ms = int64_t(k->ts_ms);
             if (k->part) {
                 parts[{k->first, k->ts_ms}][k->part] = o.key;
             } else if (damaged.count(o.key)) {
@@ -555,7 +567,8 @@ s3::Result<Plan> make_plan(s3::Store& store, const RestoreOptions& opts, const s
         if (snapshots.empty()) {
             if (opts.generation || opts.txid) {
                 return make_error(ErrorKind::NotFound, "restore: generation " + generation_name(g.id) + " has no snapshot at or before " +
-                                                           (opts.txid ? "txid " + std::to_string(target) : std::string("that time")));
+                                                           (opts.txid ? "txid " + std::to_string(target) : utc_time(int64_t(time))) +
+                                                           (first_snapshot_ms >= 0 ? " (its first is at " + utc_time(first_snapshot_ms) + ")" : ""));
             }
             continue;  // an older generation may cover that time
         }
@@ -588,7 +601,7 @@ s3::Result<Plan> make_plan(s3::Store& store, const RestoreOptions& opts, const s
         plan.last_txid = pos;
         return plan;
     }
-    return opts.timestamp_ms ? nothing_before(*opts.timestamp_ms, gens.value())
+    return opts.timestamp_ms ? nothing_before(store, *opts.timestamp_ms, gens.value())
                              : make_error(ErrorKind::NotFound, "restore: the replica holds nothing at or before the requested point");
 }
 

@@ -114,7 +114,11 @@ std::shared_ptr<Shipper> Shipper::acquire(sqlite3_vfs* base, const Config& cfg, 
         if (auto s = it->second.lock(); s && !s->forked()) {
             auto o = location_owner().find(canon);
             if (o == location_owner().end() || o->second != cfg.db_path) {
-                *error = "walship: " + cfg.db_path + " is already replicating to a different location in this process";
+                std::string current;
+                for (auto& [where, path] : location_owner())
+                    if (path == cfg.db_path) current = where;
+                *error = "walship: " + cfg.db_path + " is already replicating to " + (current.empty() ? "another location" : current) +
+                         " in this process, not to " + canon + " (one database has one replica location)";
                 return nullptr;
             }
             return s;

@@ -116,6 +116,9 @@ test ! -e "$dir/garbage.db-walship" || { echo "FAIL: walship snapshot left a sid
 expect 0 "usage: walship restore" -- "$build/walship" status -h "$url2"
 # A point the replica does not hold is a failure (1), not "no data" (3).
 expect 1 "not in generation" -- "$build/walship" restore -o "$dir/y.db" --txid 99999999 "$url2"
+expect 1 "holds nothing at or before 2001-01-01T00:00:00.000Z .*the earliest point it holds is 20[0-9-]+T[0-9:.]+Z \(txid [0-9]+ of generation [0-9a-f]+\)" -- "$build/walship" restore -o "$dir/y.db" --timestamp 2001-01-01T00:00:00Z "$url2"
+mkfifo "$dir/fifo"
+expect 1 "fifo is not a regular file" -- "$build/walship" restore -o "$dir/fifo" "$url2"
 # Secrets never reach a message, also percent-encoded in an endpoint or in an unknown parameter.
 expect 1 "unknown query parameter" -- "$build/walship" generations "s3://bkt/p?endpoint=$endpoint&secret_access_key=cli-test-secret"
 expect 1 "user info" -- "$build/walship" generations "s3://bkt/p?endpoint=http%3A%2F%2Fu%3Acli-test-secret%40127.0.0.1%3A9"
