@@ -166,6 +166,15 @@ bool parse_u64(const std::string& t, uint64_t* v) {
 
 // A request that failed at the store says which store: its answer alone ("HTTP 404 NoSuchBucket",
 // "timeout") does not name the bucket or the endpoint.
+// " (the directory D does not exist)" for a file:// location whose directory is missing (a typo
+// reads as "no data" there: a directory store has no bucket to be missing), else "".
+std::string missing_directory(const s3::Store& store) {
+    const std::string d = store.describe();
+    struct stat st {};
+    if (d.compare(0, 7, "file://") != 0 || ::stat(d.c_str() + 7, &st) == 0) return "";
+    return " (the directory " + d.substr(7) + " does not exist)";
+}
+
 std::string at_store(const s3::Store& store, const s3::Error& e) {
     using s3::ErrorKind;
     const bool request = e.kind == ErrorKind::Network || e.kind == ErrorKind::Timeout || e.kind == ErrorKind::Server ||
@@ -314,10 +323,10 @@ int cmd_restore(std::vector<std::string> args) {
     }
     if (!r.ok()) {
         if (is_no_replica_data(r.error()) && if_replica_exists && !opt.txid && !opt.timestamp_ms && !opt.generation) {
-            printf("no replica data in %s, skipping restore\n", store.value()->describe().c_str());
+            printf("no replica data in %s%s, skipping restore\n", store.value()->describe().c_str(), missing_directory(*store.value()).c_str());
             return kOk;
         }
-        std::string msg = at_store(*store.value(), r.error());
+        std::string msg = at_store(*store.value(), r.error()) + (is_no_replica_data(r.error()) ? missing_directory(*store.value()) : "");
         fprintf(stderr, "walship restore: %s\n", msg.c_str());
         return is_no_replica_data(r.error()) ? kNoData : kFail;
     }
@@ -558,7 +567,7 @@ int cmd_status(std::vector<std::string> args) {
         std::string foreign;
         for (auto& o : listing->objects)
             if (foreign.empty() && is_foreign_key(o.key)) foreign = o.key;
-        if (foreign.empty()) printf("state:        no data\n");
+        if (foreign.empty()) printf("state:        no data%s\n", missing_directory(*store).c_str());
         else printf("state:        no walship data, but objects walship does not write (%s: another tool's replica, such as Litestream's?)\n", foreign.c_str());
         return kOk;
     }

@@ -118,6 +118,9 @@ expect 0 "usage: walship restore" -- "$build/walship" status -h "$url2"
 expect 1 "not in generation" -- "$build/walship" restore -o "$dir/y.db" --txid 99999999 "$url2"
 expect 1 "holds nothing at or before 2001-01-01T00:00:00.000Z .*the earliest point it holds is 20[0-9-]+T[0-9:.]+Z \(txid [0-9]+ of generation [0-9a-f]+\)" -- "$build/walship" restore -o "$dir/y.db" --timestamp 2001-01-01T00:00:00Z "$url2"
 mkfifo "$dir/fifo"
+# A directory location that does not exist reads as no data (the first upload creates it), and says so.
+expect 3 "no generations with a snapshot in file://$dir/typo/r \(the directory $dir/typo/r does not exist\)" -- "$build/walship" restore -o "$dir/y.db" "file://$dir/typo/r"
+expect 0 "the directory $dir/typo/r does not exist\), skipping" -- "$build/walship" restore --if-replica-exists -o "$dir/y.db" "file://$dir/typo/r"
 expect 1 "fifo is not a regular file" -- "$build/walship" restore -o "$dir/fifo" "$url2"
 # Secrets never reach a message, also percent-encoded in an endpoint or in an unknown parameter.
 expect 1 "unknown query parameter" -- "$build/walship" generations "s3://bkt/p?endpoint=$endpoint&secret_access_key=cli-test-secret"
