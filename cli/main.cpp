@@ -164,8 +164,6 @@ bool parse_u64(const std::string& t, uint64_t* v) {
     return true;
 }
 
-// A request that failed at the store says which store: its answer alone ("HTTP 404 NoSuchBucket",
-// "timeout") does not name the bucket or the endpoint.
 // " (the directory D does not exist)" for a file:// location whose directory is missing (a typo
 // reads as "no data" there: a directory store has no bucket to be missing), else "".
 std::string missing_directory(const s3::Store& store) {
@@ -175,6 +173,8 @@ std::string missing_directory(const s3::Store& store) {
     return " (the directory " + d.substr(7) + " does not exist)";
 }
 
+// A request that failed at the store says which store: its answer alone ("HTTP 404 NoSuchBucket",
+// "timeout") does not name the bucket or the endpoint.
 std::string at_store(const s3::Store& store, const s3::Error& e) {
     using s3::ErrorKind;
     const bool request = e.kind == ErrorKind::Network || e.kind == ErrorKind::Timeout || e.kind == ErrorKind::Server ||
