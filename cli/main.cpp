@@ -583,7 +583,7 @@ int cmd_status(std::vector<std::string> args) {
         {
             std::string where = local_gen != gen ? "of generation " + (local_gen ? generation_name(local_gen) : std::string("-")) + ", not the replica's latest"
                                 : local_txid == last_txid ? "the replica's latest"
-                                : local_txid < last_txid  ? std::to_string(last_txid - local_txid) + " behind the replica's latest (another writer?)"
+                                : local_txid < last_txid  ? std::to_string(last_txid - local_txid) + " behind the replica's latest (after a crash the side file can lag the bucket by the last uploads; else another writer)"
                                                           : std::to_string(local_txid - last_txid) + " past the replica's latest (objects missing?)";
             printf("local:        %s: shipped through txid %llu (%s), WAL frame %llu; shipper %s\n", a.db.c_str(),
                    (unsigned long long)local_txid, where.c_str(), (unsigned long long)(shipped & 0xffffffff),

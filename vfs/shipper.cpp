@@ -248,6 +248,10 @@ Shipper::~Shipper() {
             side->shipper_wait.clear();
             side->shipper_unshipped_since_ms = 0;
         }
+        // Operators read logs: the last line of a clean stop says what the replica holds.
+        if (have_generation_)
+            log_info("stopped replicating " + cfg_.db_path + " (pid " + std::to_string(getpid()) + "): the replica holds generation " +
+                     generation_name(generation_) + " through txid " + std::to_string(txid_));
         side->shipper_pid = 0;
         side_.unlock(SideFile::kShipLock);
         // A remote-durable commit of another process waiting for us sees at once that nobody
@@ -1263,8 +1267,8 @@ bool Shipper::upload(const std::string& key, const std::string& object) {
     return true;
 }
 
-void Shipper::upload_failed(const std::string& key, const s3::Status& st) {
-    set_error("upload of " + key + " failed: " + st.str());
+void Shipper::upload_failed(const std::string& key, const s3::Status& st, const char* what) {
+    set_error(std::string(what) + " " + key + " failed: " + st.str());
     check_snapshot_ = true;  // the store is down or failing: will it still hold our objects?
     backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, 30000) : 500;
     next_upload_ = Clock::now() + std::chrono::milliseconds(backoff_ms_);
@@ -1283,7 +1287,7 @@ bool Shipper::snapshot_still_there() {
     if (!check_snapshot_ && Clock::now() - last_upload_ok_ < std::chrono::seconds(kQuietCheckS)) return true;
     auto listing = store_->list(generation_prefix(generation_) + "snapshots/");
     if (!listing.ok()) {
-        upload_failed(generation_prefix(generation_) + "snapshots/ (listing)", listing.error());
+        upload_failed(generation_prefix(generation_) + "snapshots/", listing.error(), "listing");
         return false;
     }
     check_snapshot_ = false;

@@ -207,7 +207,7 @@ private:
     bool ship_frames(const ShmHeader& h);
     bool chain_frame(const unsigned char* fr, uint32_t frame, uint32_t* c1, uint32_t* c2, WalFrameHeader* fh);
     bool upload(const std::string& key, const std::string& object);
-    void upload_failed(const std::string& key, const s3::Status& st);  // the error, and backoff
+    void upload_failed(const std::string& key, const s3::Status& st, const char* what = "upload of");  // the error, and backoff
     void uploaded(uint64_t bytes);  // stats and pacing after an upload
     bool snapshot_still_there();
     bool ship_large_txn(uint32_t from, uint32_t c1, uint32_t c2, uint32_t end);

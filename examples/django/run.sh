@@ -16,6 +16,13 @@ if [ -f "$RUN/stack.env" ] && [ -f "$RUN/gunicorn.pid" ] && kill -0 "$(cat "$RUN
   exit 1
 fi
 mkdir -p "$RUN"
+# One stack per data directory. The check above has a window (stack.env appears once the app is
+# up): two run.sh started seconds apart both came up, on one database, and fought over its files.
+exec 9>"$RUN/run.lock"
+if ! flock -n 9; then
+  echo "the guestbook is already running or starting (another run.sh holds $RUN/run.lock); stop that one first" >&2
+  exit 1
+fi
 SETSID=setsid  # gunicorn and Caddy in their own session: Ctrl-C reaches this script, which stops them
 stopped=0
 cleanup() {

@@ -90,6 +90,7 @@ USE_TZ = True
 STATIC_URL = "/static/"
 LOGGING = {
     "version": 1,
+    "disable_existing_loggers": False,  # gunicorn's access log (run.sh: --access-logfile -) stays on
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
 }
