@@ -792,6 +792,48 @@ TEST_CASE("durability=remote-strict: COMMIT waits for the bucket before it is vi
     restore_and_compare(url, path);
 }
 
+TEST_CASE("durability=remote-strict: a commit that failed stays rolled back when the WAL is recovered after a crash or a close", "[outage][remote][integration]") {
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    for (bool crash : {true, false}) {
+        INFO((crash ? "crash" : "close"));
+        proxy.reset();
+        std::string url = Proxy::get().new_url();
+        std::string path = temp_dir() + "/strict-gone.db";
+        pid_t child = fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {
+            alarm(60);
+            int code = 0;
+            {
+                Db db(uri(path, url, "durability=remote-strict&flush_timeout=700&close_timeout=700"));
+                db.exec("create table t(v text)");
+                db.exec("insert into t values('durable')");
+                proxy.fault("reset", 1000000);
+                if (db.try_exec("insert into t values('rolled back')") == SQLITE_OK) code = 3;  // it was to fail
+                if (db.integer("select count(*) from t") != 1) code = 4;
+                if (crash) _exit(code);  // the WAL and the wal-index as a crash leaves them
+            }
+            _exit(code);
+        }
+        int status = 0;
+        waitpid(child, &status, 0);
+        proxy.reset();
+        REQUIRE(WIFEXITED(status));
+        REQUIRE(WEXITSTATUS(status) == 0);
+        // SQLite's recovery rebuilds the wal-index from the WAL: the rolled-back frames were whole
+        // and synced, and came back as a committed transaction (then shipped by the next open).
+        {
+            Db plain(path, "unix");
+            CHECK(plain.integer("select count(*) from t where v = 'rolled back'") == 0);
+            CHECK(plain.text("pragma integrity_check") == "ok");
+        }
+        Db db(uri(path, url));
+        CHECK(db.integer("select count(*) from t") == 1);
+        REQUIRE(db.text("pragma walship_flush=30000") == "ok");
+    }
+}
+
 TEST_CASE("wrong credentials: the app keeps working, status and flush name the access error, no secret is shown", "[outage][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();

@@ -612,6 +612,16 @@ int wal_sync(sqlite3_file* f, int flags) noexcept {
         db->last_commit_frame = 0;
         if (s->flush_through(db->salt2, frame, db->commit_cksum, false, &err) != SQLITE_OK) {
             log_error("remote-durable commit failed: " + err);
+            // SQLite rolls the transaction back, but its frames are in the WAL, whole and synced,
+            // past the wal-index's end: the recovery that rebuilds the wal-index (the next open
+            // after a crash, or of a WAL kept at close) took them as committed, and the rolled
+            // back transaction came back, locally and then in the replica. A zeroed commit frame
+            // header ends the chain before it. (Under the write lock: no one else writes here.)
+            if (F(f)->page_size) {
+                unsigned char none[kWalFrameHeaderSize] = {};
+                const int64_t at = int64_t(kWalHeaderSize) + int64_t(frame - 1) * (int64_t(kWalFrameHeaderSize) + F(f)->page_size);
+                if (R(f)->xWrite(f, none, sizeof none, at) == SQLITE_OK) R(f)->xSync(f, flags);
+            }
             return SQLITE_IOERR_FSYNC;
         }
         db->strict_frame = frame;  // shown once the write lock is released (commit_shown)
