@@ -834,6 +834,38 @@ TEST_CASE("durability=remote-strict: a commit that failed stays rolled back when
     }
 }
 
+TEST_CASE("lag_ms counts while nothing can ship: a store down from the open (no generation to continue yet)", "[outage][integration]") {
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string url = Proxy::get().new_url();
+    std::string path = temp_dir() + "/lag-down.db";
+    {
+        Db db(uri(path, url));
+        db.exec("create table t(v text)");
+        REQUIRE(db.text("pragma walship_flush") == "ok");
+    }
+    proxy.fault("503", 1000000);
+    {
+        Db db(uri(path, url, "close_timeout=500"));
+        db.exec("insert into t values('waits')");
+        std::this_thread::sleep_for(std::chrono::milliseconds(4000));
+        db.exec("insert into t values('waits too')");
+        const std::string status = db.text("pragma walship_status");
+        INFO(status);
+        CHECK(json_number(status, "pending_txns") >= 2);
+        // It read 0 while the resume failed. It counts from when the shipper first saw the
+        // transaction (its first pass after the resume's retries): at least 1.5 s of the 4.
+        CHECK(json_number(status, "lag_ms") >= 1500);
+    }
+    proxy.reset();
+    {
+        Db db(uri(path, url));
+        CHECK(db.integer("select count(*) from t") == 2);  // (a connection that reads checkpoints at its close)
+        REQUIRE(db.text("pragma walship_flush=30000") == "ok");
+    }
+    restore_and_compare(url, path);
+}
+
 TEST_CASE("wrong credentials: the app keeps working, status and flush name the access error, no secret is shown", "[outage][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();

@@ -1079,6 +1079,13 @@ void Shipper::ship_pass(bool urgent) {
         return;
     }
     broken_salt2_ = 0;
+    // Nothing ships until a generation (or the snapshot it needs) is up: lag_ms counts from now,
+    // as it does below for frames past the shipped position (it read 0 through a whole outage
+    // that began before anything shipped, or after a WAL reset past max_wal_size).
+    if (h.mx_frame && (!have_generation_ || side->needs_snapshot.load())) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!stats_.oldest_unshipped_ms) set_unshipped_since_locked(now_ms());
+    }
     if (paced && !have_generation_) return;
     if (!have_generation_) {
         Resume r = try_resume();
