@@ -1062,6 +1062,56 @@ TEST_CASE("a store that hangs during a snapshot: the snapshot lets go of the WAL
     restore_and_compare(url, path);
 }
 
+TEST_CASE("a store that hangs during a snapshot asked for at the start of a new WAL: the snapshot lets go of it at max_wal_size too", "[outage][integration]") {
+    Proxy& proxy = Proxy::get();
+    proxy.reset();
+    std::string url = Proxy::get().new_url();
+    std::string path = temp_dir() + "/hung-fresh.db";
+    ::setenv("WALSHIP_S3_TIMEOUT_MS", "5000", 1);
+    {
+        Db plain(path, "unix");  // a database made without walship; its WAL goes at its close
+        plain.exec("pragma journal_mode=wal");
+        plain.exec("create table t(id integer primary key, v blob)");
+        plain.exec("insert into t(v) select randomblob(1000) from " + series(10000));
+    }
+    const std::string u = uri(path, url, "max_wal_size=2MiB&snapshot_part_size=64KiB");
+    long long max_wal = 0;
+    {
+        Db db(u);
+        REQUIRE(db.text("pragma walship_flush=60000") == "ok");  // the first generation, at txid 0
+        std::atomic<bool> stop{false};
+        std::thread writer([&] {
+            Db w(u);
+            while (!stop) {
+                w.exec("insert into t(v) values(randomblob(800))");
+                std::this_thread::sleep_for(std::chrono::milliseconds(2));
+            }
+        });
+        std::thread snap([&] {
+            std::string err;
+            db.try_exec("pragma walship_snapshot=15000", &err);
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        proxy.fault("stall", 1);  // the snapshot's upload hangs (then its retry, after 5 s)
+        for (int i = 0; i < 40; i++) {
+            max_wal = std::max(max_wal, file_size(path + "-wal"));
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        }
+        stop = true;
+        writer.join();
+        snap.join();
+        INFO("the WAL reached " << max_wal << " bytes");
+        // Its mark was at frame 0 under the salts before SQLite drew the WAL's first ones: the WAL
+        // grew for as long as the request hung (11 MB here before; 5.5 MB now: max_wal_size, the
+        // second the check takes, and the WAL reset that follows).
+        CHECK(max_wal < 8000000LL);
+        proxy.reset();
+        REQUIRE(db.text("pragma walship_flush=120000") == "ok");
+    }
+    ::unsetenv("WALSHIP_S3_TIMEOUT_MS");
+    restore_and_compare(url, path);
+}
+
 TEST_CASE("a store that hangs: the last close returns after close_timeout (the request in flight is cancelled), keeps the WAL, and nothing is lost", "[outage][integration]") {
     Proxy& proxy = Proxy::get();
     proxy.reset();

@@ -863,8 +863,15 @@ bool Shipper::snapshot_holds_wal_too_long() {
     if (!snapshot_reading_.load() || !shm0_.load()) return false;
     const uint64_t mark = snapshot_mark_.load();
     ShmHeader h;
-    if (!read_shm_header(shm0_, &h) || h.salt2 != uint32_t(mark >> 32) || h.mx_frame <= uint32_t(mark)) return false;
-    const uint64_t grown = uint64_t(h.mx_frame - uint32_t(mark)) * (h.page_size + kWalFrameHeaderSize);
+    if (!read_shm_header(shm0_, &h)) return false;
+    // A mark at frame 0 of a WAL never written yet: SQLite draws new salts with the first frame
+    // (the WAL grew without bound while such a snapshot hung: the salts never matched again).
+    // Under a mark past frame 0 the WAL cannot reset, so other salts mean nothing held.
+    const bool same_wal = h.salt2 == uint32_t(mark >> 32);
+    if (!same_wal && uint32_t(mark) != 0) return false;
+    const uint32_t from = same_wal ? uint32_t(mark) : 0;
+    if (h.mx_frame <= from) return false;
+    const uint64_t grown = uint64_t(h.mx_frame - from) * (h.page_size + kWalFrameHeaderSize);
     if (grown <= cfg_.max_wal_bytes) return false;
     if (!snapshot_interrupted_.exchange(true))
         log_warn("the WAL grew by " + std::to_string(grown) + " bytes (past max_wal_size) while a snapshot held it; abandoning the snapshot, it will be tried again");
