@@ -121,14 +121,18 @@ static std::string lower(std::string s) {
 // A name close to a setting's but not one (a typo would otherwise silently keep the default, as
 // "durabilty=remote" would keep local durability, and "replica_url=" or "REPLICA=" would leave the
 // database unreplicated): the setting meant, else "". URI parameter names are case-sensitive.
+// The name in `names` that `lname` (lower case) is one or two letters off or, failing that, the
+// replica's own name when lname mentions the replica; else "".
+static std::string near_miss(const std::string& lname, const std::vector<std::string>& names, const std::string& replica) {
+    for (auto& k : names)
+        if (distance(lname, k) <= 2) return k;
+    return lname.find("replica") != std::string::npos ? replica : "";
+}
+
 static std::string misspelt_setting(const std::string& name) {
-    for (const char* k : kSettings)
-        if (name == k) return "";
-    const std::string l = lower(name);
-    for (const char* k : kSettings)
-        if (distance(l, k) <= 2) return k;
-    if (l.find("replica") != std::string::npos) return "replica";
-    return "";
+    static const std::vector<std::string> settings(std::begin(kSettings), std::end(kSettings));
+    if (std::find(settings.begin(), settings.end(), name) != settings.end()) return "";
+    return near_miss(lower(name), settings, "replica");
 }
 
 // WALSHIP_ variables close to one walship reads but not one (WALSHIP_REPLICA_URI, WALSHIP_REPLICA,
@@ -145,10 +149,7 @@ static void warn_misspelt_environment() {
         if (var.compare(0, 8, "WALSHIP_") != 0) continue;
         const std::string name = lower(var.substr(8));
         if (std::find(known.begin(), known.end(), name) != known.end()) continue;
-        std::string meant;
-        for (auto& k : known)
-            if (meant.empty() && distance(name, k) <= 2) meant = k;
-        if (meant.empty() && name.find("replica") != std::string::npos) meant = "replica_url";
+        std::string meant = near_miss(name, known, "replica_url");
         if (meant.empty()) continue;
         for (auto& c : meant) c = char(std::toupper(static_cast<unsigned char>(c)));
         log_warn("unknown environment variable " + var + " (did you mean WALSHIP_" + meant + "?); it is not read");

@@ -724,12 +724,17 @@ static s3::Result<RestoreInfo> restore_once(s3::Store& store, const RestoreOptio
 
 static const char kRestoreMark[] = ".walship-restore-";
 
+// The output's directory and file name.
+static std::pair<std::string, std::string> split_output(const std::string& output) {
+    size_t slash = output.rfind('/');
+    if (slash == std::string::npos) return {".", output};
+    return {output.substr(0, slash + (slash == 0)), output.substr(slash + 1)};
+}
+
 // The file a restore writes before renaming it into place: "<output>.walship-restore-<pid>", or
 // "<dir>/.walship-restore-<pid>" when that name would be too long.
 std::string restore_temp_name(const std::string& output) {
-    size_t slash = output.rfind('/');
-    std::string dir = slash == std::string::npos ? "." : output.substr(0, slash + (slash == 0));
-    std::string base = slash == std::string::npos ? output : output.substr(slash + 1);
+    const auto [dir, base] = split_output(output);
     std::string name = base + kRestoreMark + std::to_string(getpid());
     if (name.size() > NAME_MAX) name = kRestoreMark + std::to_string(getpid());
     return (dir == "/" ? "" : dir) + "/" + name;
@@ -738,9 +743,7 @@ std::string restore_temp_name(const std::string& output) {
 // restore_temp_name(output), after removing the leftovers of restores that were killed (their
 // process is gone): a database is large.
 static std::string restore_temp_path(const std::string& output) {
-    size_t slash = output.rfind('/');
-    std::string dir = slash == std::string::npos ? "." : output.substr(0, slash + (slash == 0));
-    std::string base = slash == std::string::npos ? output : output.substr(slash + 1);
+    const auto [dir, base] = split_output(output);
     const std::string mark = kRestoreMark;
     if (DIR* d = opendir(dir.c_str())) {
         while (dirent* e = readdir(d)) {

@@ -778,12 +778,7 @@ int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
             // Another connection of this process replicates the file: this one is part of it
             // too, whatever its URI says. A pass-through connection's checkpoint could reset the
             // WAL under unshipped frames (a gap in the replica's history, and a new generation).
-            auto same_file = cfg.replica_url.empty() ? Shipper::running(name) : nullptr;
-            if (same_file) {
-                shipper = std::make_unique<std::shared_ptr<Shipper>>(std::move(same_file));
-                p->kind = Kind::MainDb;
-                p->durability = cfg.durability;
-            }
+            std::shared_ptr<Shipper> s = cfg.replica_url.empty() ? Shipper::running(name) : nullptr;
             // SQLite (the -wal, the wal-index) and walship (the side and spill files) create files
             // beside the database: in a directory the process cannot write, with no -wal there,
             // a replicating open cannot work (a SELECT failed with "attempt to write a readonly
@@ -804,15 +799,15 @@ int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
                 }
             }
             if (!cfg.replica_url.empty()) {
-                auto s = Shipper::acquire(base_vfs, cfg, &err);
+                s = Shipper::acquire(base_vfs, cfg, &err);
                 if (!s && !err.empty()) return refuse(file, err + " (opening " + std::string(name) + ")");
                 if (s && cfg.restore_auto && file_size(name) == 0 && !s->restore_if_empty(&err)) return refuse(file, err);
                 if (s && !cfg.restore_auto && file_size(name) == 0) s->opened_empty_without_restore();
-                if (s) {  // (else it passes through unreplicated: see Shipper::acquire)
-                    shipper = std::make_unique<std::shared_ptr<Shipper>>(std::move(s));
-                    p->kind = Kind::MainDb;
-                    p->durability = cfg.durability;
-                }
+            }
+            if (s) {  // (else it passes through unreplicated: see Shipper::acquire)
+                shipper = std::make_unique<std::shared_ptr<Shipper>>(std::move(s));
+                p->kind = Kind::MainDb;
+                p->durability = cfg.durability;
             }
         } else if ((flags & SQLITE_OPEN_WAL) && name) {
             sqlite3_file* db = sqlite3_database_file_object(name);
