@@ -148,12 +148,48 @@ Error curl_error(CURLcode rc, const char* errbuf, const Response& resp, const Re
 
 }  // namespace
 
+// curl_easy_perform, but watched: curl calls on_progress only about once a second while nothing
+// moves, so a cancel (a close that has waited close_timeout) or an interrupt could wait that long.
+static CURLcode run(Handle& h, const Request& req, bool* interrupted) {
+    CURLM* m = h.multi.get();
+    if (!m || !h.easy) return CURLE_OUT_OF_MEMORY;
+    if (curl_multi_add_handle(m, h.easy.get()) != CURLM_OK) return CURLE_FAILED_INIT;
+    CURLcode rc = CURLE_OK;
+    for (int running = 1;;) {
+        if (curl_multi_perform(m, &running) != CURLM_OK) {
+            rc = CURLE_FAILED_INIT;
+            break;
+        }
+        if (!running) {
+            int left = 0;
+            while (CURLMsg* msg = curl_multi_info_read(m, &left))
+                if (msg->msg == CURLMSG_DONE) rc = msg->data.result;
+            break;
+        }
+        if (req.cancel && req.cancel->load()) {
+            rc = CURLE_ABORTED_BY_CALLBACK;
+            break;
+        }
+        if (req.interrupt && (*req.interrupt)()) {
+            *interrupted = true, rc = CURLE_ABORTED_BY_CALLBACK;
+            break;
+        }
+        if (curl_multi_poll(m, nullptr, 0, 50, nullptr) != CURLM_OK) {
+            rc = CURLE_FAILED_INIT;
+            break;
+        }
+    }
+    curl_multi_remove_handle(m, h.easy.get());
+    return rc;
+}
+
 void global_init() {
     static std::once_flag once;
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-Error perform(CURL* curl, const Request& req, Response& resp, const BodySink& sink) {
+Error perform(Handle& h, const Request& req, Response& resp, const BodySink& sink) {
+    CURL* curl = h.easy.get();
     curl_easy_reset(curl);  // keeps the connection cache
     resp = Response{};
     Exchange ex{curl, &req, &resp, &sink};
@@ -204,7 +240,7 @@ Error perform(CURL* curl, const Request& req, Response& resp, const BodySink& si
         curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, req.method.c_str());
     }
 
-    CURLcode rc = curl_easy_perform(curl);
+    CURLcode rc = run(h, req, &ex.interrupted);
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp.status);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, nullptr);
@@ -216,16 +252,16 @@ HandlePool::Lease HandlePool::lease() {
     {
         std::lock_guard<std::mutex> lock(mu_);
         if (!idle_.empty()) {
-            CurlPtr h = std::move(idle_.back());
+            Handle h = std::move(idle_.back());
             idle_.pop_back();
             return Lease(this, std::move(h));
         }
     }
     global_init();
-    return Lease(this, CurlPtr(curl_easy_init()));
+    return Lease(this, Handle{CurlPtr(curl_easy_init()), MultiPtr(curl_multi_init())});
 }
 
-void HandlePool::give_back(CurlPtr h) {
+void HandlePool::give_back(Handle h) {
     std::lock_guard<std::mutex> lock(mu_);
     if (idle_.size() < max_idle_) idle_.push_back(std::move(h));
 }

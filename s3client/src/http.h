@@ -24,11 +24,22 @@ namespace walship::s3::http {
 struct CurlDeleter {
     void operator()(CURL* c) const { curl_easy_cleanup(c); }
 };
+struct MultiDeleter {
+    void operator()(CURLM* m) const { curl_multi_cleanup(m); }
+};
 struct SlistDeleter {
     void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
 using CurlPtr = std::unique_ptr<CURL, CurlDeleter>;
+using MultiPtr = std::unique_ptr<CURLM, MultiDeleter>;
 using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
+
+// An easy handle and the multi handle it runs in: the multi keeps the connections for reuse (as
+// curl_easy_perform's own would) and lets a transfer be watched between short polls.
+struct Handle {
+    CurlPtr easy;
+    MultiPtr multi;
+};
 
 // Calls curl_global_init exactly once per process.
 void global_init();
@@ -61,31 +72,31 @@ struct Response {
 // return false to abort.
 using BodySink = std::function<bool(const char* data, size_t len)>;
 
-// Performs one exchange. Returns an Error (kind Network/Timeout/Config...) only when no HTTP answer
+// Performs one exchange. A cancel or interrupt ends it within about 50 ms, waiting or not. Returns an Error (kind Network/Timeout/Config...) only when no HTTP answer
 // arrived or the transfer broke; an HTTP error status is not an Error here. The message has no
 // operation prefix; the caller adds it.
-Error perform(CURL* curl, const Request& req, Response& resp, const BodySink& sink = nullptr);
+Error perform(Handle& h, const Request& req, Response& resp, const BodySink& sink = nullptr);
 
-// A pool of easy handles; lease() hands out a handle (new or reused), and the lease puts it back.
+// A pool of handles; lease() hands out one (new or reused), and the lease puts it back.
 class HandlePool {
 public:
     class Lease {
     public:
-        Lease(HandlePool* pool, CurlPtr h) : pool_(pool), h_(std::move(h)) {}
+        Lease(HandlePool* pool, Handle h) : pool_(pool), h_(std::move(h)) {}
         Lease(Lease&&) = default;
-        ~Lease() { if (h_) pool_->give_back(std::move(h_)); }
-        CURL* get() const { return h_.get(); }
+        ~Lease() { if (h_.easy) pool_->give_back(std::move(h_)); }
+        Handle& get() { return h_; }
     private:
         HandlePool* pool_;
-        CurlPtr h_;
+        Handle h_;
     };
     explicit HandlePool(size_t max_idle = 16) : max_idle_(max_idle) {}
     Lease lease();
 
 private:
-    void give_back(CurlPtr h);
+    void give_back(Handle h);
     std::mutex mu_;
-    std::vector<CurlPtr> idle_;
+    std::vector<Handle> idle_;
     size_t max_idle_;
 };
 

@@ -365,7 +365,7 @@ Error attempt(S3Client::Impl& im, const ClientOptions& opt, Counters& counts, co
     counts.add_up(c.body_len);
 
     auto lease = im.pool.lease();
-    if (!lease.get()) return make_error(ErrorKind::Network, c.op + ": could not create a curl handle");
+    if (!lease.get().easy || !lease.get().multi) return make_error(ErrorKind::Network, c.op + ": could not create a curl handle");
     Error e = http::perform(lease.get(), hreq, resp, sink);
     counts.add_down(resp.body_bytes);
     if (!e.ok()) {
