@@ -162,6 +162,8 @@ TEST_CASE("bad replica URLs give one clear Config error", "[location]") {
     bad("file:/abs", "relative file path");
     bad("file:///a/../b", "'..'");
     bad("file:///tmp/x?y=1", "no query");
+    bad("s3://bkt/x\ny", "replica URL 's3://bkt/x\\x0ay'");  // a pasted newline: still one line
+    bad("s3://bkt/x\r", "\\x0d");
 }
 
 TEST_CASE("missing or partial credentials", "[location]") {
@@ -175,6 +177,20 @@ TEST_CASE("missing or partial credentials", "[location]") {
     Environment g;
     g.vars["LITESTREAM_SECRET_ACCESS_KEY"] = kSecret;
     bad("s3://bkt/x", "LITESTREAM_ACCESS_KEY_ID is not", g);
+    // A value from a file with Windows line endings: named, never shown.
+    Environment h = creds();
+    h.vars["AWS_SECRET_ACCESS_KEY"] = std::string(kSecret) + "\r";
+    bad("s3://bkt/x", "AWS_SECRET_ACCESS_KEY contains a carriage return", h);
+    Environment i = creds();
+    i.vars["AWS_ACCESS_KEY_ID"] = "AKID\r";
+    bad("s3://bkt/x", "AWS_ACCESS_KEY_ID contains a carriage return", i);
+    Environment j = creds();
+    j.vars["AWS_SESSION_TOKEN"] = std::string(kToken) + "\n";
+    bad("s3://bkt/x", "AWS_SESSION_TOKEN contains a control character", j);
+    Environment k;
+    k.vars["LITESTREAM_ACCESS_KEY_ID"] = "AKID";
+    k.vars["LITESTREAM_SECRET_ACCESS_KEY"] = std::string(" ") + kSecret;
+    bad("s3://bkt/x", "LITESTREAM_SECRET_ACCESS_KEY contains a space", k);
 }
 
 TEST_CASE("secrets in URLs or endpoints are never echoed", "[location]") {

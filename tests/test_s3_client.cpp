@@ -174,6 +174,34 @@ TEST_CASE("keys with spaces, unicode and reserved characters round-trip", "[s3][
     CHECK(c.list_objects(bucket, "")->objects.empty());
 }
 
+TEST_CASE("keys with '.' and '..' segments are sent as they are signed, not resolved", "[s3][integration][dots]") {
+    std::string bucket = wt::new_bucket();
+    S3Client c(loc_for("s3://" + bucket + "?endpoint=" + wt::endpoint()));
+    REQUIRE_OK(c.put_object(bucket, "x", "original"));
+    REQUIRE_OK(c.put_object(bucket, "dotdot/../x", "other"));  // once sent as PUT /bucket/x
+    REQUIRE_OK(c.put_object(bucket, "dot/./y", "y"));
+    CHECK(c.get_object(bucket, "x").value() == "original");
+    CHECK(c.get_object(bucket, "dotdot/../x").value() == "other");
+    CHECK(c.get_object(bucket, "dot/./y").value() == "y");
+    CHECK(c.head_object(bucket, "dot/y").error().kind == ErrorKind::NotFound);
+    REQUIRE_OK(c.delete_object(bucket, "dotdot/.."));  // once sent as DELETE /bucket/ (the bucket)
+    CHECK(c.get_object(bucket, "x").value() == "original");
+}
+
+TEST_CASE("put_object above multipart_threshold goes up as a multipart upload", "[s3][integration]") {
+    std::string bucket = wt::new_bucket();
+    ClientOptions opt;
+    opt.part_size = 5u << 20;
+    opt.multipart_threshold = 6u << 20;
+    S3Client c(loc_for("s3://" + bucket + "?endpoint=" + wt::endpoint()), opt);
+    std::string b = random_bytes(12u << 20, 5);  // parts of 5, 5, 2
+    REQUIRE_OK(c.put_object(bucket, "big", b));
+    CHECK(c.counts().put == 1 + 3 + 1);  // create, parts, complete
+    CHECK(c.get_object(bucket, "big").value() == b);
+    REQUIRE_OK(c.put_object(bucket, "small", b.substr(0, 6u << 20)));  // at the threshold: one PUT
+    CHECK(c.counts().put == 1 + 3 + 1 + 1);
+}
+
 TEST_CASE("range GET", "[s3][integration]") {
     std::string bucket = wt::new_bucket();
     S3Client c(loc_for("s3://" + bucket + "?endpoint=" + wt::endpoint()));

@@ -139,10 +139,65 @@ TEST_CASE("permanent errors end at once without retries", "[s3][faults]") {
     CHECK(bad.error().kind == ErrorKind::BadRequest);
     CHECK(f.proxy.requests() == 3);
 
+    f.proxy.fault("501", 1);  // NotImplemented: asking again cannot help
+    Status ni = f.note(f.client->put_object(f.bucket, "k", "v"));
+    CHECK(ni.kind == ErrorKind::BadRequest);
+    CHECK(ni.code == "NotImplemented");
+    CHECK(f.proxy.requests() == 4);
+
+    f.proxy.fault("403", 1);  // a HEAD's answer has no body: the message says what to check
+    auto head_denied = f.client->head_object(f.bucket, "k");
+    f.note(head_denied.error());
+    CHECK(head_denied.error().kind == ErrorKind::AccessDenied);
+    CHECK(head_denied.error().str().find("check the access key and secret") != std::string::npos);
+    CHECK(f.proxy.requests() == 5);
+
+    f.proxy.fault("503", 10);  // nor for SlowDown: still Throttled, and retried
+    auto head_slow = f.client->head_object(f.bucket, "k");
+    f.note(head_slow.error());
+    CHECK(head_slow.error().kind == ErrorKind::Throttled);
+    CHECK(f.proxy.requests() == 9);
+    f.proxy.reset();
+
     auto real404 = f.client->get_object(f.bucket, "no-such-key");  // from the server itself
     f.note(real404.error());
     CHECK(real404.error().kind == ErrorKind::NotFound);
-    CHECK(f.proxy.requests() == 4);
+    CHECK(f.proxy.requests() == 1);
+}
+
+TEST_CASE("an answer that is not what S3 answers is an error, not an empty listing, and a listing that does not advance ends", "[s3][faults]") {
+    Fixture f;
+    REQUIRE(f.client->put_object(f.bucket, "a", "1").ok());
+    REQUIRE(f.client->put_object(f.bucket, "b", "2").ok());
+    for (const char* mode : {"html", "cut"}) {
+        INFO(mode);
+        f.proxy.reset();
+        f.proxy.fault(mode, 10);  // a captive portal's page, or a listing cut short: retried, then an error
+        auto l = f.client->list_objects(f.bucket, "");
+        f.note(l.error());
+        REQUIRE_FALSE(l.ok());
+        CHECK(l.error().kind == ErrorKind::Server);
+        CHECK(l.error().str().find("list_objects: HTTP 200 but the answer is not a whole S3 ListBucketResult") == 0);
+        CHECK(f.proxy.requests() == 4);
+        f.proxy.reset();
+        f.proxy.fault(mode, 1);
+        auto d = f.client->delete_objects(f.bucket, {"a"});  // retried: the second answer is the server's
+        CHECK(d.ok());
+        CHECK(f.proxy.requests() == 2);
+        REQUIRE(f.client->put_object(f.bucket, "a", "1").ok());
+    }
+    f.proxy.reset();
+    f.proxy.fault("html", 1);
+    auto once = f.client->list_objects(f.bucket, "");  // a single bad answer is retried to the real listing
+    REQUIRE(once.ok());
+    CHECK(once->objects.size() == 2);
+    f.proxy.reset();
+    f.proxy.fault("sametoken", 100);
+    auto loop = f.client->list_objects(f.bucket, "");
+    f.note(loop.error());
+    REQUIRE_FALSE(loop.ok());
+    CHECK(loop.error().str().find("the server gave the same continuation token twice") != std::string::npos);
+    CHECK(f.proxy.requests() == 2);
 }
 
 TEST_CASE("dropped and reset connections are retried and a cut download resumes", "[s3][faults]") {

@@ -204,6 +204,7 @@ Error perform(Handle& h, const Request& req, Response& resp, const BodySink& sin
     SlistPtr headers(raw);
 
     curl_easy_setopt(curl, CURLOPT_URL, req.url.c_str());
+    curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);  // a key "a/../b" is signed as it is: sent as it is
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers.get());
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);

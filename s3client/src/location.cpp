@@ -85,8 +85,22 @@ std::string redact(const std::string& url) {
     return out + shown + fragment;
 }
 
+// One line whatever the URL holds: control characters (a newline pasted in) shown as \xNN.
+std::string one_line(const std::string& s) {
+    std::string out;
+    for (unsigned char c : s) {
+        if (c >= 0x20 && c != 0x7f) out += char(c);
+        else {
+            char esc[5];
+            std::snprintf(esc, sizeof esc, "\\x%02x", c);
+            out += esc;
+        }
+    }
+    return out;
+}
+
 Error config_error(const std::string& url, const std::string& what) {
-    return make_error(ErrorKind::Config, "replica URL '" + redact(url) + "': " + what);
+    return make_error(ErrorKind::Config, "replica URL '" + one_line(redact(url)) + "': " + what);
 }
 
 bool percent_decode(const std::string& in, std::string* out) {
@@ -336,6 +350,16 @@ Result<Location> parse_location(const std::string& url, const Environment& env) 
     }
     if (id.empty())
         return config_error(url, "no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
+    // A value read from a file with Windows line endings ends in "\r": it would cut the
+    // Authorization header short, or sign with the wrong secret. Named, never shown.
+    const bool aws = !env.get("AWS_ACCESS_KEY_ID").empty();
+    const std::pair<const char*, const std::string*> creds[] = {{aws ? "AWS_ACCESS_KEY_ID" : "LITESTREAM_ACCESS_KEY_ID", &id},
+                                                                {aws ? "AWS_SECRET_ACCESS_KEY" : "LITESTREAM_SECRET_ACCESS_KEY", &secret},
+                                                                {"AWS_SESSION_TOKEN", &loc.session_token}};
+    for (auto& [name, value] : creds)
+        for (unsigned char c : *value)
+            if (c <= 0x20 || c == 0x7f)
+                return config_error(url, std::string(name) + " contains " + (c == '\r' ? "a carriage return (a file with Windows line endings?)" : c == ' ' ? "a space" : "a control character"));
     loc.access_key_id = id;
     loc.secret_access_key = secret;
     return loc;

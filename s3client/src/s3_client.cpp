@@ -23,6 +23,7 @@
 #include <deque>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "http.h"
@@ -118,6 +119,15 @@ std::string xml_first(const std::string& xml, const std::string& tag) {
     return all.empty() ? std::string() : xml_unescape(all[0]);
 }
 
+// The document has the element root, closed ("<root ...>...</root>" or "<root .../>").
+bool whole_xml(const std::string& xml, const std::string& root) {
+    size_t open = xml.find("<" + root);
+    if (open == std::string::npos) return false;
+    size_t gt = xml.find('>', open);
+    if (gt == std::string::npos) return false;
+    return xml[gt - 1] == '/' || xml.find("</" + root + ">", gt) != std::string::npos;
+}
+
 std::string strip_quotes(std::string s) {
     if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
     return s;
@@ -154,6 +164,8 @@ ErrorKind kind_for(long status, const std::string& code) {
         status == 429)
         return ErrorKind::Throttled;
     if (code == "RequestTimeout" || status == 408) return ErrorKind::Timeout;
+    if (status == 503 && code.empty()) return ErrorKind::Throttled;  // a HEAD's SlowDown: no body to say so
+    if (code == "NotImplemented" || status == 501) return ErrorKind::BadRequest;  // asking again cannot help
     if (code == "InternalError" || code == "ServiceUnavailable" || code == "ConditionalRequestConflict" || status >= 500)
         return ErrorKind::Server;
     if (status == 412 || code == "PreconditionFailed") return ErrorKind::PreconditionFailed;
@@ -168,6 +180,8 @@ Error classify(const std::string& op, const std::string& key, const http::Respon
     std::string text = op + ": HTTP " + std::to_string(r.status);
     if (!code.empty()) text += " " + code;
     text += ": " + (msg.empty() ? std::string(kind_name(kind)) : msg);
+    if (code.empty() && kind == ErrorKind::AccessDenied)  // (a HEAD's answer has no body to say why)
+        text += " (check the access key and secret, the bucket's policy, and this machine's clock)";
     if (!key.empty()) text += " (key '" + key + "')";
     return make_error(kind, text, (int)r.status, code);
 }
@@ -185,6 +199,7 @@ struct Call {
     size_t body_len = 0;
     std::string payload_hash;  // computed once (body does not change between attempts)
     Count count = Count::Get;
+    const char* answer = nullptr;  // the XML root a 2xx answer must hold whole, e.g. "ListBucketResult"
 };
 
 }  // namespace
@@ -370,9 +385,20 @@ Error attempt(S3Client::Impl& im, const ClientOptions& opt, Counters& counts, co
     counts.add_down(resp.body_bytes);
     if (!e.ok()) {
         e.message = c.op + ": " + e.message + (c.key.empty() ? "" : " (key '" + c.key + "')");
+        if (!path && !c.bucket.empty() && e.message.find("resolve host") != std::string::npos)
+            e.message += " (virtual-hosted addressing puts the bucket in the host name; a server without bucket host names, as MinIO often is, needs force_path_style=true)";
         return e;
     }
     if (resp.status < 200 || resp.status >= 300) return classify(c.op, c.key, resp);
+    if (c.answer && !whole_xml(resp.body, c.answer)) {
+        // A proxy's or captive portal's page, or an answer cut short: not an empty listing.
+        std::string start = resp.body.substr(0, 60);
+        for (char& ch : start)
+            if ((unsigned char)ch < 0x20 || (unsigned char)ch >= 0x7f) ch = ' ';
+        return make_error(ErrorKind::Server, c.op + ": HTTP " + std::to_string(resp.status) + " but the answer is not a whole S3 " + c.answer +
+                                                 (resp.body.empty() ? " (empty body)" : " (it starts '" + start + "')"),
+                          (int)resp.status);
+    }
     return {};
 }
 
@@ -459,14 +485,6 @@ Status S3Client::create_bucket(const std::string& bucket) {
     return e;
 }
 
-Status S3Client::put_object(const std::string& bucket, const std::string& key, const std::string& data, const PutOptions& opt) {
-    Call c{"put_object", "PUT", bucket, key, "", {}, data.data(), data.size(), "", Count::Put};
-    c.headers.push_back({"Content-Type", opt.content_type});
-    if (opt.if_none_match) c.headers.push_back({"If-None-Match", "*"});
-    http::Response r;
-    return run(*impl_, opt_, counts_, c, r);
-}
-
 Result<std::string> S3Client::get_object(const std::string& bucket, const std::string& key, const ByteRange& range) {
     std::string out;
     Status st = get_object_stream(bucket, key, [&](const char* d, size_t n) { out.append(d, n); return true; }, range);
@@ -535,7 +553,7 @@ Status S3Client::delete_objects(const std::string& bucket, const std::vector<std
         std::string body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>";
         for (size_t i = start; i < end; i++) body += "<Object><Key>" + xml_escape(keys[i]) + "</Key></Object>";
         body += "</Delete>";
-        Call c{"delete_objects", "POST", bucket, "", "delete=", {}, body.data(), body.size(), "", Count::Del};
+        Call c{"delete_objects", "POST", bucket, "", "delete=", {}, body.data(), body.size(), "", Count::Del, "DeleteResult"};
         c.headers.push_back({"Content-MD5", base64_md5(body)});  // S3 requires it for DeleteObjects
         c.headers.push_back({"Content-Type", "application/xml"});
         http::Response r;
@@ -560,7 +578,7 @@ Result<ListPage> S3Client::list_objects_page(const std::string& bucket, const st
     if (!delimiter.empty()) q += "delimiter=" + sigv4::uri_encode(delimiter, false) + "&";
     q += "list-type=2&max-keys=" + std::to_string(max_keys);
     if (!prefix.empty()) q += "&prefix=" + sigv4::uri_encode(prefix, false);
-    Call c{"list_objects", "GET", bucket, "", q, {}, nullptr, 0, "", Count::List};
+    Call c{"list_objects", "GET", bucket, "", q, {}, nullptr, 0, "", Count::List, "ListBucketResult"};
     http::Response r;
     Error e = run(*impl_, opt_, counts_, c, r);
     if (!e.ok()) return e;
@@ -585,9 +603,13 @@ Result<ListPage> S3Client::list_objects_page(const std::string& bucket, const st
 Result<ListPage> S3Client::list_objects(const std::string& bucket, const std::string& prefix, const std::string& delimiter) {
     ListPage all;
     std::string token;
+    std::set<std::string> seen;  // a server that hands out a token twice would list forever
     do {
         auto page = list_objects_page(bucket, prefix, delimiter, token);
         if (!page.ok()) return page.error();
+        if (!page->next_continuation_token.empty() && !seen.insert(page->next_continuation_token).second)
+            return make_error(ErrorKind::Server, "list_objects: the server gave the same continuation token twice (a listing that does not end), after " +
+                                                     std::to_string(all.objects.size() + page->objects.size()) + " keys");
         for (auto& o : page->objects) all.objects.push_back(std::move(o));
         for (auto& p : page->common_prefixes) all.common_prefixes.push_back(std::move(p));
         token = page->next_continuation_token;
@@ -862,6 +884,28 @@ Status S3Client::put_object_file(const std::string& bucket, const std::string& k
         buf = std::string();
     }
     return up.finish(opt);
+}
+
+Status S3Client::put_object(const std::string& bucket, const std::string& key, const std::string& data, const PutOptions& opt) {
+    if (data.size() > opt_.multipart_threshold) {  // as put_object_file, from memory
+        uint64_t part = std::max<uint64_t>(opt_.part_size, (data.size() + 9999) / 10000);
+        auto id = create_multipart_upload(bucket, key, opt);
+        if (!id.ok()) return id.error();
+        PartUploader up(*this, bucket, key, id.value(), opt_.upload_threads);
+        for (uint64_t off = 0; off < data.size(); off += part) {
+            Status st = up.add(data.substr(off, part));
+            if (!st.ok()) {
+                up.abort();
+                return st;
+            }
+        }
+        return up.finish(opt);
+    }
+    Call c{"put_object", "PUT", bucket, key, "", {}, data.data(), data.size(), "", Count::Put};
+    c.headers.push_back({"Content-Type", opt.content_type});
+    if (opt.if_none_match) c.headers.push_back({"If-None-Match", "*"});
+    http::Response r;
+    return run(*impl_, opt_, counts_, c, r);
 }
 
 }  // namespace walship::s3

@@ -13,7 +13,10 @@ relays the answer, unless a fault is queued. Control requests (never forwarded, 
 Modes: 500 (InternalError), 503 (SlowDown), 403 (AccessDenied), 404 (NoSuchKey), 400 (InvalidRequest),
 stall (read the request, never answer), slow (answer at ~20 bytes/s), delay (forward the request
 3 s late, then answer normally), drop (send half of the answer, then close), reset (close without
-answering), norange (forward the request without its Range header, as a server that ignores Range).
+answering), norange (forward the request without its Range header, as a server that ignores Range),
+html (answer 200 with an HTML page, as a captive portal), cut (forward, then answer 200 with the first
+half of the body as a whole answer), sametoken (answer a listing with one key, truncated, whose
+continuation token never changes), 501 (NotImplemented).
 """
 import argparse
 import http.client
@@ -30,7 +33,11 @@ ERRORS = {
     "403": (403, "Forbidden", "AccessDenied", "Access Denied"),
     "404": (404, "Not Found", "NoSuchKey", "The specified key does not exist."),
     "400": (400, "Bad Request", "InvalidRequest", "Injected bad request."),
+    "501": (501, "Not Implemented", "NotImplemented", "A header you provided implies functionality that is not implemented."),
 }
+SAME_TOKEN_PAGE = (b'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult><Name>b</Name><IsTruncated>true</IsTruncated>'
+                   b"<Contents><Key>again</Key><Size>1</Size></Contents><NextContinuationToken>same</NextContinuationToken>"
+                   b"</ListBucketResult>")
 
 lock = threading.Lock()
 faults = []  # queued modes, one per request
@@ -105,6 +112,17 @@ class Handler(socketserver.StreamRequestHandler):
                 except OSError:
                     pass
                 return
+            if mode in ("html", "sametoken"):
+                body = b"<html><body>Please log in to continue</body></html>" if mode == "html" else SAME_TOKEN_PAGE
+                self.wfile.write(respond(200, "OK", [("Content-Type", "text/html"), ("Content-Length", str(len(body)))], body, method))
+                continue
+            if mode == "cut":
+                answer = self.forward(method, target, headers, body)
+                head, _, data = answer.partition(b"\r\n\r\n")
+                data = data[: len(data) // 2]
+                lines = [l for l in head.split(b"\r\n") if not l.lower().startswith(b"content-length:")]
+                self.wfile.write(b"\r\n".join(lines) + b"\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
+                continue
             if mode == "delay":
                 time.sleep(3)
             if mode == "norange":
