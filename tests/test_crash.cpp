@@ -1082,3 +1082,32 @@ TEST_CASE("crash, then plain SQLite deletes the WAL after the spill: a new gener
     Db r(out, nullptr, SQLITE_OPEN_READONLY);
     CHECK(r.integer("select count(*) from t where v = 'after'") == 30);
 }
+
+TEST_CASE("two databases of two processes on one machine with one replica location: the second open is refused, naming the first", "[multiprocess][integration]") {
+    use_walship();
+    std::string url = new_s3_url();
+    std::string dir = temp_dir();
+    Child w = spawn({writer_path(), "run", dir + "/a.db", url, "1", "local", ""});
+    char c = 0;
+    REQUIRE(read(w.out, &c, 1) == 1);  // its first commit: it has the location
+    sqlite3* b = nullptr;
+    int rc = sqlite3_open_v2(uri(dir + "/b.db", url).c_str(), &b, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, "walship");
+    std::string msg = sqlite3_errmsg(b);
+    sqlite3_close(b);
+    INFO(msg);
+    CHECK(rc != SQLITE_OK);
+    CHECK(msg.find("is already used by " + dir + "/a.db (pid ") != std::string::npos);
+    CHECK(msg.find("two databases cannot share one replica location") != std::string::npos);
+    // The same database in another process is one database: it opens.
+    {
+        Db same(uri(dir + "/a.db", url));
+        CHECK(same.integer("select count(*) > 0 from log") == 1);
+    }
+    std::set<long long> ids;
+    CHECK(term_and_collect(w, &ids) == 0);
+    // Once a.db is closed everywhere, the location is free for another database (restore=off: b.db
+    // stays empty and starts a generation of its own).
+    Db again(uri(dir + "/b.db", url, "restore=off"));
+    again.exec("create table t(x)");
+    CHECK(again.text("pragma walship_flush") == "ok");
+}

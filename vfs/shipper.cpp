@@ -181,6 +181,60 @@ bool db_fingerprint(const std::string& path, uint64_t out[4]) {
 int64_t steady_ms() { return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count(); }
 }  // namespace
 
+// One replica location serves one database. Across machines the retention LIST finds a second
+// writer; on this machine each process that opens a database with a replica location holds a
+// shared lock on a file named for the location (/tmp/walship-<uid>/), which names the database
+// that holds it: a process opening another database with that location is refused at the open.
+// Returns the fd holding the claim (or -1 when the directory is unusable: not checked), or the
+// refusal in *error.
+static int claim_location(uint64_t hash, const std::string& where, const std::string& db_path, std::string* error) {
+    const std::string dir = "/tmp/walship-" + std::to_string(getuid());
+    ::mkdir(dir.c_str(), 0700);
+    struct stat st {};
+    if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077)) return -1;
+    char name[40];
+    std::snprintf(name, sizeof name, "/location-%016llx", (unsigned long long)hash);
+    int fd = ::open((dir + name).c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return -1;
+    auto lock = [fd](short type, off_t at, bool wait) {
+        struct flock fl {};
+        fl.l_type = type, fl.l_whence = SEEK_SET, fl.l_start = at, fl.l_len = 1;
+        return fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0;
+    };
+    if (!lock(F_WRLCK, 1, true)) {  // byte 1: one claim at a time
+        ::close(fd);
+        return -1;
+    }
+    struct flock fl {};
+    fl.l_type = F_WRLCK, fl.l_whence = SEEK_SET, fl.l_start = 0, fl.l_len = 1;
+    const bool held = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;  // byte 0: the holders
+    char buf[4200] = {};
+    ssize_t n = held ? ::pread(fd, buf, sizeof buf - 1, 0) : 0;
+    std::string owner(buf, n > 0 ? size_t(n) : 0), pid;
+    if (auto nl = owner.find('\n'); nl != std::string::npos) pid = owner.substr(nl + 1), owner.resize(nl);
+    while (!pid.empty() && pid.back() == '\n') pid.pop_back();
+    if (held && !owner.empty() && owner != db_path) {
+        ::close(fd);  // (drops the claim lock too)
+        *error = "walship: replica location " + where + " is already used by " + owner + (pid.empty() ? "" : " (pid " + pid + ")") +
+                 " on this machine; two databases cannot share one replica location (give each its own prefix)";
+        return -2;
+    }
+    if (!held || owner.empty()) {
+        std::string text = db_path + "\n" + std::to_string(getpid()) + "\n";
+        if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, text.data(), text.size(), 0) != ssize_t(text.size())) {
+            ::close(fd);
+            return -1;
+        }
+    }
+    const bool claimed = lock(F_RDLCK, 0, false);
+    lock(F_UNLCK, 1, false);
+    if (!claimed) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 void Shipper::closing() {
     std::lock_guard<std::mutex> lock(mu_);
     if (!close_deadline_ms_) close_deadline_ms_ = steady_ms() + cfg_.close_timeout_ms;
@@ -211,6 +265,8 @@ bool Shipper::start(const s3::Location& l, std::string* error) {
     replica_hash_ |= 1;
     *error = foreign_replica();
     if (!error->empty()) return false;
+    location_fd_ = claim_location(replica_hash_, l.url(), cfg_.db_path, error);
+    if (location_fd_ == -2) return false;
     notified_ = true;  // the first pass runs at once: it takes the ship lock if no process holds it
     thread_ = std::thread([this] { run(); });
     return true;
@@ -241,6 +297,7 @@ Shipper::~Shipper() {
     }
     close_handles();
     if (spill_fd_ >= 0) ::close(spill_fd_);
+    if (location_fd_ >= 0) ::close(location_fd_);
     if (is_shipper_) {
         SideState* side = side_.state();
         if (side_.commit_slots()) {  // no requests of ours to wait on, nothing unshipped as far as we know

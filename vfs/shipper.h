@@ -257,6 +257,7 @@ private:
     std::mutex spill_mu_;  // with side file lock byte 2
     std::string spill_buf_;  // spill records are built here (under spill_mu_)
     int spill_fd_ = -1;
+    int location_fd_ = -1;  // holds this database's claim on its replica location (claim_location)
     uint64_t spill_off_ = 0;     // shipper: the next spill record to read
     uint32_t ended_frame_ = 0;   // shipper: the followed WAL was spilled through this frame at its reset
     int wal_fd_ = -1;

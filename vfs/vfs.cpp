@@ -699,13 +699,34 @@ int refuse(sqlite3_file* file, const std::string& why) noexcept {
     return SQLITE_OK;
 }
 
-// The automatic extension: fails the open of a database walship refused, with the reason.
+// The VFS a connection's main database was opened with, when it is not walship ("" otherwise).
+std::string other_vfs(sqlite3* db) {
+    sqlite3_vfs* vfs = nullptr;
+    if (sqlite3_file_control(db, "main", SQLITE_FCNTL_VFS_POINTER, &vfs) != SQLITE_OK || !vfs || !vfs->zName) return "";
+    return std::strcmp(vfs->zName, kVfsName) == 0 ? "" : vfs->zName;
+}
+
+// The automatic extension: fails the open of a database walship refused, with the reason; and of
+// one given replica= but opened with another VFS (vfs=unix in its URI, or sqlite3_open_v2's VFS
+// argument), which would never replicate.
 int check_open(sqlite3* db, char** err, const sqlite3_api_routines*) {
     sqlite3_file* f = nullptr;
-    if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK || !f || f->pMethods != &refused_methods)
-        return SQLITE_OK;
-    if (err) *err = sqlite3_mprintf("%s", F(f)->refused);
-    return SQLITE_CANTOPEN;
+    if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK || !f) return SQLITE_OK;
+    if (f->pMethods == &refused_methods) {
+        if (err) *err = sqlite3_mprintf("%s", F(f)->refused);
+        return SQLITE_CANTOPEN;
+    }
+    const char* name = sqlite3_db_filename(db, "main");
+    if (name && *name && sqlite3_uri_parameter(name, "replica")) {
+        std::string vfs = other_vfs(db);
+        if (!vfs.empty()) {
+            if (err)
+                *err = sqlite3_mprintf("walship: %s has replica= but is opened with the VFS '%s', which does not replicate (leave out vfs=, or use vfs=walship)",
+                                       name, vfs.c_str());
+            return SQLITE_CANTOPEN;
+        }
+    }
+    return SQLITE_OK;
 }
 
 // ---- the VFS -------------------------------------------------------------------------------
@@ -936,11 +957,22 @@ extern "C" __attribute__((visibility("default"))) int sqlite3_walship_init(sqlit
 #else
     (void)api;
 #endif
-    (void)db;
     int rc = walship_register(1);
     if (rc != SQLITE_OK) {
         if (err) *err = sqlite3_mprintf("walship: could not register the VFS");
         return rc;
+    }
+    // The connection that loads walship opened its database before walship existed: a database
+    // meant to replicate (sqlite3 app.db, then .load) would not, on this connection, without a word.
+    try {
+        const char* name = db ? sqlite3_db_filename(db, "main") : nullptr;
+        Config cfg;
+        std::string ignored;
+        if (name && *name && !other_vfs(db).empty() && resolve_config(name, name, &cfg, &ignored) && !cfg.replica_url.empty())
+            log_warn(std::string(name) + " was opened before walship was loaded, so this connection does not replicate it: open it again " +
+                     "(in the sqlite3 shell .open " + name + ", or load walship first: sqlite3 -cmd '.load libwalship' " + name +
+                     "; in Python, a new sqlite3.connect after load_extension)");
+    } catch (...) {
     }
     return SQLITE_OK_LOAD_PERMANENTLY;
 }

@@ -222,6 +222,17 @@ grep -qE "WARN restore=off: .*off.db was opened empty, and .* holds generation [
 grep -qE "started \(generation [0-9a-f]+ \(through txid [0-9]+\) does not continue from this database\)" <<<"$out" || { echo "FAIL: the new generation's reason: $out"; fail=1; }
 echo "ok: restore=off over an empty database is warned of"
 fi
+# A database opened before walship was loaded (sqlite3 app.db, then .load) is not replicated by
+# that connection: said at the load. A replica= database opened with another VFS fails to open.
+if [ "$asan" = 0 ]; then
+out=$(env WALSHIP_REPLICA_URL="s3://$bucket/before?endpoint=$endpoint" sqlite3 "$dir/before.db" ".load $build/libwalship" "select 1" 2>&1)
+grep -qF "WARN $dir/before.db was opened before walship was loaded, so this connection does not replicate it" <<<"$out" || { echo "FAIL: no warning for a database opened before the load: $out"; fail=1; }
+out=$(sqlite3 "$dir/plain-before.db" ".load $build/libwalship" "select 1" 2>&1)
+! grep -q "opened before" <<<"$out" || { echo "FAIL: warned of a database with no replica location: $out"; fail=1; }
+out=$(sqlite3 :memory: ".load $build/libwalship" ".open file:$dir/unixvfs.db?vfs=unix&replica=s3://$bucket/unixvfs" "select 1" 2>&1)
+grep -qF "has replica= but is opened with the VFS 'unix', which does not replicate" <<<"$out" || { echo "FAIL: vfs=unix with replica= opened: $out"; fail=1; }
+echo "ok: a database that would not replicate on its connection is said or refused"
+fi
 # verify reports a damaged object even when the restore goes around it (older snapshot + segments).
 python3 - "$endpoint" "$bucket" <<'PY'  # (moto's Python has boto3; moto wants signed object requests)
 import sys, boto3
