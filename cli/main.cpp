@@ -655,6 +655,63 @@ int cmd_verify(std::vector<std::string> args) {
         return r.value();
     };
     RestoreInfo latest = check_point("latest", {});
+    // Every object of the latest generation, read whole: the restores read only the objects on
+    // their paths, and a damaged older segment shows only when a point in it is restored. And no
+    // txid from the oldest snapshot to the latest state that no object holds: a lost segment
+    // makes the points in it unrestorable (a sample would find it only by chance).
+    if (latest.generation) {
+        auto listing = store->list(generation_prefix(latest.generation));
+        if (!listing.ok()) {
+            checks.push_back({"objects", false, "listing the generation failed: " + at_store(*store, listing.error())});
+        } else {
+            auto objs = parse_listing(listing->objects);
+            uint64_t oldest_snap = UINT64_MAX, bytes = 0, read = 0;
+            std::vector<std::pair<uint64_t, uint64_t>> held;  // txid ranges objects hold
+            for (auto& o : objs) {
+                if (o.k.gen != latest.generation || o.k.last > latest.txid) continue;  // (written since the restore)
+                if (o.k.snapshot && !o.k.part) oldest_snap = std::min(oldest_snap, o.k.first);
+                if (!o.k.part) held.push_back({o.k.snapshot ? o.k.last : o.k.first, o.k.last});
+            }
+            for (size_t i = 0; i < objs.size(); i++) {
+                auto& o = objs[i];
+                if (o.k.gen != latest.generation || o.k.last > latest.txid) continue;
+                if (isatty(STDERR_FILENO)) fprintf(stderr, "\rverifying every object: %zu/%zu", i + 1, objs.size());
+                auto got = store->get(o.key);
+                if (!got.ok()) {
+                    if (got.error().kind == s3::ErrorKind::NotFound) continue;  // deleted since the listing (retention)
+                    checks.push_back({"objects", false, o.key + ": " + at_store(*store, got.error())});
+                    continue;
+                }
+                read++, bytes += got->size();
+                ObjectHeader h;
+                std::string body, err = open_object(got.value(), &h, &body);
+                std::vector<Txn> txns;
+                if (err.empty() && (h.generation != o.k.gen || h.last_txid != o.k.last || (!o.k.snapshot && h.first_txid != o.k.first)))
+                    err = "its header says generation " + generation_name(h.generation) + " txids " + std::to_string(h.first_txid) + "-" +
+                          std::to_string(h.last_txid) + ", not what its name says";
+                if (err.empty() && !o.k.snapshot) err = decode_segment_body(h, body, &txns);
+                if (!err.empty()) checks.push_back({"objects", false, "damaged object " + o.key + ": " + err});
+            }
+            if (isatty(STDERR_FILENO) && !objs.empty()) fprintf(stderr, "\n");
+            std::sort(held.begin(), held.end());
+            uint64_t through = oldest_snap;  // every txid up to here is held
+            std::string gaps;
+            for (auto& [first, last] : held) {
+                if (oldest_snap == UINT64_MAX || last <= through) continue;
+                if (first > through + 1) gaps += (gaps.empty() ? "" : ", ") + std::to_string(through + 1) + "-" + std::to_string(first - 1);
+                through = std::max(through, last);
+            }
+            if (oldest_snap != UINT64_MAX && through < latest.txid)
+                gaps += (gaps.empty() ? "" : ", ") + std::to_string(through + 1) + "-" + std::to_string(latest.txid);
+            if (!gaps.empty())
+                checks.push_back({"objects", false, "no object holds txids " + gaps + " of generation " + generation_name(latest.generation) +
+                                                        " (a lost segment: points in them cannot be restored)"});
+            else
+                checks.push_back({"objects", true, std::to_string(read) + " objects (" + std::to_string(bytes) + " bytes) read whole, checksums verified; txids " +
+                                                       std::to_string(oldest_snap == UINT64_MAX ? latest.txid : oldest_snap) + "-" +
+                                                       std::to_string(latest.txid) + " restorable"});
+        }
+    }
     // Older points: distinct transactions of the latest generation from its oldest snapshot on
     // (retention deleted what came before it, by design), at most all of them.
     uint64_t oldest = latest.txid;

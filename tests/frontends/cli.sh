@@ -244,4 +244,29 @@ s3.put_object(Bucket=sys.argv[2], Key=key, Body=bytes(body))
 PY
 expect 0 "restored" -- "$build/walship" restore -o "$dir/around.db" "$url2"
 expect 1 "damaged object" -- "$build/walship" verify "$url2"
+# verify reads every object of the generation, not only those a restore reads: a damaged segment
+# older than the latest snapshot, and a lost one (a gap in the txids), are reported.
+url6="s3://$bucket/old?endpoint=$endpoint"
+"$build/walship-example" "$dir/old.db" "$url6" 300 >/dev/null 2>&1 || { echo "FAIL: walship-example"; fail=1; }
+expect 0 "snapshot" -- "$build/walship" snapshot --db "$dir/old.db" "$url6"
+"$build/walship-example" "$dir/old.db" "$url6" 300 >/dev/null 2>&1 || { echo "FAIL: walship-example"; fail=1; }
+expect 0 "objects .* read whole, checksums verified; txids [0-9]+-[0-9]+ restorable" -- "$build/walship" verify "$url6"
+oldseg() {  # oldseg flip|delete: the generation's first segment
+python3 - "$endpoint" "$bucket" "$1" <<'PY'
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id="test", aws_secret_access_key="x", region_name="us-east-1")
+key = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=sys.argv[2], Prefix="old/generations/")["Contents"] if o["Key"].endswith(".seg"))[0]
+if sys.argv[3] == "delete":
+    s3.delete_object(Bucket=sys.argv[2], Key=key)
+else:
+    body = bytearray(s3.get_object(Bucket=sys.argv[2], Key=key)["Body"].read())
+    body[len(body) // 2] ^= 0x40
+    s3.put_object(Bucket=sys.argv[2], Key=key, Body=bytes(body))
+PY
+}
+oldseg flip
+expect 0 "restored" -- "$build/walship" restore -o "$dir/old-r.db" "$url6"
+expect 1 "damaged object .*segments/.*checksum mismatch" -- "$build/walship" verify "$url6"
+oldseg delete
+expect 1 "no object holds txids [0-9]+-[0-9]+ of generation" -- "$build/walship" verify "$url6"
 exit $fail
