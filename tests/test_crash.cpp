@@ -965,7 +965,13 @@ TEST_CASE("two hosts on one replica location (a copy restored from it keeps writ
     Reaper reaper{{&a, &b}};
     REQUIRE(confirmations_for(a, 10000, &a_ids, &a_partial, 50).size() >= 50);
     // Host B lost nothing but starts with the same replica URL: it restores A's data and writes too.
+    // (Another machine: its own temporary directory, where walship's per-machine claims are.)
+    const char* tmp = getenv("TMPDIR");
+    std::string saved_tmp = tmp ? tmp : "";
+    setenv("TMPDIR", temp_dir().c_str(), 1);
     b = spawn({writer_path(), "run", b_db, url, "2"});
+    if (tmp) setenv("TMPDIR", saved_tmp.c_str(), 1);
+    else unsetenv("TMPDIR");
     auto t0 = std::chrono::steady_clock::now();
     while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(4)) {
         confirmations_for(a, 50, &a_ids, &a_partial);

@@ -183,12 +183,17 @@ int64_t steady_ms() { return std::chrono::duration_cast<std::chrono::millisecond
 
 // One replica location serves one database. Across machines the retention LIST finds a second
 // writer; on this machine each process that opens a database with a replica location holds a
-// shared lock on a file named for the location (/tmp/walship-<uid>/), which names the database
-// that holds it: a process opening another database with that location is refused at the open.
+// shared lock on a file named for the location ($TMPDIR or /tmp, walship-<uid>/), which names the
+// database that holds it: a process opening another database with that location is refused at
+// the open. The location is the replica URL as parsed (bucket, prefix, endpoint, region): the
+// same bucket name on two servers is two locations; one server spelt two ways is not caught here.
 // Returns the fd holding the claim (or -1 when the directory is unusable: not checked), or the
 // refusal in *error.
-static int claim_location(uint64_t hash, const std::string& where, const std::string& db_path, std::string* error) {
-    const std::string dir = "/tmp/walship-" + std::to_string(getuid());
+static int claim_location(const std::string& where, const std::string& db_path, std::string* error) {
+    const char* tmp = std::getenv("TMPDIR");
+    const std::string dir = std::string(tmp && *tmp ? tmp : "/tmp") + "/walship-" + std::to_string(getuid());
+    uint64_t hash = 1469598103934665603ull;  // FNV-1a
+    for (unsigned char c : where) hash = (hash ^ c) * 1099511628211ull;
     ::mkdir(dir.c_str(), 0700);
     struct stat st {};
     if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077)) return -1;
@@ -265,7 +270,7 @@ bool Shipper::start(const s3::Location& l, std::string* error) {
     replica_hash_ |= 1;
     *error = foreign_replica();
     if (!error->empty()) return false;
-    location_fd_ = claim_location(replica_hash_, l.url(), cfg_.db_path, error);
+    location_fd_ = claim_location(l.url(), cfg_.db_path, error);
     if (location_fd_ == -2) return false;
     notified_ = true;  // the first pass runs at once: it takes the ship lock if no process holds it
     thread_ = std::thread([this] { run(); });
@@ -1166,8 +1171,15 @@ void Shipper::ship_pass(bool urgent) {
         return;
     }
     // Spilled records ship at the interval too, before anything of the live WAL: a write burst
-    // costs one upload per interval, not one per WAL cycle.
-    if (side->spill_len.load() > spill_off_ && (paced || !ship_spill())) return;
+    // costs one upload per interval, not one per WAL cycle. At an ordinary paced upload their last
+    // transactions go up in one object with the live WAL's (Deferred): not two uploads.
+    const bool defer = !urgent && h.mx_frame > 0 && side->spec_pos.load() == 0 && side->ship_through.load() == 0 &&
+                       now_ms() - last_snapshot_ms_ < cfg_.snapshot_interval_ms;
+    if (side->spill_len.load() > spill_off_ && (paced || !ship_spill(defer))) return;
+    struct ResolveDeferred {  // whatever way this pass ends, they do not wait for the next one
+        Shipper* s;
+        ~ResolveDeferred() { s->resolve_deferred(); }
+    } resolve_deferred_at_end{this};
     if (h.salt1 == salt1_ && h.salt2 == salt2_) last_seen_mx_ = std::max(last_seen_mx_, h.mx_frame);
     // A remote-durable commit may ask for frames that the wal-index does not show yet; for the
     // first commit into a new WAL file even the salts are only in the file's header.
@@ -1192,12 +1204,12 @@ void Shipper::ship_pass(bool urgent) {
         if (wal_ended_cleanly(salt2_, frame_, ended_frame_, last_seen_mx_)) {
             enter_wal(h.salt1, h.salt2);
         } else {
-            start_generation("the WAL was reset by a writer outside walship");
+            if (resolve_deferred()) start_generation("the WAL was reset by a writer outside walship");
             return;
         }
     }
     if (h.mx_frame < frame_) {
-        start_generation("the WAL is shorter than what was shipped");
+        if (resolve_deferred()) start_generation("the WAL is shorter than what was shipped");
         return;
     }
     // A remote-durable commit waiting for its frames does not wait for the interval.
@@ -1212,6 +1224,7 @@ void Shipper::ship_pass(bool urgent) {
     // came under steady writes, and retention then never deleted anything).
     const bool interval_due = txid_ > last_snapshot_txid_ && now_ms() - last_snapshot_ms_ >= cfg_.snapshot_interval_ms;
     if ((want_snapshot || interval_due) && !paced) {
+        if (!resolve_deferred()) return;
         if ((h.mx_frame == frame_ || ship_ahead(visible, h)) && !snapshot_in_generation(want_snapshot ? "requested" : "snapshot_interval"))
             resume_retry_at_ = Clock::now() + std::chrono::milliseconds(20);  // (reader slots busy, say): not in a loop
         maintain();
@@ -1226,6 +1239,7 @@ void Shipper::ship_pass(bool urgent) {
         ship_ahead(visible, h);
         if (waiting) confirmed_at_ = Clock::now();
     }
+    if (!resolve_deferred()) return;
     if (!have_checksum_ && frame_ == h.mx_frame && h.salt2 == salt2_) recover_checksum();
     maintain();
 }
@@ -1511,7 +1525,9 @@ bool Shipper::ship_frames(const ShmHeader& h) {
         Txn cur;
         uint32_t f = frame_, c1 = cksum1_, c2 = cksum2_;
         uint32_t seg_end = frame_, e1 = c1, e2 = c2;
-        uint64_t bytes = 0;
+        // Deferred spill transactions come first in this upload: the live ones are numbered after.
+        const uint64_t base = txid_ + (deferred_.active ? deferred_.txns.size() : 0);
+        uint64_t bytes = deferred_.active ? deferred_.bytes : 0;
         std::string& buf = wal_buf_;  // kept between passes: no allocation (and page faults) per pass
         const uint32_t chunk = uint32_t(std::max<size_t>(1, (1u << 20) / frame_size));
         bool prev_commit = prev_commit_valid_;
@@ -1554,7 +1570,7 @@ bool Shipper::ship_frames(const ShmHeader& h) {
                     prev_pgno_ = fh.pgno;
                     prev_commit_size_ = fh.commit_size;
                     prev_page_ = page;
-                    cur.txid = txid_ + txns.size() + 1;
+                    cur.txid = base + txns.size() + 1;
                     cur.ts_ms = stamp(cur.txid, salt2_, f + i + 1);
                     cur.db_pages = fh.commit_size;
                     bytes += cur.pages.size() * (page_size_ + 4);
@@ -1569,10 +1585,11 @@ bool Shipper::ship_frames(const ShmHeader& h) {
         // fit in this segment) is read again from its first frame next time.
         if (large && txns.empty()) {
             cur = Txn();
-            if (!ship_large_txn(seg_end, e1, e2, end)) return false;
+            if (!resolve_deferred() || !ship_large_txn(seg_end, e1, e2, end)) return false;
             continue;
         }
         if (txns.empty()) {
+            if (!resolve_deferred()) return false;
             if (seg_end > frame_) {  // only padding
                 frame_ = seg_end, cksum1_ = e1, cksum2_ = e2;
                 publish_position();
@@ -1580,15 +1597,23 @@ bool Shipper::ship_frames(const ShmHeader& h) {
             }
             return false;
         }
+        const bool merged = deferred_.active;
+        if (merged) {
+            txns.insert(txns.begin(), std::make_move_iterator(deferred_.txns.begin()), std::make_move_iterator(deferred_.txns.end()));
+            deferred_.txns.clear();
+        }
         if (!ship_txns(txns, salt1_, salt2_, seg_end, e1, e2)) {
             prev_commit_valid_ = false;
+            if (merged) take_back_deferred();
             return false;
         }
         frame_ = seg_end;
         cksum1_ = e1;
         cksum2_ = e2;
         prev_commit_valid_ = true;
+        if (merged) deferred_.active = false, spill_off_ = deferred_.off;
         publish_position();
+        if (merged) spill_consumed();
         std::lock_guard<std::mutex> lock(mu_);
         if (frame_ >= end) set_unshipped_since_locked(0);
     }
@@ -1831,12 +1856,12 @@ void Shipper::enter_wal(uint32_t salt1, uint32_t salt2) {
     frame_ = 0;
     last_seen_mx_ = 0;
     ended_frame_ = 0;
-    publish_position();
+    if (!deferred_.active) publish_position();  // (else once the deferred transactions are up)
 }
 
 // Ships the spill file's records in order, each as one transaction and several to a segment,
 // then empties the file. True when every record is shipped.
-bool Shipper::ship_spill() {
+bool Shipper::ship_spill(bool defer_last) {
     SideState* side = side_.state();
     std::string err;
     if (open_spill(&err) < 0) {
@@ -1904,6 +1929,19 @@ bool Shipper::ship_spill() {
             ended = r.last;
             off += r.size;
         }
+        if (defer_last && off >= len && !txns.empty() && bytes <= cfg_.max_segment_bytes / 2) {
+            // The last of the spill: held back for the live WAL's upload (see Deferred).
+            Deferred& d = deferred_;
+            d.p_salt1 = salt1_, d.p_salt2 = salt2_, d.p_frame = frame_, d.p_c1 = cksum1_, d.p_c2 = cksum2_;
+            d.p_ended = ended_frame_, d.p_seen = last_seen_mx_, d.p_big_endian = big_endian_, d.p_prev_valid = prev_commit_valid_;
+            d.txns = std::move(txns);
+            d.bytes = bytes, d.off = off, d.s1 = s1, d.s2 = s2, d.frame = frame, d.c1 = c1, d.c2 = c2;
+            d.active = true;
+            salt1_ = s1, salt2_ = s2, frame_ = frame, cksum1_ = c1, cksum2_ = c2, big_endian_ = big_endian;
+            ended_frame_ = ended, last_seen_mx_ = seen;
+            prev_commit_valid_ = false;
+            return true;
+        }
         if (!txns.empty() && !ship_txns(txns, s1, s2, frame, c1, c2)) return false;
         salt1_ = s1, salt2_ = s2, frame_ = frame, cksum1_ = c1, cksum2_ = c2, big_endian_ = big_endian;
         ended_frame_ = ended, last_seen_mx_ = seen;
@@ -1913,6 +1951,32 @@ bool Shipper::ship_spill() {
     }
     spill_consumed();
     return true;
+}
+
+// The deferred spill transactions go up on their own (the live WAL's did not follow them in this
+// pass). False when that fails: the position goes back before them, and the next pass reads
+// them from the spill again.
+bool Shipper::resolve_deferred() {
+    if (!deferred_.active) return true;
+    Deferred& d = deferred_;
+    d.active = false;
+    if (!ship_txns(d.txns, d.s1, d.s2, d.frame, d.c1, d.c2)) {
+        take_back_deferred();
+        return false;
+    }
+    d.txns.clear();
+    spill_off_ = d.off;
+    publish_position();
+    spill_consumed();
+    return true;
+}
+
+void Shipper::take_back_deferred() {
+    Deferred& d = deferred_;
+    d.active = false;
+    d.txns.clear();
+    salt1_ = d.p_salt1, salt2_ = d.p_salt2, frame_ = d.p_frame, cksum1_ = d.p_c1, cksum2_ = d.p_c2;
+    ended_frame_ = d.p_ended, last_seen_mx_ = d.p_seen, big_endian_ = d.p_big_endian, prev_commit_valid_ = d.p_prev_valid;
 }
 
 // A spill record of more than a segment's bytes (a large transaction the WAL reset overtook) as
@@ -2324,6 +2388,9 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
 }
 
 bool Shipper::start_generation(const std::string& why) {
+    // Spill transactions held back for an upload with the live WAL's belong to this generation
+    // (a new WAL's page size changed, say): up first, as they would have gone.
+    resolve_deferred();
     // Restore takes the generation with the greatest id (its creation time in the high bits). A
     // clock behind the one that named an existing generation (a replacement host, a VM restored,
     // an NTP step) must not hide the new one behind it: its id then follows the greatest there.

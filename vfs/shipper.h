@@ -145,7 +145,8 @@ private:
     bool start(const s3::Location& l, std::string* error);  // l: the replica URL, as acquire parsed it
     void run();
     void ship_pass(bool urgent);
-    bool ship_spill();
+    bool ship_spill(bool defer_last = false);
+    bool resolve_deferred();
     int open_spill(std::string* error);
     void spill_consumed();
     void empty_spill_file(int fd);  // with the spill lock held: lengths to 0, then the file (fd < 0: lengths only)
@@ -259,6 +260,19 @@ private:
     int spill_fd_ = -1;
     int location_fd_ = -1;  // holds this database's claim on its replica location (claim_location)
     uint64_t spill_off_ = 0;     // shipper: the next spill record to read
+    // The spill's last transactions, held back to go up in one object with the live WAL's that
+    // follow them (one upload per interval, not two, when the WAL was reset between uploads).
+    // The shipper's position is already past them; nothing is published until they are uploaded.
+    struct Deferred {
+        bool active = false;
+        std::vector<Txn> txns;
+        uint64_t bytes = 0, off = 0;  // their page bytes; the spill offset after them
+        uint32_t s1 = 0, s2 = 0, frame = 0, c1 = 0, c2 = 0;  // the position after them
+        // The position before them, taken back when their upload fails (the spill is read again).
+        uint32_t p_salt1 = 0, p_salt2 = 0, p_frame = 0, p_c1 = 0, p_c2 = 0, p_ended = 0, p_seen = 0;
+        bool p_big_endian = false, p_prev_valid = false;
+    } deferred_;
+    void take_back_deferred();
     uint32_t ended_frame_ = 0;   // shipper: the followed WAL was spilled through this frame at its reset
     int wal_fd_ = -1;
     ino_t wal_ino_ = 0;
