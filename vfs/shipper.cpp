@@ -433,6 +433,12 @@ bool Shipper::allow_wal_reset(const ShmHeader& h, const ShmRegion& region, const
     SideState* s = side_.state();
     if (h.mx_frame == 0 || covers(s->shipped.load(), h)) {
         s->reset_allowed = h.salt2;  // everything shipped: the shipper may follow to the next WAL
+        uint64_t fp[4] = {};
+        if (side_.commit_slots()) s->reset_db_salt2 = 0;  // (past an older walship's 4 KiB file: only where it could grow)
+        if (side_.commit_slots() && db_fingerprint(cfg_.db_path, fp)) {
+            for (int i = 0; i < 4; i++) s->reset_db[i] = fp[i];
+            s->reset_db_salt2 = h.salt2;
+        }
         s->holding_since_ms = 0;
         return true;
     }
@@ -1201,7 +1207,7 @@ void Shipper::ship_pass(bool urgent) {
     if (h.salt1 != salt1_ || h.salt2 != salt2_) {
         // A new WAL. Continue only if nothing of the old one is missing: walship allowed its reset
         // with everything shipped or spilled, or the old one never showed a committed frame.
-        if (wal_ended_cleanly(salt2_, frame_, ended_frame_, last_seen_mx_)) {
+        if (wal_ended_cleanly(salt1_, salt2_, frame_, ended_frame_, last_seen_mx_, &h, 0)) {
             enter_wal(h.salt1, h.salt2);
         } else {
             if (resolve_deferred()) start_generation("the WAL was reset by a writer outside walship");
@@ -1626,13 +1632,37 @@ bool Shipper::wal_moved_on(const ShmHeader& now) const {
     return now.salt1 != salt1_ || now.salt2 != salt2_ || side_.state()->spill_len.load() > spill_off_;
 }
 
-// True when the WAL with this salt-2, followed up to `frame`, was reset by walship with nothing
-// lost: everything shipped at the reset, or spilled (`ended`: a spill record ended at that frame,
-// and no larger mxFrame was ever seen), or it never held a committed frame.
-bool Shipper::wal_ended_cleanly(uint32_t salt2, uint32_t frame, uint32_t ended, uint32_t seen) const {
+// True when the WAL with these salts, followed up to `frame`, was reset by walship with nothing
+// lost (everything shipped at the reset, or spilled: `ended`, a spill record ended at that frame,
+// and no larger mxFrame was ever seen), and `next` (the live WAL's header, or null for a spill
+// record's WAL with salt-1 `next_salt1`) is the WAL that reset started, with no other between
+// them: a reset by a writer outside walship (a plain sqlite3 shell's TRUNCATE checkpoint) leaves
+// its WAL's transactions shipped by nobody. A reset adds one to salt-1 (walRestartHeader). A
+// writer whose connection never reset a WAL draws new random salts for the WAL it begins (after
+// another connection's TRUNCATE checkpoint, or the first writer after a crash): then it is the
+// database file that shows nothing came between, as it is when no checkpoint has written it since
+// that reset (the side file's fingerprint of it then; a WAL reset by another writer was first
+// checkpointed into it). A spill record's WAL is known by salt-1 alone. Before any WAL (salts 0),
+// the first one's salts are random.
+bool Shipper::wal_ended_cleanly(uint32_t salt1, uint32_t salt2, uint32_t frame, uint32_t ended, uint32_t seen, const ShmHeader* next,
+                                uint32_t next_salt1) const {
     SideState* side = side_.state();
-    return (side->reset_allowed.load() == salt2 && side->shipped.load() == pack_position(salt2, frame)) ||
-           (ended > 0 && ended == frame && seen <= ended) || (frame == 0 && seen == 0);
+    if (salt1 == 0 && salt2 == 0 && frame == 0 && seen == 0) return true;
+    const bool by_reset = side->reset_allowed.load() == salt2 && side->shipped.load() == pack_position(salt2, frame);
+    const bool by_spill = ended > 0 && ended == frame && seen <= ended;
+    if (!by_reset && !by_spill) return false;
+    if ((next ? next->salt1 : next_salt1) == salt1 + 1) return true;
+    if (!next || next->n_backfill != 0) return false;
+    uint64_t fp[4] = {};
+    if (!db_fingerprint(cfg_.db_path, fp)) return false;
+    // (The fingerprint of the last spill append is this WAL's only if no record came after it.)
+    const bool last_record = side->spill_len.load() == (deferred_.active ? deferred_.off : spill_off_);
+    bool same_spill = by_spill && last_record, same_reset = by_reset && side_.commit_slots() && side->reset_db_salt2.load() == salt2;
+    for (int i = 0; i < 4; i++) {
+        same_spill = same_spill && side->spill_db[i].load() == fp[i];
+        same_reset = same_reset && side->reset_db[i].load() == fp[i];
+    }
+    return same_spill || same_reset;
 }
 
 // Uploads transactions as one segment that ends at WAL position (salt1, salt2, frame, c1, c2),
@@ -1886,7 +1916,7 @@ bool Shipper::ship_spill(bool defer_last) {
             if (large && !txns.empty()) break;
             if (r.salt1 != s1 || r.salt2 != s2) {
                 // The record starts a later WAL: the one followed must have ended cleanly.
-                if (!wal_ended_cleanly(s2, frame, ended, seen) || r.first != 1) {
+                if (!wal_ended_cleanly(s1, s2, frame, ended, seen, nullptr, r.salt1) || r.first != 1) {
                     start_generation("the WAL was reset by a writer outside walship");
                     return false;
                 }

@@ -152,7 +152,8 @@ private:
     void empty_spill_file(int fd);  // with the spill lock held: lengths to 0, then the file (fd < 0: lengths only)
     void enter_wal(uint32_t salt1, uint32_t salt2);
     bool wal_moved_on(const ShmHeader& now) const;
-    bool wal_ended_cleanly(uint32_t salt2, uint32_t frame, uint32_t ended, uint32_t seen) const;
+    bool wal_ended_cleanly(uint32_t salt1, uint32_t salt2, uint32_t frame, uint32_t ended, uint32_t seen, const ShmHeader* next,
+                           uint32_t next_salt1) const;
     bool ship_txns(std::vector<Txn>& txns, uint32_t salt1, uint32_t salt2, uint32_t frame, uint32_t c1, uint32_t c2);
     bool open_handles();
     bool switch_to_wal();

@@ -123,6 +123,12 @@ struct SideState {
     // where the file could grow, as the commit slots.)
     std::atomic<int64_t> shipper_unshipped_since_ms;
     s3::SharedWait shipper_wait;
+    // The database file (as spill_db) when walship last allowed a WAL reset with everything shipped,
+    // and that WAL's salt-2 (0 while it changes): the shipper follows to a next WAL whose salts
+    // are new random ones only when nothing wrote the file since (see wal_ended_cleanly). (Zero in
+    // a file an older walship made: not known; written only where the file could grow.)
+    std::atomic<uint64_t> reset_db[4];
+    std::atomic<uint64_t> reset_db_salt2;
 };
 
 constexpr char kSideMagic[8] = {'W', 'S', 'H', 'P', 'S', 'I', 'D', '6'};
