@@ -491,6 +491,10 @@ int cmd_snapshots(std::vector<std::string> args) {
 int cmd_status(std::vector<std::string> args) {
     Args a;
     if (!parse_args("status", args, &a)) return kUsage;
+    if (struct stat st {}; !a.db.empty() && ::stat(a.db.c_str(), &st) != 0) {
+        fprintf(stderr, "walship status: --db %s: %s\n", a.db.c_str(), strerror(errno));  // (a typo would read "no side file")
+        return kFail;
+    }
     auto store = open_or_report("status", a.url);
     if (!store) return kFail;
     auto listing = store->list("generations/");

@@ -1231,7 +1231,8 @@ void Shipper::ship_pass(bool urgent) {
     const bool interval_due = txid_ > last_snapshot_txid_ && now_ms() - last_snapshot_ms_ >= cfg_.snapshot_interval_ms;
     if ((want_snapshot || interval_due) && !paced) {
         if (!resolve_deferred()) return;
-        if ((h.mx_frame == frame_ || ship_ahead(visible, h)) && !snapshot_in_generation(want_snapshot ? "requested" : "snapshot_interval"))
+        const char* why = want_snapshot ? "requested" : tail_snapshot_ ? "segments follow the newest snapshot" : "snapshot_interval";
+        if ((h.mx_frame == frame_ || ship_ahead(visible, h)) && !snapshot_in_generation(why))
             resume_retry_at_ = Clock::now() + std::chrono::milliseconds(20);  // (reader slots busy, say): not in a loop
         maintain();
         return;
@@ -2400,6 +2401,7 @@ bool Shipper::write_snapshot(uint64_t gen, uint64_t txid, uint32_t limit, StateI
     last_stamp_ = std::max(last_stamp_, snap_ts);  // later transactions are not named before it
     if (txid == 0) txid_ts_ = snap_ts;             // a generation's start: its time is the snapshot's
     last_snapshot_ms_ = now_ms();
+    tail_snapshot_ = false;
     last_upload_ok_ = Clock::now();
     last_snapshot_txid_ = txid;
     levels_.clear();  // restores of later points start from this snapshot
@@ -2856,6 +2858,7 @@ Shipper::Resume Shipper::try_resume() {
     if (tail_segments >= kTailSegments) {
         log_info(std::to_string(tail_segments) + " segments follow the newest snapshot of generation " + generation_name(g->id) + "; a snapshot is due");
         last_snapshot_ms_ = 0;
+        tail_snapshot_ = true;  // (the reason the log gives)
     }
     have_generation_ = true;
     have_checksum_ = have_sum;

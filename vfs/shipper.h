@@ -300,6 +300,7 @@ private:
     std::string wal_buf_;  // reading the live WAL, up to 1 MiB of frames at a time
     std::map<uint64_t, uint64_t> ts_by_txid_;  // commit times of transactions read but not yet shipped
     int64_t last_snapshot_ms_ = 0;
+    bool tail_snapshot_ = false;  // the next scheduled snapshot is due for the segments after the last one
     int64_t next_checksum_try_ms_ = 0;
     uint64_t last_snapshot_txid_ = 0;
     std::atomic<bool> opened_empty_no_restore_{false};

@@ -66,6 +66,7 @@ test -z "$(ls -A "$dir/small")" || { echo "FAIL: a failed restore left $(ls -A "
 expect 0 "snapshot" -- "$build/walship" snapshot --db "$dir/big.db" "$url2"
 expect 0 "local: .*big.db: shipped through txid [0-9]+ \(the replica's latest\)" -- "$build/walship" status --db "$dir/big.db" "$url2"
 expect 0 '"in_step":true' -- "$build/walship" status --json --db "$dir/big.db" "$url2"
+expect 1 "walship status: --db .*no-such.db: No such file or directory" -- "$build/walship" status --db "$dir/no-such.db" "$url2"
 expect 1 "cannot allocate [0-9]+ bytes .*small/r.db.*: File too large" -- limited
 test -z "$(ls -A "$dir/small")" || { echo "FAIL: a failed restore left $(ls -A "$dir/small")"; fail=1; }
 expect 0 "restored" -- "$build/walship" restore -o "$dir/small/r.db" "$url2"
