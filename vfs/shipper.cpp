@@ -201,12 +201,16 @@ static int claim_location(const std::string& where, const std::string& db_path, 
     std::snprintf(name, sizeof name, "/location-%016llx", (unsigned long long)hash);
     int fd = ::open((dir + name).c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return -1;
-    auto lock = [fd](short type, off_t at, bool wait) {
+    auto lock = [fd](short type, off_t at) {  // (never waits: see byte 1)
         struct flock fl {};
         fl.l_type = type, fl.l_whence = SEEK_SET, fl.l_start = at, fl.l_len = 1;
-        return fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0;
+        return fcntl(fd, F_OFD_SETLK, &fl) == 0;
     };
-    if (!lock(F_WRLCK, 1, true)) {  // byte 1: one claim at a time
+    // Byte 1: one claim at a time (a few system calls long; a process stopped inside one would
+    // hold it: after 2 s the open goes on without the check).
+    bool serial = false;
+    for (int i = 0; i < 400 && !(serial = lock(F_WRLCK, 1)); i++) ::usleep(5000);
+    if (!serial) {
         ::close(fd);
         return -1;
     }
@@ -231,8 +235,8 @@ static int claim_location(const std::string& where, const std::string& db_path, 
             return -1;
         }
     }
-    const bool claimed = lock(F_RDLCK, 0, false);
-    lock(F_UNLCK, 1, false);
+    const bool claimed = lock(F_RDLCK, 0);
+    lock(F_UNLCK, 1);
     if (!claimed) {
         ::close(fd);
         return -1;
