@@ -718,12 +718,16 @@ int check_open(sqlite3* db, char** err, const sqlite3_api_routines*) {
     }
     const char* name = sqlite3_db_filename(db, "main");
     if (name && *name && sqlite3_uri_parameter(name, "replica")) {
-        std::string vfs = other_vfs(db);
-        if (!vfs.empty()) {
-            if (err)
-                *err = sqlite3_mprintf("walship: %s has replica= but is opened with the VFS '%s', which does not replicate (leave out vfs=, or use vfs=walship)",
-                                       name, vfs.c_str());
-            return SQLITE_CANTOPEN;
+        try {
+            std::string vfs = other_vfs(db);
+            if (!vfs.empty()) {
+                if (err)
+                    *err = sqlite3_mprintf("walship: %s has replica= but is opened with the VFS '%s', which does not replicate (leave out vfs=, or use vfs=walship)",
+                                           name, vfs.c_str());
+                return SQLITE_CANTOPEN;
+            }
+        } catch (...) {
+            return SQLITE_NOMEM;
         }
     }
     return SQLITE_OK;
