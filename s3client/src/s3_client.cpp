@@ -849,6 +849,27 @@ Status read_exact(int fd, std::string& buf, size_t len, uint64_t off, const std:
     return {};
 }
 
+// A multipart upload of `size` bytes in parts of part_size (grown to stay within 10,000 parts),
+// each part's bytes from read(offset, length, &buf); any failure aborts the upload.
+using ReadPart = std::function<Status(uint64_t off, size_t len, std::string* buf)>;
+Status put_in_parts(S3Client& c, const std::string& bucket, const std::string& key, uint64_t size, const PutOptions& opt,
+                    const ReadPart& read) {
+    uint64_t part = std::max<uint64_t>(c.options().part_size, (size + 9999) / 10000);
+    auto id = c.create_multipart_upload(bucket, key, opt);
+    if (!id.ok()) return id.error();
+    PartUploader up(c, bucket, key, id.value(), c.options().upload_threads);
+    for (uint64_t off = 0; off < size; off += part) {
+        std::string buf;
+        Status st = read(off, (size_t)std::min(part, size - off), &buf);
+        if (st.ok()) st = up.add(std::move(buf));
+        if (!st.ok()) {
+            up.abort();
+            return st;
+        }
+    }
+    return up.finish(opt);
+}
+
 }  // namespace
 
 std::unique_ptr<ObjectWriter> S3Client::open_writer(const std::string& bucket, const std::string& key, const PutOptions& opt) {
@@ -870,37 +891,16 @@ Status S3Client::put_object_file(const std::string& bucket, const std::string& k
         Status st = read_exact(fd, buf, (size_t)size, 0, path);
         return st.ok() ? put_object(bucket, key, buf, opt) : st;
     }
-    uint64_t part = std::max<uint64_t>(opt_.part_size, (size + 9999) / 10000);  // at most 10,000 parts
-    auto id = create_multipart_upload(bucket, key, opt);
-    if (!id.ok()) return id.error();
-    PartUploader up(*this, bucket, key, id.value(), opt_.upload_threads);
-    for (uint64_t off = 0; off < size; off += part) {
-        Status st = read_exact(fd, buf, (size_t)std::min(part, size - off), off, path);
-        if (st.ok()) st = up.add(std::move(buf));
-        if (!st.ok()) {
-            up.abort();
-            return st;
-        }
-        buf = std::string();
-    }
-    return up.finish(opt);
+    return put_in_parts(*this, bucket, key, size, opt,
+                        [&](uint64_t off, size_t len, std::string* part) { return read_exact(fd, *part, len, off, path); });
 }
 
 Status S3Client::put_object(const std::string& bucket, const std::string& key, const std::string& data, const PutOptions& opt) {
-    if (data.size() > opt_.multipart_threshold) {  // as put_object_file, from memory
-        uint64_t part = std::max<uint64_t>(opt_.part_size, (data.size() + 9999) / 10000);
-        auto id = create_multipart_upload(bucket, key, opt);
-        if (!id.ok()) return id.error();
-        PartUploader up(*this, bucket, key, id.value(), opt_.upload_threads);
-        for (uint64_t off = 0; off < data.size(); off += part) {
-            Status st = up.add(data.substr(off, part));
-            if (!st.ok()) {
-                up.abort();
-                return st;
-            }
-        }
-        return up.finish(opt);
-    }
+    if (data.size() > opt_.multipart_threshold)  // as put_object_file, from memory
+        return put_in_parts(*this, bucket, key, data.size(), opt, [&](uint64_t off, size_t len, std::string* part) {
+            *part = data.substr(off, len);
+            return Status{};
+        });
     Call c{"put_object", "PUT", bucket, key, "", {}, data.data(), data.size(), "", Count::Put};
     c.headers.push_back({"Content-Type", opt.content_type});
     if (opt.if_none_match) c.headers.push_back({"If-None-Match", "*"});
