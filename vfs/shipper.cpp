@@ -177,6 +177,22 @@ bool db_fingerprint(const std::string& path, uint64_t out[4]) {
     out[3] = uint64_t(st.st_ctim.tv_sec) * 1000000000ull + uint64_t(st.st_ctim.tv_nsec);
     return true;
 }
+// A fingerprint kept in the side file (spill_db, reset_db), and whether it is this one.
+void save_fingerprint(std::atomic<uint64_t>* to, const uint64_t fp[4]) {
+    for (int i = 0; i < 4; i++) to[i] = fp[i];
+}
+bool same_fingerprint(const std::atomic<uint64_t>* saved, const uint64_t fp[4]) {
+    for (int i = 0; i < 4; i++)
+        if (saved[i].load() != fp[i]) return false;
+    return true;
+}
+
+// FNV-1a.
+uint64_t fnv1a(const std::string& s) {
+    uint64_t hash = 1469598103934665603ull;
+    for (unsigned char c : s) hash = (hash ^ c) * 1099511628211ull;
+    return hash;
+}
 
 int64_t steady_ms() { return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count(); }
 }  // namespace
@@ -192,8 +208,7 @@ int64_t steady_ms() { return std::chrono::duration_cast<std::chrono::millisecond
 static int claim_location(const std::string& where, const std::string& db_path, std::string* error) {
     const char* tmp = std::getenv("TMPDIR");
     const std::string dir = std::string(tmp && *tmp ? tmp : "/tmp") + "/walship-" + std::to_string(getuid());
-    uint64_t hash = 1469598103934665603ull;  // FNV-1a
-    for (unsigned char c : where) hash = (hash ^ c) * 1099511628211ull;
+    const uint64_t hash = fnv1a(where);
     ::mkdir(dir.c_str(), 0700);
     struct stat st {};
     if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077)) return -1;
@@ -269,9 +284,7 @@ bool Shipper::start(const s3::Location& l, std::string* error) {
     // noticing two servers that hold buckets of the same name.
     const std::string id = l.scheme == s3::Location::Scheme::File ? "file://" + l.dir : "s3://" + l.bucket + "/" + l.prefix;
     replica_ = l.url().substr(0, sizeof(SideState::replica) - 1);  // (shown in the message)
-    replica_hash_ = 1469598103934665603ull;  // FNV-1a; never 0 (0: not known)
-    for (unsigned char c : id) replica_hash_ = (replica_hash_ ^ c) * 1099511628211ull;
-    replica_hash_ |= 1;
+    replica_hash_ = fnv1a(id) | 1;  // never 0 (0: not known)
     *error = foreign_replica();
     if (!error->empty()) return false;
     location_fd_ = claim_location(l.url(), cfg_.db_path, error);
@@ -440,7 +453,7 @@ bool Shipper::allow_wal_reset(const ShmHeader& h, const ShmRegion& region, const
         uint64_t fp[4] = {};
         if (side_.commit_slots()) s->reset_db_salt2 = 0;  // (past an older walship's 4 KiB file: only where it could grow)
         if (side_.commit_slots() && db_fingerprint(cfg_.db_path, fp)) {
-            for (int i = 0; i < 4; i++) s->reset_db[i] = fp[i];
+            save_fingerprint(s->reset_db, fp);
             s->reset_db_salt2 = h.salt2;
         }
         s->holding_since_ms = 0;
@@ -488,7 +501,7 @@ bool Shipper::allow_wal_reset(const ShmHeader& h, const ShmRegion& region, const
         if (spilled) {
             uint64_t fp[4] = {};
             db_fingerprint(cfg_.db_path, fp);
-            for (int i = 0; i < 4; i++) s->spill_db[i] = fp[i];
+            save_fingerprint(s->spill_db, fp);
         }
         side_.unlock(SideFile::kSpillLock);
         if (spilled) {
@@ -1662,12 +1675,8 @@ bool Shipper::wal_ended_cleanly(uint32_t salt1, uint32_t salt2, uint32_t frame, 
     if (!db_fingerprint(cfg_.db_path, fp)) return false;
     // (The fingerprint of the last spill append is this WAL's only if no record came after it.)
     const bool last_record = side->spill_len.load() == (deferred_.active ? deferred_.off : spill_off_);
-    bool same_spill = by_spill && last_record, same_reset = by_reset && side_.commit_slots() && side->reset_db_salt2.load() == salt2;
-    for (int i = 0; i < 4; i++) {
-        same_spill = same_spill && side->spill_db[i].load() == fp[i];
-        same_reset = same_reset && side->reset_db[i].load() == fp[i];
-    }
-    return same_spill || same_reset;
+    return (by_spill && last_record && same_fingerprint(side->spill_db, fp)) ||
+           (by_reset && side_.commit_slots() && side->reset_db_salt2.load() == salt2 && same_fingerprint(side->reset_db, fp));
 }
 
 // Uploads transactions as one segment that ends at WAL position (salt1, salt2, frame, c1, c2),
@@ -2748,8 +2757,7 @@ Shipper::Resume Shipper::try_resume() {
             // since (a checkpoint by plain SQLite after the crash, a copy put back, even with its
             // old modification time, changes the change time or the inode).
             uint64_t fp[4] = {};
-            continues = h.n_backfill == 0 && db_fingerprint(cfg_.db_path, fp);
-            for (int i = 0; i < 4 && continues; i++) continues = side->spill_db[i].load() == fp[i];
+            continues = h.n_backfill == 0 && db_fingerprint(cfg_.db_path, fp) && same_fingerprint(side->spill_db, fp);
         }
         if (in_spill && !continues) {
             struct stat wal {}, db {}, spill {};
