@@ -534,6 +534,34 @@ TEST_CASE("walship_status reports the replication state", "[vfs][integration]") 
     CHECK(s.find("\"generation\":\"\"") == std::string::npos);
 }
 
+TEST_CASE("early write-back: under synchronous=NORMAL walship syncs a growing WAL ahead of the checkpoint, under OFF it does not, and the replica restores exactly", "[vfs][integration]") {
+    using Clock = std::chrono::steady_clock;
+    for (const char* sync : {"NORMAL", "OFF"}) {
+        DYNAMIC_SECTION("synchronous=" << sync) {
+            std::string url = new_s3_url();
+            std::string path = temp_dir() + "/wb.db";
+            {
+                Db db(uri(path, url));
+                db.exec(std::string("pragma synchronous=") + sync + "; create table t(x)");
+                // About 1,000 frames of 4 KiB (one WAL at the default autocheckpoint), three times.
+                for (int i = 0; i < 3000; i++) db.exec("insert into t values(randomblob(3000))");
+                // The requests are served on walship's thread: give it a moment for the last.
+                auto t0 = Clock::now();
+                while (std::string(sync) == "NORMAL" && status_field(db, "wal_writebacks") < 2 && Clock::now() - t0 < std::chrono::seconds(5))
+                    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                long long n = status_field(db, "wal_writebacks");
+                INFO(n << " write-backs");
+                if (std::string(sync) == "NORMAL") CHECK(n >= 2);  // about 3 a WAL after the first checkpoint's sync (requests waiting together are one)
+                else CHECK(n == 0);
+                REQUIRE(db.text("pragma walship_flush") == "ok");
+            }
+            std::string out = temp_dir() + "/wb-restored.db";
+            REQUIRE(restore_to(url, out) == "");
+            CHECK(compare_pages(path, out, 4096) == "");
+        }
+    }
+}
+
 TEST_CASE("pacing: steady writes make about one upload per sync_interval, and a commit after a quiet interval ships at once", "[vfs][integration]") {
     using Clock = std::chrono::steady_clock;
     std::string url = new_s3_url();

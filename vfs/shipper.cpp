@@ -785,6 +785,7 @@ std::string Shipper::status_json(const volatile void* shm0) {
     s += ",\"needs_snapshot\":" + std::string(side_.state()->needs_snapshot.load() ? "true" : "false");
     s += ",\"spill_bytes\":" + std::to_string(side_.state()->spill_len.load() - std::min(side_.state()->spill_len.load(), side_.state()->spill_shipped.load()));
     s += ",\"wal_reset_held_ms\":" + std::to_string(side_.state()->holding_since_ms.load() ? now - int64_t(side_.state()->holding_since_ms.load()) : 0);
+    s += ",\"wal_writebacks\":" + std::to_string(writeback_.done());
     s += ",\"sqlite_version\":\"" + std::string(sqlite3_libversion()) + "\"";
     int v = sqlite3_libversion_number();
     bool reset_bug = v < 3044006 || (v >= 3045000 && v < 3050007) || (v >= 3051000 && v < 3051003);

@@ -28,6 +28,7 @@
 #include "sidefile.h"
 #include "spill.h"
 #include "wal.h"
+#include "writeback.h"
 #include "walship/s3/store.h"
 
 namespace walship {
@@ -75,6 +76,8 @@ public:
     void commit_shown(uint32_t salt2, uint32_t frame, uint64_t cksum);
     // Wakes the shipper now (a WAL reset or a remote-durable commit is waiting).
     void wake();
+    // Early write-back of the WAL (writeback.h), for this process's connections to the database.
+    Writeback& writeback() { return writeback_; }
     // Asked by any connection about to reset the WAL (restart or truncate), holding the WAL's write
     // lock and reader slots 1..4: true if every committed frame of the current WAL is in the bucket
     // or now in the spill file (copied by this call), or the WAL passed its size cap.
@@ -233,6 +236,7 @@ private:
     SideFile side_;
 
     std::thread thread_;
+    Writeback writeback_;
     std::mutex mu_;
     std::condition_variable cv_, done_cv_;
     bool stop_ = false;

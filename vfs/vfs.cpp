@@ -80,6 +80,10 @@ struct File {
     bool saw_wal;                       // MainDb: this connection mapped the wal-index (was in WAL mode)
     char* refused;                      // Refused: why the open failed (sqlite3_malloc'd)
     uint64_t locked_at;                 // MainDb: the WAL position (salt2 << 32 | mxFrame) when it took the write lock
+    const char* wal_name;               // Wal: its path (SQLite keeps the string until xClose)
+    int writeback_fd;                   // Wal: 1 + a descriptor of it for early write-back; 0 not open, -1 failed
+    int64_t writeback_from;             // Wal: where it was at the last write-back request
+    bool wal_synced;                    // Wal: SQLite synced it through this handle (synchronous is not OFF)
 };
 
 sqlite3_vfs walship_vfs;
@@ -564,12 +568,30 @@ int db_shm_lock(sqlite3_file* f, int ofst, int n, int flags) {
 
 // ---- WAL of a replicating database ---------------------------------------------------------
 
+// Early write-back (writeback.h): each kChunk the WAL grows by, the Shipper's write-back thread
+// syncs it. Only once SQLite has synced this WAL itself: under synchronous=OFF it never does, and
+// neither does walship.
+__attribute__((noinline)) void start_writeback(sqlite3_file* f, int64_t at) {
+    File* p = F(f);
+    p->writeback_from = at;
+    Shipper* s = S(f);
+    if (!p->wal_synced || !s) return;
+    if (p->writeback_fd == 0) {
+        const int fd = p->wal_name ? ::open(p->wal_name, O_RDONLY | O_CLOEXEC) : -1;
+        p->writeback_fd = fd >= 0 ? fd + 1 : -1;
+    }
+    const int fd = p->writeback_fd > 0 ? ::fcntl(p->writeback_fd - 1, F_DUPFD_CLOEXEC, 0) : -1;
+    if (fd >= 0) s->writeback().request(fd);
+}
+
 // The WAL header and frame headers: walship notes the page size and each commit frame.
 __attribute__((noinline)) int wal_write_header(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noexcept {
     File* p = F(f);
     const unsigned char* b = static_cast<const unsigned char*>(buf);
     int rc = p->real->xWrite(f, buf, amt, off);
     if (rc != SQLITE_OK) return rc;
+    if (off == 0) p->writeback_from = 0;  // a new or reset WAL
+    else if (off - p->writeback_from >= Writeback::kChunk) start_writeback(f, off);
     if (off == 0 && amt >= 32) {
         p->page_size = get_u32be(b + 8);
     } else if (amt == int(kWalFrameHeaderSize) && off >= int64_t(kWalHeaderSize) && get_u32be(b + 4) != 0) {
@@ -592,6 +614,19 @@ __attribute__((noinline)) int wal_write_header(sqlite3_file* f, const void* buf,
     return rc;
 }
 
+// durability=local: only the write-back.
+int wal_write_local(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noexcept {
+    File* p = F(f);
+    if (off == 0) p->writeback_from = 0;  // a new or reset WAL
+    else if (off - p->writeback_from >= Writeback::kChunk) start_writeback(f, off);
+    return p->real->xWrite(f, buf, amt, off);
+}
+
+int wal_sync_local(sqlite3_file* f, int flags) noexcept {
+    F(f)->wal_synced = true;
+    return R(f)->xSync(f, flags);
+}
+
 int wal_write(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noexcept {
     // Page images (half of all writes) pass straight through.
     if (off != 0 && amt != int(kWalFrameHeaderSize)) return R(f)->xWrite(f, buf, amt, off);
@@ -599,6 +634,7 @@ int wal_write(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noex
 }
 
 int wal_sync(sqlite3_file* f, int flags) noexcept {
+    F(f)->wal_synced = true;
     int rc = R(f)->xSync(f, flags);
     Shipper* s = S(f);
     File* db = F(f)->db;
@@ -633,6 +669,7 @@ int wal_sync(sqlite3_file* f, int flags) noexcept {
 }
 
 int w_close(sqlite3_file* f) noexcept {
+    if (F(f)->writeback_fd > 0) ::close(F(f)->writeback_fd - 1);
     if (F(f)->db && F(f)->db->wal == F(f)) F(f)->db->wal = nullptr;
     F(f)->db = nullptr;
     return R(f)->xClose(f);
@@ -780,6 +817,8 @@ const MethodTables& tables_for(const sqlite3_io_methods* real) {
     t.wal_local = t.pass;
     t.wal_local.xClose = w_close;
     t.wal_local.xTruncate = wal_truncate;
+    t.wal_local.xWrite = wal_write_local;
+    t.wal_local.xSync = wal_sync_local;
     t.wal_remote = t.wal_local;
     t.wal_remote.xWrite = wal_write;
     t.wal_remote.xSync = wal_sync;
@@ -839,6 +878,7 @@ int v_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, i
             if (db && db->pMethods && db->pMethods->xFileControl == db_fcntl && F(db)->shipper) {
                 p->kind = Kind::Wal;
                 p->db = F(db);
+                p->wal_name = name;
             }
         }
     } catch (...) {
