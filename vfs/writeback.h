@@ -2,9 +2,10 @@
 //
 // With synchronous=NORMAL SQLite syncs the WAL only at a checkpoint, and that fsync writes out
 // everything written since the last one (about 4 MB at the default 1,000 pages) while the
-// application's thread waits: in a burst of small transactions on a local disk, a fifth to a
-// quarter of plain SQLite's time. A replicating connection asks for a sync each time its WAL has
-// grown by kChunk; this thread does them, so the checkpoint's own fsync finds little left to write.
+// application's thread waits: in a burst of small transactions on the test machine's disk, over
+// a quarter of plain SQLite's time (docs/DESIGN.md). A replicating connection asks for a sync each
+// time its WAL has grown by kChunk; this thread does them, so the checkpoint's own fsync finds
+// little left to write.
 // It only makes data durable sooner: nothing is written that that fsync would not have written.
 #pragma once
 
