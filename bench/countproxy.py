@@ -16,7 +16,13 @@ requests (never forwarded, never logged):
     GET  /__log?bucket=B                         JSON list of B's records
     POST /__fault?bucket=B&mode=503|stall|off    every request to B answers 503 / is held without an
                                                  answer until the fault is cleared / is forwarded
+    GET  /__capture?bucket=B                     from now on keep the body of every successful PUT
+                                                 or POST to B (in memory)
+    GET  /__find?bucket=B&tokens=HEX@T,...       JSON list: for each token, the end time of the first
+                                                 kept body that ended after T and holds the token's
+                                                 bytes, or null
 """
+import bisect
 import argparse
 import http.client
 import json
@@ -28,6 +34,7 @@ import urllib.parse
 lock = threading.Lock()
 records = {}  # bucket -> list of dicts
 faults = {}  # bucket -> mode
+captured = {}  # bucket -> ([end time], [body]) of successful PUT/POST requests, in order of their end
 cleared = threading.Condition(lock)
 
 
@@ -139,6 +146,11 @@ class Handler(socketserver.StreamRequestHandler):
             rec = {"c": cls, "k": key, "q": u.query, "up": len(body), "down": got, "s": status, "t0": t0, "t1": time.monotonic()}
             with lock:
                 records.setdefault(bucket, []).append(rec)
+                if bucket in captured and cls in ("PUT", "POST") and 200 <= status < 300 and body:
+                    ends, bodies = captured[bucket]
+                    at = bisect.bisect(ends, rec["t1"])
+                    ends.insert(at, rec["t1"])
+                    bodies.insert(at, body)
 
     def control(self, method, path, q):
         bucket = q.get("bucket", [""])[0]
@@ -147,6 +159,21 @@ class Handler(socketserver.StreamRequestHandler):
                 faults[bucket] = q.get("mode", ["off"])[0]
                 cleared.notify_all()
             return text("ok")
+        if path == "/__capture":
+            with lock:
+                captured.setdefault(bucket, ([], []))
+            return text("ok")
+        if path == "/__find":
+            with lock:
+                ends, bodies = (list(x) for x in captured.get(bucket, ([], [])))
+            found = []
+            for item in filter(None, q.get("tokens", [""])[0].split(",")):
+                tok, _, after = item.partition("@")
+                tok, i = bytes.fromhex(tok), bisect.bisect(ends, float(after or 0))
+                while i < len(bodies) and tok not in bodies[i]:
+                    i += 1
+                found.append(ends[i] if i < len(bodies) else None)
+            return text(json.dumps(found), "application/json")
         with lock:
             recs = list(records.get(bucket, []))
         if path == "/__puts":

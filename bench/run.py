@@ -31,9 +31,9 @@ Phases:
            requests and bytes; then IDLE_SECS without writes (requests per idle hour).
   lag      walship, litestream, litestream-fast, idle (one mark per LAG_GAP_MS) and busy (marks
            on top of BUSY_TPS background transactions/s), LAG_SAMPLES marks each. A sample ends when
-           a restore from the store contains the mark (see walship_bench.cpp). walship's two runs go
-           together, then Litestream's four: a Litestream restore takes seconds of CPU, and with
-           all six at once the two cores were busy restoring while walship's marks were timed.
+           a restore from the store contains the mark (see walship_bench.cpp); Litestream's, when the
+           first upload holding the mark's random bytes ends (the proxy keeps the bodies; one restore
+           at the end checks every mark). walship's two runs go together, then Litestream's four.
   restore  RESTORE_MB database, first snapshot upload, RESTORE_TXNS transactions, then RESTORE_ROUNDS
            restores of each system, interleaved (the median is reported).
   outage   walship at OUTAGE_TPS; OUTAGE_SECS reachable, OUTAGE_SECS down (OUTAGE_MODE 503|stall),
@@ -146,6 +146,13 @@ class Bench:
 
     def records(self, bucket):
         return json.loads(self.ctl(f"/__log?bucket={bucket}"))
+
+    def capture(self, bucket):
+        self.ctl(f"/__capture?bucket={bucket}")
+
+    def first_uploads(self, bucket, marks):
+        """For each mark [id, commit time, token]: the end of the first upload whose body holds its token, or None."""
+        return json.loads(self.ctl(f"/__find?bucket={bucket}&tokens=" + ",".join(f"{tok}@{c:.9f}" for _, c, tok in marks)))
 
     def fresh(self, tag):
         with self.lock:
@@ -375,16 +382,52 @@ def phase_lag(b, raw):
         db = f"{d}/db"
         ls = None
         if s.startswith("litestream"):
+            # A Litestream restore takes seconds (more as segments pile up), and at 100 ms intervals
+            # several uploads end while one runs: restoring after each upload bounded most samples
+            # from above only, and took so long that a run timed 20 marks, not 100. So its marks are
+            # timed from the uploads themselves: the first whose body holds the mark's bytes (its
+            # shadow WAL takes whole transactions only); one restore at the end checks every mark.
             ls = b.start_litestream(d, bucket, s.endswith("fast"))
             b.wait_first_put(bucket, 30)
-            cmd = f"rm -f {{out}}; {LITESTREAM} restore -config {d}/litestream-direct.yml -o {{out}} {db} >/dev/null 2>&1"
+            b.capture(bucket)
+            cmd = "-"
         else:
             cmd = f"rm -f {{out}}; {WALSHIP} restore -o {{out}} '{b.url(bucket, direct=True)}' >/dev/null 2>&1"
-        gap = LAG_GAP_MS if not busy else -1300  # busy: a random pause of 0 to 1,300 ms before each mark
+        # Busy: a random pause of 0 to 2,000 ms before each mark. walship's next mark waits for the
+        # previous one to be restorable, which is just after an upload: a pause spread evenly over
+        # two of its 1 s intervals puts the mark at an even phase of the upload cycle (the 0-1,300
+        # ms pause used before made short phases twice as likely, which lengthened its lag by about
+        # 80 ms on average); Litestream's marks do not wait, so for them any pause would do.
+        gap = LAG_GAP_MS if not busy else -2000
+        t_marks = time.monotonic()
         out = json.loads(sh(DRIVER, "lag", driver_system(s), db, b.url(bucket), str(LAG_SAMPLES), str(gap), str(b.port), bucket,
                             str(BUSY_TPS if busy else 0), cmd, str(LAG_MAX_SECS)))
+        # The PUT rate while the marks were taken: walship waits for each mark to be restorable
+        # before the next, Litestream's runs do not, so PUTs per mark alone compares unlike spacings.
+        window = (t_marks, time.monotonic())
+        out["puts_per_s"] = b.stats(bucket, *window)["PUT"] / max(1e-9, window[1] - window[0])
         if ls:
+            marks = out["marks"]
+            t0 = time.monotonic()
+            while None in (found := b.first_uploads(bucket, marks)) and time.monotonic() - t0 < 30:
+                time.sleep(0.5)
             stop(ls)
+            lat = sorted((t - c) * 1000 for (_, c, _), t in zip(marks, found) if t is not None)
+            pick = lambda p: lat[min(len(lat) - 1, int(len(lat) * p))] if lat else 0.0
+            out["commit"] = {"n": len(lat), "p50_ms": pick(0.5), "p90_ms": pick(0.9), "p99_ms": pick(0.99), "max_ms": lat[-1] if lat else 0.0}
+            out["timeouts"], out["ambiguous"], out["method"] = found.count(None), None, "upload scan"
+            r0 = time.monotonic()
+            subprocess.run(f"{LITESTREAM} restore -config {d}/litestream-direct.yml -o {d}/check.db {db}", shell=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            out["restore"] = {"p50_ms": (time.monotonic() - r0) * 1000}
+            try:
+                c = sqlite3.connect(f"file:{d}/check.db?mode=ro", uri=True)
+                out["restored_marks"] = c.execute("select count(*) from m").fetchone()[0]
+                c.close()
+            except sqlite3.Error:
+                out["restored_marks"] = 0
+        else:
+            out["method"], out["restored_marks"] = "restore", None
         out.update(system=s, busy=busy, requests=b.stats(bucket))
         return out
 
@@ -628,14 +671,21 @@ def report(b, raw):
         md.append("")
     if raw.get("lag"):
         md += [f"## Replication lag: COMMIT returning to the mark being restorable from the bucket ({LAG_SAMPLES} marks)", "",
-               f"Idle: one mark every {LAG_GAP_MS} ms, nothing else. Busy: each mark after a random pause of 0-1,300 ms once the previous one is restorable (so marks do not lock onto the upload cycle), "
-               f"on top of {BUSY_TPS} tx/s. walship's idle and busy runs at once, then Litestream's four. A sample ends at the end of the PUT after which a restore (straight from "
-               "moto) contained the mark; 'ambiguous' samples had another PUT end during that restore and take the later one (upper bound).", "",
-               "| system | load | marks | p50 ms | p90 ms | p99 ms | max ms | ambiguous | timeouts | restore p50 ms | PUT | PUT per mark |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+               f"Idle: one mark every {LAG_GAP_MS} ms, nothing else. Busy: each mark after a random pause of 0-2,000 ms (walship: once the previous one is restorable; "
+               f"the pause spans two of its 1 s upload intervals, so marks fall at an even phase of the cycle), on top of {BUSY_TPS} tx/s. walship's idle and busy runs at once, then Litestream's four. "
+               "walship (measured by restore): a sample ends at the end of the PUT after which a restore (straight from moto) contained the mark; "
+               "'ambiguous' samples had another PUT end during that restore and take the later one (upper bound). Litestream (measured by upload scan): "
+               "a sample ends at the end of the first upload whose body holds the mark's 16 random bytes (its segments are LZ4 frames, where bytes not "
+               "seen before are literal, and its shadow WAL takes whole transactions); one restore at the end must hold every mark "
+               "('restored marks'; its time is the 'restore' column).", "",
+               "| system | load | measured by | marks | p50 ms | p90 ms | p99 ms | max ms | ambiguous | timeouts | restored marks | restore p50 ms | PUT | PUT per mark | PUT/s while marking |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for x in sorted(raw["lag"], key=lambda x: (x["busy"], x["system"])):
             c = x["commit"]
-            md.append(f"| {x['system']} | {'busy' if x['busy'] else 'idle'} | {c['n']} | {c['p50_ms']:.1f} | {c['p90_ms']:.1f} | {c['p99_ms']:.1f} | {c['max_ms']:.1f} | "
-                      f"{x['ambiguous']} | {x['timeouts']} | {x['restore']['p50_ms']:.0f} | {x['requests']['PUT']} | {x['requests']['PUT'] / max(1, c['n']):.2f} |")
+            amb = "-" if x.get("ambiguous") is None else x["ambiguous"]
+            got = "-" if x.get("restored_marks") is None else x["restored_marks"]
+            md.append(f"| {x['system']} | {'busy' if x['busy'] else 'idle'} | {x.get('method', 'restore')} | {c['n']} | {c['p50_ms']:.1f} | {c['p90_ms']:.1f} | {c['p99_ms']:.1f} | "
+                      f"{c['max_ms']:.1f} | {amb} | {x['timeouts']} | {got} | {x['restore']['p50_ms']:.0f} | {x['requests']['PUT']} | {x['requests']['PUT'] / max(1, c['n']):.2f} | {x.get('puts_per_s', 0):.2f} |")
         md.append("")
     if raw.get("restore"):
         md += [f"## Restore: {raw['restore_fill']['db_bytes'] / 1e6:.0f} MB database (rows of 2,000 random + 2,000 zero bytes), "

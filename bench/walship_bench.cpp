@@ -17,7 +17,9 @@
 //        not through the proxy) and look for the mark in the restored database. The sample is the
 //        time from COMMIT returning to the end of the PUT after which the mark was restorable. When
 //        a further PUT ended while that restore ran, the sample takes the later PUT's end (an upper
-//        bound) and counts as ambiguous.
+//        bound) and counts as ambiguous. RESTORE_CMD "-": no restores; each mark carries 16 random
+//        bytes and the output lists [id, commit time, token hex] per mark ("marks"), for run.py to
+//        ask the proxy which upload first carried each (the Litestream runs: see run.py).
 //   walship-bench outage SYSTEM DB URL TPS SECS PROXY BUCKET MODE
 //        TPS transactions/s for SECS with the store reachable, SECS with every request to BUCKET
 //        failing (MODE 503) or never answered (MODE stall), SECS reachable again; commit latency
@@ -44,6 +46,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -386,7 +389,13 @@ int main(int argc, char** argv) {
         std::string restore_cmd = argv[10];
         double max_secs = argc > 11 ? atof(argv[11]) : 1e9;  // stop taking marks after this long
         std::string out = path + ".lagprobe.db";
-        must(sqlite3_exec(db, "create table if not exists m(id integer primary key, t real)", nullptr, nullptr, nullptr), db, "create m");
+        // restore_cmd "-": no restores here. Each mark carries 16 random bytes, and run.py asks the
+        // counting proxy for the first upload whose body holds them (Litestream's segments are
+        // LZ4 frames, whose first copy of bytes never seen before is literal).
+        const bool scan = restore_cmd == "-";
+        std::mt19937_64 rng(std::random_device{}());
+        std::string marks;  // scan: [id, commit time, token] per mark
+        must(sqlite3_exec(db, "create table if not exists m(id integer primary key, t real, tok blob)", nullptr, nullptr, nullptr), db, "create m");
         flush_if_walship(system, db);
         std::atomic<bool> stop{false};
         std::thread busy;
@@ -409,7 +418,7 @@ int main(int argc, char** argv) {
             std::this_thread::sleep_for(std::chrono::seconds(2));
         }
         sqlite3_stmt* mark = nullptr;
-        must(sqlite3_prepare_v2(db, "insert into m(id, t) values(?, ?)", -1, &mark, nullptr), db, "prepare m");
+        must(sqlite3_prepare_v2(db, "insert into m(id, t, tok) values(?, ?, ?)", -1, &mark, nullptr), db, "prepare m");
         std::vector<double> lo, restore_ms;
         int ambiguous = 0, timeouts = 0, restores = 0, misses = 0;
         auto next = Clock::now();
@@ -419,9 +428,20 @@ int main(int argc, char** argv) {
             auto c0 = Clock::now();
             sqlite3_bind_int64(mark, 1, i);
             sqlite3_bind_double(mark, 2, now_s());
+            unsigned char tok[16];
+            for (auto& x : tok) x = static_cast<unsigned char>(rng());
+            sqlite3_bind_blob(mark, 3, tok, sizeof tok, SQLITE_TRANSIENT);
             if (sqlite3_step(mark) != SQLITE_DONE) fprintf(stderr, "mark: %s\n", sqlite3_errmsg(db));
             sqlite3_reset(mark);
             double c = now_s();
+            if (scan) {
+                char m[96];
+                int k = snprintf(m, sizeof m, "%s[%ld,%.9f,\"", marks.empty() ? "" : ",", i, c);
+                for (unsigned char x : tok) k += snprintf(m + k, sizeof m - size_t(k), "%02x", x);
+                marks += std::string(m, size_t(k)) + "\"]";
+                next = gap_ms > 0 ? c0 + std::chrono::milliseconds(gap_ms) : Clock::now() + std::chrono::milliseconds(rand() % (1 - gap_ms));
+                continue;
+            }
             // gap_ms < 0: a random pause of 0..-gap_ms after this mark is restorable (busy runs, so the
             // marks do not lock onto the upload cycle); otherwise the next mark gap_ms after this one.
             next = c0 + std::chrono::milliseconds(gap_ms > 0 ? gap_ms : 0);
@@ -459,7 +479,7 @@ int main(int argc, char** argv) {
         char b[512];
         snprintf(b, sizeof b, ",\"ambiguous\":%d,\"timeouts\":%d,\"restores\":%d,\"misses\":%d,\"busy_txns\":%ld,", ambiguous, timeouts, restores,
                  misses, busy_n);
-        extra = b + summary("lower_bound", lo) + "," + summary("restore", restore_ms);
+        extra = b + summary("lower_bound", lo) + "," + summary("restore", restore_ms) + ",\"marks\":[" + marks + "]";
     } else if (mode == "outage") {
         double tps = atof(argv[5]), secs = atof(argv[6]);
         int port = atoi(argv[7]);
