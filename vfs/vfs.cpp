@@ -575,7 +575,7 @@ __attribute__((noinline)) void start_writeback(sqlite3_file* f, int64_t at) {
     File* p = F(f);
     p->writeback_from = at;
     Shipper* s = S(f);
-    if (!p->wal_synced || !s) return;
+    if (!p->wal_synced || !s || s->forked()) return;  // (a child of fork() has no write-back thread)
     if (p->writeback_fd == 0) {
         const int fd = p->wal_name ? ::open(p->wal_name, O_RDONLY | O_CLOEXEC) : -1;
         p->writeback_fd = fd >= 0 ? fd + 1 : -1;
@@ -584,14 +584,20 @@ __attribute__((noinline)) void start_writeback(sqlite3_file* f, int64_t at) {
     if (fd >= 0) s->writeback().request(fd);
 }
 
+// Every WAL write of a replicating connection passes here (the offset is all it needs).
+inline void note_wal_write(sqlite3_file* f, int64_t off) {
+    File* p = F(f);
+    if (off == 0) p->writeback_from = 0;  // a new or reset WAL
+    else if (off - p->writeback_from >= Writeback::kChunk) start_writeback(f, off);
+}
+
 // The WAL header and frame headers: walship notes the page size and each commit frame.
 __attribute__((noinline)) int wal_write_header(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noexcept {
     File* p = F(f);
     const unsigned char* b = static_cast<const unsigned char*>(buf);
     int rc = p->real->xWrite(f, buf, amt, off);
     if (rc != SQLITE_OK) return rc;
-    if (off == 0) p->writeback_from = 0;  // a new or reset WAL
-    else if (off - p->writeback_from >= Writeback::kChunk) start_writeback(f, off);
+    note_wal_write(f, off);
     if (off == 0 && amt >= 32) {
         p->page_size = get_u32be(b + 8);
     } else if (amt == int(kWalFrameHeaderSize) && off >= int64_t(kWalHeaderSize) && get_u32be(b + 4) != 0) {
@@ -616,10 +622,8 @@ __attribute__((noinline)) int wal_write_header(sqlite3_file* f, const void* buf,
 
 // durability=local: only the write-back.
 int wal_write_local(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) noexcept {
-    File* p = F(f);
-    if (off == 0) p->writeback_from = 0;  // a new or reset WAL
-    else if (off - p->writeback_from >= Writeback::kChunk) start_writeback(f, off);
-    return p->real->xWrite(f, buf, amt, off);
+    note_wal_write(f, off);
+    return R(f)->xWrite(f, buf, amt, off);
 }
 
 int wal_sync_local(sqlite3_file* f, int flags) noexcept {

@@ -15,11 +15,6 @@ Writeback::~Writeback() {
 }
 
 void Writeback::request(int fd) noexcept {
-    // The parent's thread does not exist in a child, and may have held mu_ at the fork.
-    if (::getpid() != pid_) {
-        ::close(fd);
-        return;
-    }
     try {
         std::lock_guard<std::mutex> lock(mu_);
         if (fd_ >= 0 || stop_) {

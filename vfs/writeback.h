@@ -9,9 +9,6 @@
 // It only makes data durable sooner: nothing is written that that fsync would not have written.
 #pragma once
 
-#include <sys/types.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -31,7 +28,8 @@ public:
 
     // Syncs the file fd refers to (fdatasync) on this object's thread, started on first use. Takes
     // fd, a duplicate the caller made, and closes it. When a sync is already waiting to start it
-    // covers this one's data: fd is closed and nothing more is done; likewise in the child of a fork.
+    // covers this one's data: fd is closed and nothing more is done. Not for a child of fork():
+    // the thread is not there (the caller asks Shipper::forked(), whose copy the child never uses).
     void request(int fd) noexcept;
     // Syncs done so far (walship_status: wal_writebacks).
     uint64_t done() const { return done_.load(std::memory_order_relaxed); }
@@ -39,7 +37,6 @@ public:
 private:
     void run();
 
-    const pid_t pid_ = ::getpid();
     std::mutex mu_;
     std::condition_variable cv_;
     int fd_ = -1;  // waiting to be synced
