@@ -450,11 +450,13 @@ bool Shipper::allow_wal_reset(const ShmHeader& h, const ShmRegion& region, const
     SideState* s = side_.state();
     if (h.mx_frame == 0 || covers(s->shipped.load(), h)) {
         s->reset_allowed = h.salt2;  // everything shipped: the shipper may follow to the next WAL
-        uint64_t fp[4] = {};
-        if (side_.commit_slots()) s->reset_db_salt2 = 0;  // (past an older walship's 4 KiB file: only where it could grow)
-        if (side_.commit_slots() && db_fingerprint(cfg_.db_path, fp)) {
-            save_fingerprint(s->reset_db, fp);
-            s->reset_db_salt2 = h.salt2;
+        if (side_.commit_slots()) {  // (past an older walship's 4 KiB file: only where it could grow)
+            s->reset_db_salt2 = 0;
+            uint64_t fp[4] = {};
+            if (db_fingerprint(cfg_.db_path, fp)) {
+                save_fingerprint(s->reset_db, fp);
+                s->reset_db_salt2 = h.salt2;
+            }
         }
         s->holding_since_ms = 0;
         return true;
