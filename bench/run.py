@@ -412,9 +412,8 @@ def phase_lag(b, raw):
             while None in (found := b.first_uploads(bucket, marks)) and time.monotonic() - t0 < 30:
                 time.sleep(0.5)
             stop(ls)
-            lat = sorted((t - c) * 1000 for (_, c, _), t in zip(marks, found) if t is not None)
-            pick = lambda p: lat[min(len(lat) - 1, int(len(lat) * p))] if lat else 0.0
-            out["commit"] = {"n": len(lat), "p50_ms": pick(0.5), "p90_ms": pick(0.9), "p99_ms": pick(0.99), "max_ms": lat[-1] if lat else 0.0}
+            lat = [(t - c) * 1000 for (_, c, _), t in zip(marks, found) if t is not None]
+            out["commit"] = {"n": len(lat), **{f"p{k}_ms": pct(lat, k / 100) if lat else 0.0 for k in (50, 90, 99)}, "max_ms": max(lat, default=0.0)}
             out["timeouts"], out["ambiguous"], out["method"] = found.count(None), None, "upload scan"
             r0 = time.monotonic()
             subprocess.run(f"{LITESTREAM} restore -config {d}/litestream-direct.yml -o {d}/check.db {db}", shell=True,
